@@ -1,0 +1,2 @@
+//! CalDAV client.
+pub mod auth;

@@ -1,0 +1,12 @@
+//! calplanebot: keeps Plane work items and CalDAV calendars in sync.
+//!
+//! Layers, dependencies pointing down only:
+//! `main` → `sync` → {`plane`, `caldav`} → {`ical`, `davxml`}; `state` is used by `sync`.
+
+pub mod caldav;
+pub mod config;
+pub mod davxml;
+pub mod ical;
+pub mod plane;
+pub mod state;
+pub mod sync;

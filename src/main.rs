@@ -1,0 +1,3 @@
+fn main() {
+    println!("calplanebot {}", env!("CARGO_PKG_VERSION"));
+}
