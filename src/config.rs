@@ -1,1 +1,659 @@
-//! TODO
+//! Configuration: environment variables, optionally read from a `.env` file, validated into
+//! a [`Config`].
+//!
+//! Names are the seed's (the Python CalPlaneBot), so an existing `.env` keeps working.
+//! Variables already set in the process environment win over the `.env` file, as with
+//! every dotenv loader users know.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A secret string (token, password). Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "(not set)"
+        } else {
+            "****"
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// How we authenticate to the CalDAV server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// Follow the server's `WWW-Authenticate` challenge (Digest preferred over Basic).
+    Auto,
+    /// Always send Basic credentials.
+    Basic,
+    /// Always answer with Digest.
+    Digest,
+}
+
+/// Which calendar component a work item becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// An all-day VEVENT on the target date.
+    Event,
+    /// A VTODO due on the target date (Thunderbird Tasks, iOS Reminders, jtx).
+    Todo,
+}
+
+/// Which dates an event spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateMode {
+    /// One day: the target date.
+    Due,
+    /// From the start date (when set) through the target date.
+    Span,
+}
+
+/// What happens to the event of a completed (or cancelled) work item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletedItems {
+    /// Delete the event (the seed's behaviour).
+    Delete,
+    /// Keep the event, marked "✔ " (completed) or STATUS:CANCELLED (cancelled).
+    Keep,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Plane server, e.g. `https://plane.example.com` (no `/api/v1`).
+    pub plane_base_url: String,
+    /// Where browser links point; defaults to `plane_base_url`.
+    pub plane_web_url: String,
+    /// Plane API token (`X-API-Key`).
+    pub plane_api_token: Secret,
+    /// Workspace slug as in the Plane URL.
+    pub plane_workspace_slug: String,
+    /// Project identifiers or ids to sync; empty = all.
+    pub plane_projects: Vec<String>,
+    /// CalDAV URL: server root, principal, calendar home or a calendar.
+    pub caldav_url: String,
+    /// CalDAV user name; empty = no authentication.
+    pub caldav_username: String,
+    /// CalDAV password.
+    pub caldav_password: Secret,
+    /// CalDAV authentication scheme.
+    pub caldav_auth_type: AuthType,
+    /// Extra PEM root certificates (self-signed NAS certificates).
+    pub caldav_ca_file: Option<PathBuf>,
+    /// Seconds between sync cycles of `run`.
+    pub sync_interval_seconds: u64,
+    /// Where the journal lives.
+    pub state_dir: PathBuf,
+    /// Log level name (error, warn, info, debug, trace).
+    pub log_level: log::LevelFilter,
+    /// VEVENT or VTODO.
+    pub item_kind: ItemKind,
+    /// One-day events or start→target spans.
+    pub date_mode: DateMode,
+    /// Delete or keep events of completed items.
+    pub completed_items: CompletedItems,
+    /// Only items assigned to one of these (user ids or e-mails); empty = all.
+    pub sync_assignees: Vec<String>,
+    /// Only items in these state groups.
+    pub sync_state_groups: Vec<String>,
+    /// Only items with one of these labels (names or ids); empty = all.
+    pub sync_labels: Vec<String>,
+    /// Refuse a cycle that would delete more than this fraction of a calendar's objects.
+    pub max_delete_fraction: f64,
+    /// Seconds before an HTTP request gives up.
+    pub http_timeout_seconds: u64,
+}
+
+/// A configuration problem, naming the variable and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable (or file) at fault.
+    pub variable: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, " (hint: {})", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(variable: &str, message: impl Into<String>, hint: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: variable.to_string(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Every variable we read, with its default and whether it is secret — the single list
+/// behind `config`, unknown-variable warnings, and README/env.example.
+pub const VARIABLES: &[(&str, &str, bool)] = &[
+    ("PLANE_BASE_URL", "", false),
+    ("PLANE_WEB_URL", "", false),
+    ("PLANE_API_TOKEN", "", true),
+    ("PLANE_WORKSPACE_SLUG", "", false),
+    ("PLANE_PROJECTS", "", false),
+    ("CALDAV_URL", "", false),
+    ("CALDAV_USERNAME", "", false),
+    ("CALDAV_PASSWORD", "", true),
+    ("CALDAV_AUTH_TYPE", "auto", false),
+    ("CALDAV_CA_FILE", "", false),
+    ("SYNC_INTERVAL_SECONDS", "300", false),
+    ("STATE_DIR", "./data", false),
+    ("LOG_LEVEL", "INFO", false),
+    ("ITEM_KIND", "vevent", false),
+    ("DATE_MODE", "due", false),
+    ("COMPLETED_ITEMS", "delete", false),
+    ("SYNC_ASSIGNEES", "", false),
+    (
+        "SYNC_STATE_GROUPS",
+        "backlog,unstarted,started,completed,cancelled",
+        false,
+    ),
+    ("SYNC_LABELS", "", false),
+    ("MAX_DELETE_FRACTION", "0.5", false),
+    ("HTTP_TIMEOUT_SECONDS", "30", false),
+];
+
+/// The raw variables: process environment over an optional `.env` file.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads the process environment, then fills gaps from `env_file` (when given, it must
+    /// exist) or from `./.env` (when present).
+    pub fn load(env_file: Option<&Path>) -> Result<Env, ConfigError> {
+        let mut vars: BTreeMap<String, String> = std::env::vars().collect();
+        let (path, required) = match env_file {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(".env"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for (k, v) in parse_dotenv(&text).map_err(|(line, m)| {
+                    err(
+                        &path.display().to_string(),
+                        format!("line {line}: {m}"),
+                        "lines look like NAME=value",
+                    )
+                })? {
+                    vars.entry(k).or_insert(v);
+                }
+            }
+            Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err(
+                    &path.display().to_string(),
+                    format!("cannot read env file: {e}"),
+                    "check the --env-file path",
+                ));
+            }
+            Err(_) => {}
+        }
+        Ok(Env { vars })
+    }
+
+    /// An `Env` from explicit pairs (tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// A variable's trimmed value; empty counts as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A secret from `NAME` or from the file named by `NAME_FILE` (systemd credentials,
+    /// Docker secrets); a trailing newline in the file is dropped.
+    fn secret(&self, name: &str) -> Result<Secret, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        if let Some(path) = self.get(&file_var) {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                err(
+                    &file_var,
+                    format!("cannot read {path}: {e}"),
+                    "point it at a readable file holding only the secret",
+                )
+            })?;
+            return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
+        }
+        Ok(Secret::new(self.get(name).unwrap_or("")))
+    }
+
+    /// Variables that look like ours but that we do not read (typos).
+    pub fn unknown_variables(&self) -> Vec<String> {
+        const PREFIXES: &[&str] = &["PLANE_", "CALDAV_", "CALPLANEBOT_", "SYNC_"];
+        self.vars
+            .keys()
+            .filter(|k| PREFIXES.iter().any(|p| k.starts_with(p)))
+            .filter(|k| {
+                let base = k.strip_suffix("_FILE").unwrap_or(k);
+                !VARIABLES
+                    .iter()
+                    .any(|(n, _, _)| *n == k.as_str() || *n == base)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every known variable with its effective value, secrets masked — for `config`.
+    pub fn masked_listing(&self) -> Vec<(String, String)> {
+        VARIABLES
+            .iter()
+            .map(|(name, default, secret)| {
+                let from_file = self.get(&format!("{name}_FILE"));
+                let value = match (self.get(name), secret) {
+                    (_, true) if from_file.is_some() => {
+                        format!("**** (from {})", from_file.unwrap_or(""))
+                    }
+                    (Some(_), true) => "****".to_string(),
+                    (Some(v), false) => v.to_string(),
+                    (None, _) if default.is_empty() => "(not set)".to_string(),
+                    (None, _) => format!("{default} (default)"),
+                };
+                (name.to_string(), value)
+            })
+            .collect()
+    }
+}
+
+/// Parses `.env` text: `NAME=value`, optional `export `, `#` comments, single or double
+/// quotes. Returns (line, message) on a line that is not an assignment.
+pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err((i + 1, "expected NAME=value".to_string()));
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((i + 1, format!("invalid variable name {name:?}")));
+        }
+        let value = value.trim();
+        let value = if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            value[1..value.len() - 1].to_string()
+        } else {
+            // An unquoted value ends at " #" (inline comment).
+            match value.find(" #") {
+                Some(p) => value[..p].trim_end().to_string(),
+                None => value.to_string(),
+            }
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+fn list(env: &Env, name: &str, default: &str) -> Vec<String> {
+    env.get(name)
+        .unwrap_or(default)
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn url(env: &Env, name: &str, hint: &str) -> Result<String, ConfigError> {
+    let value = env
+        .get(name)
+        .ok_or_else(|| err(name, "is not set", hint.to_string()))?;
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err(err(
+            name,
+            format!("{value:?} is not an http:// or https:// URL"),
+            hint.to_string(),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| err(name, format!("{v:?} is not a number"), "use digits only")),
+    }
+}
+
+fn choice<T: Copy>(
+    env: &Env,
+    name: &str,
+    default: T,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(v) = env.get(name) else {
+        return Ok(default);
+    };
+    options
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(v))
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            err(
+                name,
+                format!("{v:?} is not one of {}", names.join(", ")),
+                "",
+            )
+        })
+}
+
+const STATE_GROUPS: &[&str] = &["backlog", "unstarted", "started", "completed", "cancelled"];
+
+impl Config {
+    /// Validates the variables into a configuration.
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let plane_base_url = url(
+            env,
+            "PLANE_BASE_URL",
+            "set it to your Plane address, e.g. https://plane.example.com",
+        )?;
+        let plane_web_url = match env.get("PLANE_WEB_URL") {
+            Some(_) => url(env, "PLANE_WEB_URL", "the address you open Plane at")?,
+            None => plane_base_url.clone(),
+        };
+        let plane_api_token = env.secret("PLANE_API_TOKEN")?;
+        if plane_api_token.is_empty() {
+            return Err(err(
+                "PLANE_API_TOKEN",
+                "is not set",
+                "create one in Plane under Workspace Settings → API tokens",
+            ));
+        }
+        let plane_workspace_slug = env
+            .get("PLANE_WORKSPACE_SLUG")
+            .ok_or_else(|| {
+                err(
+                    "PLANE_WORKSPACE_SLUG",
+                    "is not set",
+                    "the workspace part of your Plane URL: https://plane.example.com/<slug>/",
+                )
+            })?
+            .to_string();
+        let caldav_url = url(
+            env,
+            "CALDAV_URL",
+            "your server's CalDAV address, e.g. https://cloud.example.com/remote.php/dav",
+        )?;
+        let caldav_username = env.get("CALDAV_USERNAME").unwrap_or("").to_string();
+        let caldav_password = env.secret("CALDAV_PASSWORD")?;
+        if !caldav_username.is_empty() && caldav_password.is_empty() {
+            return Err(err(
+                "CALDAV_PASSWORD",
+                "is not set but CALDAV_USERNAME is",
+                "set CALDAV_PASSWORD or CALDAV_PASSWORD_FILE (an app password on Nextcloud)",
+            ));
+        }
+        let caldav_ca_file = env.get("CALDAV_CA_FILE").map(PathBuf::from);
+        if let Some(p) = &caldav_ca_file {
+            if !p.is_file() {
+                return Err(err(
+                    "CALDAV_CA_FILE",
+                    format!("{} is not a readable file", p.display()),
+                    "point it at the PEM certificate of your server or its CA",
+                ));
+            }
+        }
+        let sync_state_groups = list(env, "SYNC_STATE_GROUPS", &STATE_GROUPS.join(","));
+        for g in &sync_state_groups {
+            if !STATE_GROUPS.contains(&g.as_str()) {
+                return Err(err(
+                    "SYNC_STATE_GROUPS",
+                    format!("unknown state group {g:?}"),
+                    format!("use some of {}", STATE_GROUPS.join(",")),
+                ));
+            }
+        }
+        let max_delete_fraction: f64 = number(env, "MAX_DELETE_FRACTION", 0.5)?;
+        if !(0.0..=1.0).contains(&max_delete_fraction) {
+            return Err(err(
+                "MAX_DELETE_FRACTION",
+                "must be between 0 and 1",
+                "1 disables the safety valve",
+            ));
+        }
+        let sync_interval_seconds = number(env, "SYNC_INTERVAL_SECONDS", 300u64)?;
+        if sync_interval_seconds < 10 {
+            return Err(err(
+                "SYNC_INTERVAL_SECONDS",
+                "must be at least 10",
+                "Plane allows 60 API requests a minute",
+            ));
+        }
+        Ok(Config {
+            plane_base_url,
+            plane_web_url,
+            plane_api_token,
+            plane_workspace_slug,
+            plane_projects: list(env, "PLANE_PROJECTS", ""),
+            caldav_url,
+            caldav_username,
+            caldav_password,
+            caldav_auth_type: choice(
+                env,
+                "CALDAV_AUTH_TYPE",
+                AuthType::Auto,
+                &[
+                    ("auto", AuthType::Auto),
+                    ("basic", AuthType::Basic),
+                    ("digest", AuthType::Digest),
+                ],
+            )?,
+            caldav_ca_file,
+            sync_interval_seconds,
+            state_dir: PathBuf::from(
+                env.get("STATE_DIR")
+                    .or(env.get("STATE_DIRECTORY"))
+                    .unwrap_or("./data"),
+            ),
+            log_level: choice(
+                env,
+                "LOG_LEVEL",
+                log::LevelFilter::Info,
+                &[
+                    ("error", log::LevelFilter::Error),
+                    ("warn", log::LevelFilter::Warn),
+                    ("warning", log::LevelFilter::Warn),
+                    ("info", log::LevelFilter::Info),
+                    ("debug", log::LevelFilter::Debug),
+                    ("trace", log::LevelFilter::Trace),
+                ],
+            )?,
+            item_kind: choice(
+                env,
+                "ITEM_KIND",
+                ItemKind::Event,
+                &[("vevent", ItemKind::Event), ("vtodo", ItemKind::Todo)],
+            )?,
+            date_mode: choice(
+                env,
+                "DATE_MODE",
+                DateMode::Due,
+                &[("due", DateMode::Due), ("span", DateMode::Span)],
+            )?,
+            completed_items: choice(
+                env,
+                "COMPLETED_ITEMS",
+                CompletedItems::Delete,
+                &[
+                    ("delete", CompletedItems::Delete),
+                    ("keep", CompletedItems::Keep),
+                ],
+            )?,
+            sync_assignees: list(env, "SYNC_ASSIGNEES", ""),
+            sync_state_groups,
+            sync_labels: list(env, "SYNC_LABELS", ""),
+            max_delete_fraction,
+            http_timeout_seconds: number(env, "HTTP_TIMEOUT_SECONDS", 30u64)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("PLANE_BASE_URL", "https://plane.example.com/"),
+            ("PLANE_API_TOKEN", "plane_api_secret123"),
+            ("PLANE_WORKSPACE_SLUG", "acme"),
+            ("CALDAV_URL", "https://dav.example.com/dav"),
+            ("CALDAV_USERNAME", "alice"),
+            ("CALDAV_PASSWORD", "hunter2"),
+        ]
+    }
+
+    #[test]
+    fn minimal_config_has_seed_defaults() {
+        let c = Config::from_env(&Env::from_pairs(minimal())).unwrap();
+        assert_eq!(c.plane_base_url, "https://plane.example.com");
+        assert_eq!(c.plane_web_url, "https://plane.example.com");
+        assert_eq!(c.sync_interval_seconds, 300);
+        assert_eq!(c.caldav_auth_type, AuthType::Auto);
+        assert_eq!(c.item_kind, ItemKind::Event);
+        assert_eq!(c.completed_items, CompletedItems::Delete);
+        assert_eq!(c.sync_state_groups.len(), 5);
+        assert_eq!(c.state_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn missing_and_bad_values_name_the_variable() {
+        let mut v = minimal();
+        v.retain(|(k, _)| *k != "PLANE_API_TOKEN");
+        let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+        assert_eq!(e.variable, "PLANE_API_TOKEN");
+        assert!(e.to_string().contains("API tokens"), "{e}");
+
+        let mut v = minimal();
+        v.push(("ITEM_KIND", "vjournal"));
+        let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+        assert_eq!(e.variable, "ITEM_KIND");
+
+        let mut v = minimal();
+        v.push(("SYNC_STATE_GROUPS", "backlog,done"));
+        assert_eq!(
+            Config::from_env(&Env::from_pairs(v)).unwrap_err().variable,
+            "SYNC_STATE_GROUPS"
+        );
+
+        let mut v = minimal();
+        v[3] = ("CALDAV_URL", "dav.example.com");
+        assert_eq!(
+            Config::from_env(&Env::from_pairs(v)).unwrap_err().variable,
+            "CALDAV_URL"
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_everywhere() {
+        let env = Env::from_pairs(minimal());
+        let c = Config::from_env(&env).unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("secret123"),
+            "{debug}"
+        );
+        let listing = format!("{:?}", env.masked_listing());
+        assert!(!listing.contains("hunter2") && !listing.contains("secret123"));
+        assert!(listing.contains("acme"));
+    }
+
+    #[test]
+    fn secret_from_file() {
+        let dir = std::env::temp_dir().join(format!("cpb-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("token");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let path = f.to_string_lossy().to_string();
+        let mut v = minimal();
+        v.retain(|(k, _)| *k != "PLANE_API_TOKEN");
+        v.push(("PLANE_API_TOKEN_FILE", &path));
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.plane_api_token.expose(), "from-file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dotenv_syntax() {
+        let parsed =
+            parse_dotenv("# comment\nexport A=1\nB = \"two words\"\nC='x#y'\nD=v # note\n\nE=\n")
+                .unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x#y".into()),
+                ("D".into(), "v".into()),
+                ("E".into(), "".into()),
+            ]
+        );
+        assert_eq!(parse_dotenv("ok=1\nnot an assignment\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn unknown_variables_are_reported() {
+        let mut v = minimal();
+        v.push(("CALDAV_PASWORD", "typo"));
+        v.push(("PLANE_API_TOKEN_FILE", "/x"));
+        v.push(("HOME", "/root"));
+        assert_eq!(
+            Env::from_pairs(v).unknown_variables(),
+            vec!["CALDAV_PASWORD".to_string()]
+        );
+    }
+}

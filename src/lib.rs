@@ -4,8 +4,10 @@
 //! `main` → `sync` → {`plane`, `caldav`} → {`ical`, `davxml`}; `state` is used by `sync`.
 
 pub mod caldav;
+pub mod clock;
 pub mod config;
 pub mod davxml;
+pub mod http;
 pub mod ical;
 pub mod plane;
 pub mod state;

@@ -1,1 +1,87 @@
-//! TODO
+//! Plane side: the REST client and the objects it returns.
+
+pub mod client;
+pub mod model;
+
+use std::fmt;
+
+pub use client::{PlaneClient, PlaneStats};
+pub use model::{Label, Member, Project, State, WorkItem};
+
+/// Everything that can go wrong talking to Plane. Messages name the API path, never the
+/// token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaneError {
+    /// The client could not be built.
+    Setup(String),
+    /// 401/403: the token is missing, wrong or lacks access.
+    Auth {
+        /// HTTP status.
+        status: u16,
+        /// Plane's `detail`.
+        detail: String,
+    },
+    /// 404: wrong workspace slug or project, or a deleted item.
+    NotFound {
+        /// API path.
+        path: String,
+    },
+    /// Still rate limited after waiting.
+    RateLimited {
+        /// API path.
+        path: String,
+    },
+    /// Any other non-2xx status (after retries for 5xx).
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// API path.
+        path: String,
+        /// Plane's message or the start of the body.
+        detail: String,
+    },
+    /// The answer was not the JSON we expect.
+    Malformed {
+        /// API path.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Network, timeout or TLS failure (after retries).
+    Transport {
+        /// API path.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl fmt::Display for PlaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlaneError::Setup(m) => write!(f, "Plane client: {m}"),
+            PlaneError::Auth { status, detail } => write!(
+                f,
+                "Plane rejected the API token (HTTP {status}: {detail}) (hint: check PLANE_API_TOKEN; tokens are made under Workspace Settings → API tokens)"
+            ),
+            PlaneError::NotFound { path } => write!(
+                f,
+                "Plane answered 404 for {path} (hint: check PLANE_WORKSPACE_SLUG and PLANE_BASE_URL)"
+            ),
+            PlaneError::RateLimited { path } => {
+                write!(f, "Plane kept answering 429 (rate limited) for {path}")
+            }
+            PlaneError::Status { status, path, detail } => {
+                write!(f, "Plane answered HTTP {status} for {path}: {detail}")
+            }
+            PlaneError::Malformed { path, message } => {
+                write!(f, "unexpected answer from Plane for {path}: {message}")
+            }
+            PlaneError::Transport { path, message } => {
+                write!(f, "cannot reach Plane ({path}): {message} (hint: check PLANE_BASE_URL)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PlaneError {}

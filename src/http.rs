@@ -1,0 +1,73 @@
+//! What both HTTP clients share: building a ureq agent and describing transport errors in
+//! one line a user can act on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+/// An agent that returns 4xx/5xx as responses (we map statuses ourselves), allows WebDAV
+/// methods, follows no redirects (DAV discovery follows them by hand, keeping the method),
+/// and trusts `ca_file`'s certificates instead of the built-in roots when given.
+pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, String> {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .allow_non_standard_methods(true)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("calplanebot/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        config = config.tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    Ok(config.build().new_agent())
+}
+
+/// A one-line description of a transport failure (never includes credentials: ureq errors
+/// carry no request headers).
+pub fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "timed out".to_string(),
+        ureq::Error::HostNotFound => "host not found (check the URL)".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed (is the server running?)".to_string(),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is the server running, is the port right?)".to_string()
+            }
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
+                "the server closed the connection".to_string()
+            }
+            _ => format!("I/O error: {io}"),
+        },
+        ureq::Error::Rustls(t) => format!(
+            "TLS error: {t} (hint: for a self-signed certificate set CALDAV_CA_FILE to its PEM)"
+        ),
+        ureq::Error::Tls(t) => format!("TLS error: {t}"),
+        ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a transport error is worth retrying (the server may come back).
+pub fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::ConnectionFailed
+    )
+}

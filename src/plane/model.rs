@@ -1,0 +1,445 @@
+//! Plane's objects as we use them, read from the API's JSON (`miniserde::json::Value`).
+//!
+//! Plane returns a field either as an id or, with `expand=`, as an object; these readers
+//! accept both, and tolerate missing optional fields, because Plane adds and renames
+//! fields between releases.
+
+use miniserde::json::{Number, Object, Value};
+
+/// A Plane project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// UUID.
+    pub id: String,
+    /// Short upper-case key, e.g. `WEB` (work items are `WEB-12`).
+    pub identifier: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A workflow state of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    /// UUID.
+    pub id: String,
+    /// Display name, e.g. "In Progress".
+    pub name: String,
+    /// One of backlog, unstarted, started, completed, cancelled (triage).
+    pub group: String,
+}
+
+/// A label.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Label {
+    /// UUID.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A workspace member (a user).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Member {
+    /// UUID.
+    pub id: String,
+    /// Short display name.
+    pub display_name: String,
+    /// E-mail, when Plane reveals it.
+    pub email: String,
+}
+
+/// A Plane work item (formerly "issue"), as listed with `expand=state,labels,assignees`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkItem {
+    /// UUID.
+    pub id: String,
+    /// Project UUID.
+    pub project: String,
+    /// Number within the project (`WEB-12` → 12).
+    pub sequence_id: u64,
+    /// Title.
+    pub name: String,
+    /// Its state; `name`/`group` are empty when the API did not expand it.
+    pub state: State,
+    /// urgent, high, medium, low or none.
+    pub priority: String,
+    /// `YYYY-MM-DD`.
+    pub start_date: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub target_date: Option<String>,
+    /// Assignees (ids only when not expanded).
+    pub assignees: Vec<Member>,
+    /// Labels (ids only when not expanded).
+    pub labels: Vec<Label>,
+    /// Description as HTML.
+    pub description_html: String,
+    /// RFC 3339, bumped on every change.
+    pub updated_at: String,
+    /// RFC 3339, set when the item entered a completed state.
+    pub completed_at: Option<String>,
+    /// Set when archived (archived items are hidden from lists).
+    pub archived_at: Option<String>,
+    /// Drafts are not real items yet.
+    pub is_draft: bool,
+}
+
+/// A field that is missing or has the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError(pub String);
+
+/// One page of a paginated list.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The page's objects.
+    pub results: Vec<Value>,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Object, FieldError> {
+    match v {
+        Value::Object(o) => Ok(o),
+        _ => Err(FieldError(format!("{what} is not a JSON object"))),
+    }
+}
+
+fn opt_str(o: &Object, key: &str) -> Option<String> {
+    match o.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn req_str(o: &Object, key: &str, what: &str) -> Result<String, FieldError> {
+    opt_str(o, key).ok_or_else(|| FieldError(format!("{what} has no \"{key}\"")))
+}
+
+fn number(o: &Object, key: &str) -> Option<u64> {
+    match o.get(key) {
+        Some(Value::Number(Number::U64(n))) => Some(*n),
+        Some(Value::Number(Number::I64(n))) if *n >= 0 => Some(*n as u64),
+        Some(Value::Number(Number::F64(f))) if *f >= 0.0 => Some(*f as u64),
+        _ => None,
+    }
+}
+
+/// An id, or the `id` of an expanded object.
+fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => opt_str(o, "id"),
+        _ => None,
+    }
+}
+
+/// Reads a paginated envelope (`results`, `next_cursor`, `next_page_results`). A bare
+/// array is accepted as a single page (members and a few other lists are not paginated).
+pub fn page(v: Value) -> Result<Page, FieldError> {
+    match v {
+        Value::Array(a) => Ok(Page {
+            results: a.to_vec(),
+            next_cursor: None,
+        }),
+        Value::Object(mut o) => {
+            let results = match o.remove("results") {
+                Some(Value::Array(a)) => a.to_vec(),
+                _ => return Err(FieldError("page has no \"results\" array".into())),
+            };
+            let more = matches!(o.get("next_page_results"), Some(Value::Bool(true)));
+            let next_cursor = if more {
+                opt_str(&o, "next_cursor")
+            } else {
+                None
+            };
+            Ok(Page {
+                results,
+                next_cursor,
+            })
+        }
+        _ => Err(FieldError("page is neither an object nor an array".into())),
+    }
+}
+
+impl Project {
+    /// Reads a project object.
+    pub fn from_json(v: &Value) -> Result<Project, FieldError> {
+        let o = object(v, "project")?;
+        Ok(Project {
+            id: req_str(o, "id", "project")?,
+            identifier: req_str(o, "identifier", "project")?,
+            name: opt_str(o, "name").unwrap_or_default(),
+        })
+    }
+}
+
+impl State {
+    /// Reads a state object, or a bare state id.
+    pub fn from_json(v: &Value) -> Result<State, FieldError> {
+        match v {
+            Value::String(id) => Ok(State {
+                id: id.clone(),
+                ..State::default()
+            }),
+            _ => {
+                let o = object(v, "state")?;
+                Ok(State {
+                    id: req_str(o, "id", "state")?,
+                    name: opt_str(o, "name").unwrap_or_default(),
+                    group: opt_str(o, "group").unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
+impl Label {
+    /// Reads a label object, or a bare label id.
+    pub fn from_json(v: &Value) -> Result<Label, FieldError> {
+        let id = id_of(v).ok_or_else(|| FieldError("label without id".into()))?;
+        let name = match v {
+            Value::Object(o) => opt_str(o, "name").unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok(Label { id, name })
+    }
+}
+
+impl Member {
+    /// Reads a user object, or a bare user id. Workspace member lists wrap the user in
+    /// `member`; both shapes are accepted.
+    pub fn from_json(v: &Value) -> Result<Member, FieldError> {
+        let v = match v {
+            Value::Object(o) => match o.get("member") {
+                Some(inner @ Value::Object(_)) => inner,
+                _ => v,
+            },
+            _ => v,
+        };
+        let id = id_of(v).ok_or_else(|| FieldError("user without id".into()))?;
+        let (display_name, email) = match v {
+            Value::Object(o) => {
+                let full = format!(
+                    "{} {}",
+                    opt_str(o, "first_name").unwrap_or_default(),
+                    opt_str(o, "last_name").unwrap_or_default()
+                );
+                let display = opt_str(o, "display_name")
+                    .or_else(|| Some(full.trim().to_string()).filter(|s| !s.is_empty()))
+                    .unwrap_or_default();
+                (display, opt_str(o, "email").unwrap_or_default())
+            }
+            _ => (String::new(), String::new()),
+        };
+        Ok(Member {
+            id,
+            display_name,
+            email,
+        })
+    }
+}
+
+impl WorkItem {
+    /// Reads a work item object.
+    pub fn from_json(v: &Value) -> Result<WorkItem, FieldError> {
+        let o = object(v, "work item")?;
+        let id = req_str(o, "id", "work item")?;
+        let ctx = |e: FieldError| FieldError(format!("work item {id}: {}", e.0));
+        let list = |key: &str| -> Vec<Value> {
+            match o.get(key) {
+                Some(Value::Array(a)) => a.to_vec(),
+                _ => Vec::new(),
+            }
+        };
+        Ok(WorkItem {
+            project: o
+                .get("project")
+                .and_then(id_of)
+                .ok_or_else(|| ctx(FieldError("no project".into())))?,
+            sequence_id: number(o, "sequence_id").unwrap_or(0),
+            name: opt_str(o, "name").unwrap_or_default(),
+            state: match o.get("state") {
+                Some(Value::Null) | None => State::default(),
+                Some(s) => State::from_json(s).map_err(ctx)?,
+            },
+            priority: opt_str(o, "priority").unwrap_or_else(|| "none".into()),
+            start_date: opt_str(o, "start_date").map(|d| date_part(&d)),
+            target_date: opt_str(o, "target_date").map(|d| date_part(&d)),
+            assignees: list("assignees")
+                .iter()
+                .map(Member::from_json)
+                .collect::<Result<_, _>>()
+                .map_err(ctx)?,
+            labels: list("labels")
+                .iter()
+                .map(Label::from_json)
+                .collect::<Result<_, _>>()
+                .map_err(ctx)?,
+            description_html: opt_str(o, "description_html").unwrap_or_default(),
+            updated_at: opt_str(o, "updated_at").unwrap_or_default(),
+            completed_at: opt_str(o, "completed_at"),
+            archived_at: opt_str(o, "archived_at"),
+            is_draft: matches!(o.get("is_draft"), Some(Value::Bool(true))),
+            id,
+        })
+    }
+}
+
+/// Plane dates are `YYYY-MM-DD`; some versions send a full timestamp. Keep the date.
+fn date_part(s: &str) -> String {
+    s.get(..10).unwrap_or(s).to_string()
+}
+
+/// Plain text of Plane's description HTML: tags dropped, block ends become line breaks,
+/// the common entities decoded. Good enough for a calendar description.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&decode_entities(&rest[..lt]));
+        let Some(gt) = rest[lt..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[lt + 1..lt + gt].trim().to_ascii_lowercase();
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let block = matches!(
+            name.as_str(),
+            "p" | "div"
+                | "br"
+                | "li"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "tr"
+                | "blockquote"
+                | "pre"
+        );
+        if block && (tag.starts_with('/') || name == "br") {
+            out.push('\n');
+        } else if name == "li" {
+            out.push_str("- ");
+        }
+        rest = &rest[lt + gt + 1..];
+    }
+    out.push_str(&decode_entities(rest));
+    // Blank lines (empty paragraphs) carry nothing in a calendar description.
+    out.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp..];
+        let end = after.find(';').filter(|e| *e <= 10);
+        let decoded = end.and_then(|e| {
+            let ent = &after[1..e];
+            let c = match ent {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "nbsp" => Some(' '),
+                _ if ent.starts_with("#x") || ent.starts_with("#X") => {
+                    u32::from_str_radix(&ent[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                }
+                _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+                _ => None,
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Value {
+        miniserde::json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn expanded_and_plain_work_items() {
+        let expanded = json(
+            r##"{"id":"i1","project":"p1","sequence_id":7,"name":"Ship it","priority":"high",
+            "state":{"id":"s1","name":"In Progress","group":"started","color":"#fff"},
+            "labels":[{"id":"l1","name":"bug"}],"assignees":[{"id":"u1","display_name":"ann","email":"a@x"}],
+            "start_date":null,"target_date":"2026-11-24","updated_at":"2026-11-23T10:00:00Z",
+            "description_html":"<p>Hi &amp; bye</p>","is_draft":false}"##,
+        );
+        let w = WorkItem::from_json(&expanded).unwrap();
+        assert_eq!(w.sequence_id, 7);
+        assert_eq!(w.state.group, "started");
+        assert_eq!(w.labels[0].name, "bug");
+        assert_eq!(w.assignees[0].display_name, "ann");
+        assert_eq!(w.target_date.as_deref(), Some("2026-11-24"));
+        assert_eq!(w.start_date, None);
+
+        let plain =
+            json(r#"{"id":"i2","project":"p1","state":"s2","labels":["l9"],"assignees":["u7"]}"#);
+        let w = WorkItem::from_json(&plain).unwrap();
+        assert_eq!(w.state.id, "s2");
+        assert_eq!(w.labels[0].id, "l9");
+        assert_eq!(w.assignees[0].id, "u7");
+        assert!(WorkItem::from_json(&json(r#"{"name":"x"}"#)).is_err());
+        assert!(WorkItem::from_json(&json(r#"[1]"#)).is_err());
+    }
+
+    #[test]
+    fn pagination_envelope() {
+        let p = page(json(
+            r#"{"results":[{"a":1}],"next_cursor":"100:1:0","next_page_results":true}"#,
+        ))
+        .unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("100:1:0"));
+        let p = page(json(
+            r#"{"results":[],"next_cursor":"100:1:0","next_page_results":false}"#,
+        ))
+        .unwrap();
+        assert_eq!(p.next_cursor, None);
+        assert_eq!(page(json("[1,2]")).unwrap().results.len(), 2);
+        assert!(page(json(r#"{"detail":"x"}"#)).is_err());
+    }
+
+    #[test]
+    fn html_to_plain_text() {
+        assert_eq!(
+            html_to_text("<p>First &lt;para&gt;</p><p></p><ul><li>one</li><li>two</li></ul><p>a<br>b &#128512;</p>"),
+            "First <para>\n- one\n- two\na\nb 😀"
+        );
+        assert_eq!(html_to_text("<p></p>"), "");
+        assert_eq!(html_to_text("broken <b"), "broken");
+        assert_eq!(html_to_text("AT&T &bogus; &"), "AT&T &bogus; &");
+    }
+}
