@@ -394,6 +394,7 @@ impl Journal {
     /// Rewrites the journal as a header plus one line per live record: written to
     /// `state.jsonl.tmp`, fsynced, renamed over `state.jsonl`, then the directory fsynced.
     /// A crash at any point leaves either the old or the new file, both complete.
+    /// Records of unknown types (from a newer version) are not carried over.
     pub fn compact(&mut self) -> Result<(), JournalError> {
         let mut text = header_line();
         text.push('\n');
