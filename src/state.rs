@@ -1,1 +1,1089 @@
-//! TODO
+//! The state journal: an append-only JSON-lines file that remembers what we synced.
+//!
+//! `$STATE_DIR/state.jsonl` holds one JSON object per line, tagged by `"t"`:
+//!
+//! ```text
+//! {"t":"header","format":1,"app":"calplanebot"}
+//! {"t":"item","uid":…,"work_item":…,"project":…,"href":…,"etag":…,"plane_updated_at":…,"sequence":…,"shadow":{…}}
+//! {"t":"gone","uid":…}
+//! {"t":"cal","project":…,"href":…,"ctag":…,"sync_token":…}
+//! {"t":"project","project":…,"watermark":…,"cycles_since_full":…}
+//! ```
+//!
+//! Replaying the file in order gives the [`State`]: the last record per key wins and `gone`
+//! removes an item. Every change is one `O_APPEND` write of a whole line followed by
+//! `sync_data()`, so a crash can at worst leave a torn *last* line, which replay ignores
+//! (with a warning) and [`Journal::open`] cuts off before anything new is appended.
+//! A damaged line anywhere else means the file was edited or the disk lied, and we refuse
+//! to guess: that is [`JournalError::Corrupt`] with the line number.
+//!
+//! Losing the journal is safe (deterministic UIDs let a fresh run adopt every calendar
+//! object), but it throws away the shadows the two-way merge needs, so we keep it durable:
+//! compaction writes a temporary file, fsyncs it, renames it over the journal and fsyncs
+//! the directory.
+//!
+//! Only one process may write: `state.lock` is held with an exclusive `File::try_lock` for
+//! the lifetime of a [`Journal`]. Status commands read with [`Journal::open_read_only`],
+//! which takes no lock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use miniserde::{json, Deserialize, Serialize};
+
+/// The journal format we write and the newest one we understand.
+const FORMAT: u64 = 1;
+/// The journal file inside the state directory.
+const JOURNAL_FILE: &str = "state.jsonl";
+/// Compaction writes here first, so a crash mid-compaction leaves the journal untouched.
+const TMP_FILE: &str = "state.jsonl.tmp";
+/// The lock file; its content is irrelevant, only the OS lock on it matters.
+const LOCK_FILE: &str = "state.lock";
+/// Below this many lines compaction is not worth an fsync'd rewrite.
+const COMPACT_FLOOR: usize = 64;
+
+/// What we last synced for one work item: the values of the fields we sync both ways, so a
+/// later three-way merge can tell which side changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Shadow {
+    /// Work item name (the SUMMARY without our `[ID-n] ` prefix).
+    pub name: String,
+    /// Plane `start_date`, `YYYY-MM-DD`.
+    pub start_date: Option<String>,
+    /// Plane `target_date`, `YYYY-MM-DD`.
+    pub target_date: Option<String>,
+    /// Plane state group (`backlog`, `unstarted`, `started`, `completed`, `cancelled`).
+    pub state_group: String,
+    /// Hex SHA-256 of the calendar fields we rendered, to skip writes that change nothing.
+    pub content_hash: String,
+}
+
+/// One synced (work item, calendar object) pair, keyed by `uid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    /// iCalendar UID, `plane-issue-{work item id}@calplanebot` for items we created.
+    pub uid: String,
+    /// Plane work item id.
+    pub work_item: String,
+    /// Plane project id.
+    pub project: String,
+    /// Href of the calendar object on the CalDAV server.
+    pub href: String,
+    /// ETag of the calendar object after our last write or read.
+    pub etag: Option<String>,
+    /// Plane `updated_at` of the work item when we last synced it.
+    pub plane_updated_at: String,
+    /// iCalendar SEQUENCE we last wrote.
+    pub sequence: u32,
+    /// The field values we last synced.
+    pub shadow: Shadow,
+}
+
+/// A calendar we map a project to, keyed by `project`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarRecord {
+    /// Plane project id.
+    pub project: String,
+    /// Href of the calendar collection.
+    pub href: String,
+    /// Last seen `getctag`, to skip listing an unchanged calendar.
+    pub ctag: Option<String>,
+    /// Last WebDAV sync token, for `sync-collection`.
+    pub sync_token: Option<String>,
+}
+
+/// Per-project polling watermark (Plane `updated_at` of the newest item seen), keyed by
+/// `project`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    /// Plane project id.
+    pub project: String,
+    /// `updated_at` of the newest work item seen; incremental polls stop there.
+    pub watermark: Option<String>,
+    /// Incremental cycles since the last full reconcile.
+    pub cycles_since_full: u32,
+}
+
+/// The in-memory state after replay: last record per key wins; `gone` removes an item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// Synced items by UID.
+    pub items: BTreeMap<String, ItemRecord>,
+    /// Calendars by Plane project id.
+    pub calendars: BTreeMap<String, CalendarRecord>,
+    /// Polling watermarks by Plane project id.
+    pub projects: BTreeMap<String, ProjectRecord>,
+}
+
+impl State {
+    /// How many records a compacted journal holds (header not counted).
+    pub fn live_records(&self) -> usize {
+        self.items.len() + self.calendars.len() + self.projects.len()
+    }
+}
+
+/// Why the journal could not be opened or written.
+#[derive(Debug)]
+pub enum JournalError {
+    /// A file system operation failed.
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another process holds `state.lock`.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A line other than the last one is not a valid record.
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line number, as an editor shows it.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
+    /// The journal was written by a newer calplanebot in a format we do not know.
+    UnsupportedFormat {
+        /// The journal file.
+        path: PathBuf,
+        /// The format number in the file's header.
+        format: u64,
+    },
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Io { path, source } => {
+                write!(f, "state journal: {}: {}", path.display(), source)
+            }
+            JournalError::Locked { path } => write!(
+                f,
+                "another calplanebot is running (lock held on {}); stop it first, \
+                 or give this instance its own STATE_DIR",
+                path.display()
+            ),
+            JournalError::Corrupt {
+                path,
+                line,
+                message,
+            } => write!(
+                f,
+                "state journal {} is corrupt at line {}: {}; fix or delete that line, or move \
+                 the file aside to start fresh (existing calendar objects are adopted, \
+                 not duplicated)",
+                path.display(),
+                line,
+                message
+            ),
+            JournalError::UnsupportedFormat { path, format } => write!(
+                f,
+                "state journal {} has format {}, but this calplanebot only reads format {}; \
+                 upgrade calplanebot, or move the file aside to start fresh",
+                path.display(),
+                format,
+                FORMAT
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The open, locked journal: the state plus the file it is appended to.
+pub struct Journal {
+    /// The journal file, `dir/state.jsonl`.
+    path: PathBuf,
+    /// The state directory, fsynced after compaction renames.
+    dir: PathBuf,
+    /// Opened with `O_APPEND`, so every write lands at the end whatever the offset.
+    file: File,
+    /// Held only for its exclusive lock, which the OS releases when the file is closed.
+    _lock: File,
+    state: State,
+    /// Non-blank lines in the file (header included), for the compaction heuristic.
+    lines: usize,
+    /// Bytes in the file after the last complete append; a failed append is cut back to it.
+    len: u64,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("lines", &self.lines)
+            .field("live_records", &self.state.live_records())
+            .finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, takes the exclusive lock on
+    /// `dir/state.lock` for the Journal's lifetime, and replays `dir/state.jsonl`.
+    ///
+    /// A torn last line is cut off here, so the next append starts on a clean line.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked { path: lock_path })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
+        }
+
+        // A leftover from a compaction that crashed before its rename: the journal itself
+        // is intact, so the half-written copy is just garbage. We hold the lock, so no
+        // other process can be compacting right now.
+        let tmp = dir.join(TMP_FILE);
+        match fs::remove_file(&tmp) {
+            Ok(()) => log::warn!("removed unfinished compaction file {}", tmp.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tmp, e)),
+        }
+
+        let path = dir.join(JOURNAL_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| io_err(&path, e))?;
+        let replayed = replay(&path, &bytes)?;
+
+        let mut journal = Journal {
+            path,
+            dir: dir.to_path_buf(),
+            file,
+            _lock: lock,
+            state: replayed.state,
+            lines: replayed.lines,
+            len: replayed.good_len as u64,
+        };
+
+        if replayed.good_len != bytes.len() {
+            // Cut the torn tail (or trailing blank lines) away: appending after it would
+            // glue the next record onto garbage and turn a harmless torn last line into a
+            // corrupt middle line.
+            journal
+                .file
+                .set_len(journal.len)
+                .and_then(|()| journal.file.sync_data())
+                .map_err(|e| io_err(&journal.path, e))?;
+        }
+        if replayed.needs_newline {
+            // The last record is complete but its newline never made it to disk.
+            journal.append_raw(b"\n", 0)?;
+        }
+        if replayed.lines == 0 {
+            journal.append_line(header_line())?;
+            // The file may be new: make its directory entry durable too.
+            sync_dir(&journal.dir)?;
+        }
+        Ok(journal)
+    }
+
+    /// Replays `dir/state.jsonl` without locking or modifying anything, for status commands
+    /// while a daemon runs. A missing directory or file is an empty state.
+    pub fn open_read_only(dir: &Path) -> Result<State, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        Ok(replay(&path, &bytes)?.state)
+    }
+
+    /// The state as of the last successful append.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The journal file, `dir/state.jsonl`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Non-blank lines currently in the journal file, header included.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// Records `r` (durably) and then updates the state. Writing a record equal to the
+    /// current one is skipped: it would change nothing but cost an fsync.
+    pub fn put_item(&mut self, r: ItemRecord) -> Result<(), JournalError> {
+        if self.state.items.get(&r.uid) == Some(&r) {
+            return Ok(());
+        }
+        self.append_line(tagged("item", &r))?;
+        self.state.items.insert(r.uid.clone(), r);
+        Ok(())
+    }
+
+    /// Records that the item `uid` is no longer synced. Unknown UIDs are a no-op.
+    pub fn remove_item(&mut self, uid: &str) -> Result<(), JournalError> {
+        if !self.state.items.contains_key(uid) {
+            return Ok(());
+        }
+        self.append_line(tagged(
+            "gone",
+            &Gone {
+                uid: uid.to_owned(),
+            },
+        ))?;
+        self.state.items.remove(uid);
+        Ok(())
+    }
+
+    /// Records the calendar for `r.project`.
+    pub fn put_calendar(&mut self, r: CalendarRecord) -> Result<(), JournalError> {
+        if self.state.calendars.get(&r.project) == Some(&r) {
+            return Ok(());
+        }
+        self.append_line(tagged("cal", &r))?;
+        self.state.calendars.insert(r.project.clone(), r);
+        Ok(())
+    }
+
+    /// Records the polling watermark for `r.project`.
+    pub fn put_project(&mut self, r: ProjectRecord) -> Result<(), JournalError> {
+        if self.state.projects.get(&r.project) == Some(&r) {
+            return Ok(());
+        }
+        self.append_line(tagged("project", &r))?;
+        self.state.projects.insert(r.project.clone(), r);
+        Ok(())
+    }
+
+    /// Compacts when the file has more than twice as many lines as live records (and more
+    /// than a small floor). Returns whether it compacted.
+    pub fn compact_if_needed(&mut self) -> Result<bool, JournalError> {
+        if self.lines <= COMPACT_FLOOR || self.lines <= 2 * self.state.live_records() {
+            return Ok(false);
+        }
+        self.compact()?;
+        Ok(true)
+    }
+
+    /// Rewrites the journal as a header plus one line per live record: written to
+    /// `state.jsonl.tmp`, fsynced, renamed over `state.jsonl`, then the directory fsynced.
+    /// A crash at any point leaves either the old or the new file, both complete.
+    /// Records of unknown types (from a newer version) are not carried over.
+    pub fn compact(&mut self) -> Result<(), JournalError> {
+        let mut text = header_line();
+        text.push('\n');
+        for r in self.state.calendars.values() {
+            text.push_str(&tagged("cal", r));
+            text.push('\n');
+        }
+        for r in self.state.projects.values() {
+            text.push_str(&tagged("project", r));
+            text.push('\n');
+        }
+        for r in self.state.items.values() {
+            text.push_str(&tagged("item", r));
+            text.push('\n');
+        }
+
+        let tmp = self.dir.join(TMP_FILE);
+        // The handle is opened for appending before the rename and follows the inode, so
+        // after the rename it is the journal's handle: there is no window in which we hold
+        // a handle to the old, unlinked file.
+        let written = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.set_len(0)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                Ok(f)
+            })
+            .and_then(|f| fs::rename(&tmp, &self.path).map(|()| f));
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(&tmp, e));
+            }
+        };
+        let before = self.lines;
+        self.file = file;
+        self.len = text.len() as u64;
+        self.lines = 1 + self.state.live_records();
+        sync_dir(&self.dir)?;
+        log::debug!(
+            "compacted {} from {} to {} lines",
+            self.path.display(),
+            before,
+            self.lines
+        );
+        Ok(())
+    }
+
+    fn append_line(&mut self, line: String) -> Result<(), JournalError> {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        self.append_raw(&bytes, 1)
+    }
+
+    /// Appends `bytes` in one write and syncs. On failure the file is cut back to its last
+    /// good length, so a half-written line cannot prefix the next record.
+    fn append_raw(&mut self, bytes: &[u8], lines: usize) -> Result<(), JournalError> {
+        let result = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = result {
+            let _ = self.file.set_len(self.len);
+            return Err(io_err(&self.path, e));
+        }
+        self.len += bytes.len() as u64;
+        self.lines += lines;
+        Ok(())
+    }
+}
+
+/// The body of a `gone` line.
+#[derive(Serialize, Deserialize)]
+struct Gone {
+    uid: String,
+}
+
+/// The fields every line is first parsed for; the record's own fields are ignored here.
+#[derive(Deserialize)]
+struct Tag {
+    t: String,
+    format: Option<u64>,
+}
+
+/// The header line that starts new and compacted journals.
+fn header_line() -> String {
+    format!("{{\"t\":\"header\",\"format\":{FORMAT},\"app\":\"calplanebot\"}}")
+}
+
+/// Serializes `r` as an object and splices `"t":tag` in as its first member, since
+/// miniserde has neither internally tagged enums nor flatten.
+fn tagged<T: Serialize>(tag: &str, r: &T) -> String {
+    let body = json::to_string(r);
+    let rest = body.strip_prefix('{').unwrap_or(&body);
+    let mut line = String::with_capacity(body.len() + tag.len() + 8);
+    line.push_str("{\"t\":");
+    line.push_str(&json::to_string(tag));
+    if rest != "}" {
+        line.push(',');
+    }
+    line.push_str(rest);
+    line
+}
+
+/// The outcome of replaying a journal's bytes.
+struct Replayed {
+    state: State,
+    /// Non-blank, valid lines (header and skipped unknown types included).
+    lines: usize,
+    /// Bytes up to and including the last valid line; anything after is torn or blank.
+    good_len: usize,
+    /// The last valid line has no trailing newline.
+    needs_newline: bool,
+}
+
+/// Why one line could not be applied.
+enum LineError {
+    Bad(String),
+    NewerFormat(u64),
+}
+
+/// Replays a journal's bytes into a [`State`]. Pure apart from logging.
+fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, JournalError> {
+    // The last non-blank line is the only one a crash mid-append can have torn.
+    let content_end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let last_start = bytes[..content_end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+
+    let mut out = Replayed {
+        state: State::default(),
+        lines: 0,
+        good_len: 0,
+        needs_newline: false,
+    };
+    let mut unknown: BTreeMap<String, usize> = BTreeMap::new();
+    let mut start = 0;
+    let mut number = 0;
+    while start < content_end {
+        number += 1;
+        let (end, next) = match bytes[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => (start + i, start + i + 1),
+            None => (bytes.len(), bytes.len()),
+        };
+        let raw = &bytes[start..end];
+        let line_start = start;
+        start = next;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let result = match std::str::from_utf8(raw) {
+            Ok(text) => apply_line(&mut out.state, text.trim(), &mut unknown),
+            Err(e) => Err(LineError::Bad(format!("not UTF-8 ({e})"))),
+        };
+        match result {
+            Ok(()) => {
+                out.lines += 1;
+                out.good_len = next;
+                out.needs_newline = end == bytes.len();
+            }
+            Err(LineError::NewerFormat(format)) => {
+                return Err(JournalError::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                    format,
+                })
+            }
+            Err(LineError::Bad(message)) if line_start == last_start => {
+                log::warn!(
+                    "{}: ignoring damaged last line {} ({}), probably from a crash while \
+                     writing it",
+                    path.display(),
+                    number,
+                    message
+                );
+            }
+            Err(LineError::Bad(message)) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: number,
+                    message,
+                })
+            }
+        }
+    }
+    for (t, count) in unknown {
+        log::warn!(
+            "{}: skipped {} record(s) of unknown type {:?} (written by a newer calplanebot?)",
+            path.display(),
+            count,
+            t
+        );
+    }
+    Ok(out)
+}
+
+/// Applies one non-blank line to `state`.
+fn apply_line(
+    state: &mut State,
+    text: &str,
+    unknown: &mut BTreeMap<String, usize>,
+) -> Result<(), LineError> {
+    // Two parses of a short line are cheaper than building a `json::Value` and then
+    // re-serializing it for the typed parse; derived structs ignore the extra `"t"` member.
+    let tag: Tag =
+        json::from_str(text).map_err(|_| LineError::Bad("not a JSON object with \"t\"".into()))?;
+    fn parse<T: Deserialize>(text: &str, what: &str) -> Result<T, LineError> {
+        json::from_str(text).map_err(|_| {
+            LineError::Bad(format!("invalid {what} record (missing or mistyped field)"))
+        })
+    }
+    match tag.t.as_str() {
+        "header" => match tag.format {
+            Some(format) if format > FORMAT => return Err(LineError::NewerFormat(format)),
+            Some(_) => {}
+            None => return Err(LineError::Bad("header without \"format\"".into())),
+        },
+        "item" => {
+            let r: ItemRecord = parse(text, "item")?;
+            state.items.insert(r.uid.clone(), r);
+        }
+        "gone" => {
+            let r: Gone = parse(text, "gone")?;
+            state.items.remove(&r.uid);
+        }
+        "cal" => {
+            let r: CalendarRecord = parse(text, "cal")?;
+            state.calendars.insert(r.project.clone(), r);
+        }
+        "project" => {
+            let r: ProjectRecord = parse(text, "project")?;
+            state.projects.insert(r.project.clone(), r);
+        }
+        // Forward compatibility: a newer version may add record types (e.g. "intent")
+        // that an older one can safely ignore; incompatible changes bump "format" instead.
+        other => *unknown.entry(other.to_owned()).or_default() += 1,
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path, source: io::Error) -> JournalError {
+    JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes renames and new directory entries in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A unique directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = std::env::temp_dir().join(format!(
+                "calplanebot-state-{name}-{}-{n}-{nanos}",
+                std::process::id()
+            ));
+            TempDir(dir)
+        }
+        fn journal(&self) -> PathBuf {
+            self.0.join(JOURNAL_FILE)
+        }
+        fn read(&self) -> String {
+            fs::read_to_string(self.journal()).unwrap()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn item(uid: &str, etag: &str) -> ItemRecord {
+        ItemRecord {
+            uid: uid.to_owned(),
+            work_item: format!("wi-{uid}"),
+            project: "p1".to_owned(),
+            href: format!("/cal/plane-web/{uid}.ics"),
+            etag: Some(etag.to_owned()),
+            plane_updated_at: "2025-01-02T03:04:05.678901Z".to_owned(),
+            sequence: 3,
+            shadow: Shadow {
+                name: "Write the journal".to_owned(),
+                start_date: None,
+                target_date: Some("2025-02-01".to_owned()),
+                state_group: "started".to_owned(),
+                content_hash: "ab".repeat(32),
+            },
+        }
+    }
+
+    fn cal(project: &str) -> CalendarRecord {
+        CalendarRecord {
+            project: project.to_owned(),
+            href: format!("/dav/calendars/u/plane-{project}/"),
+            ctag: Some("ctag-1".to_owned()),
+            sync_token: None,
+        }
+    }
+
+    fn project(project: &str, watermark: Option<&str>) -> ProjectRecord {
+        ProjectRecord {
+            project: project.to_owned(),
+            watermark: watermark.map(str::to_owned),
+            cycles_since_full: 7,
+        }
+    }
+
+    #[test]
+    fn round_trip_every_record_type() {
+        let tmp = TempDir::new("roundtrip");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.path(), tmp.journal());
+        j.put_item(item("a", "\"e1\"")).unwrap();
+        j.put_calendar(cal("p1")).unwrap();
+        j.put_project(project("p1", Some("2025-01-02T03:04:05Z")))
+            .unwrap();
+        j.put_project(project("p2", None)).unwrap();
+        let expected = j.state().clone();
+        assert_eq!(expected.live_records(), 4);
+        drop(j);
+
+        let text = tmp.read();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0], r#"{"t":"header","format":1,"app":"calplanebot"}"#);
+        assert!(lines[1].starts_with(r#"{"t":"item","uid":"a","work_item":"wi-a","#));
+        assert!(lines[1].contains(r#""shadow":{"name":"Write the journal","start_date":null,"#));
+        assert!(lines[2].starts_with(r#"{"t":"cal","project":"p1","href":"#));
+        assert_eq!(
+            lines[4],
+            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7}"#
+        );
+
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state(), &expected);
+        assert_eq!(j.state().items["a"], item("a", "\"e1\""));
+        assert_eq!(j.state().calendars["p1"], cal("p1"));
+        assert_eq!(j.state().projects["p2"], project("p2", None));
+        assert_eq!(j.lines(), 5);
+    }
+
+    #[test]
+    fn missing_file_is_empty_state_and_gets_a_header() {
+        let tmp = TempDir::new("missing");
+        assert_eq!(Journal::open_read_only(&tmp.0).unwrap(), State::default());
+        assert!(
+            !tmp.0.exists(),
+            "read-only open must not create the directory"
+        );
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state(), &State::default());
+        assert_eq!(tmp.read(), format!("{}\n", header_line()));
+    }
+
+    #[test]
+    fn last_record_wins() {
+        let tmp = TempDir::new("lastwins");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        j.put_item(item("b", "e1")).unwrap();
+        j.put_item(item("a", "e2")).unwrap();
+        j.put_calendar(cal("p1")).unwrap();
+        j.put_calendar(CalendarRecord {
+            sync_token: Some("tok-2".to_owned()),
+            ..cal("p1")
+        })
+        .unwrap();
+        assert_eq!(j.state().items["a"].etag.as_deref(), Some("e2"));
+        drop(j);
+        let state = Journal::open_read_only(&tmp.0).unwrap();
+        assert_eq!(state.items["a"].etag.as_deref(), Some("e2"));
+        assert_eq!(state.items["b"].etag.as_deref(), Some("e1"));
+        assert_eq!(state.calendars["p1"].sync_token.as_deref(), Some("tok-2"));
+        assert_eq!(state.items.len(), 2);
+    }
+
+    #[test]
+    fn unchanged_record_is_not_rewritten() {
+        let tmp = TempDir::new("unchanged");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        j.remove_item("never-seen").unwrap();
+        assert_eq!(j.lines(), 2);
+        assert_eq!(tmp.read().lines().count(), 2);
+    }
+
+    #[test]
+    fn gone_removes_item() {
+        let tmp = TempDir::new("gone");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        j.put_item(item("b", "e1")).unwrap();
+        j.remove_item("a").unwrap();
+        assert!(!j.state().items.contains_key("a"));
+        drop(j);
+        assert!(tmp.read().contains(r#"{"t":"gone","uid":"a"}"#));
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().items.keys().collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_cut_before_next_append() {
+        let tmp = TempDir::new("torn");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        let expected = j.state().clone();
+        drop(j);
+
+        // Half of a record, as a crash in the middle of the write leaves it.
+        let full = tagged("item", &item("b", "e1"));
+        let mut f = OpenOptions::new().append(true).open(tmp.journal()).unwrap();
+        f.write_all(&full.as_bytes()[..full.len() / 2]).unwrap();
+        drop(f);
+
+        assert_eq!(Journal::open_read_only(&tmp.0).unwrap(), expected);
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state(), &expected);
+        j.put_item(item("c", "e1")).unwrap();
+        drop(j);
+
+        let text = tmp.read();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.ends_with('\n'));
+        for line in text.lines() {
+            assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        }
+        let state = Journal::open_read_only(&tmp.0).unwrap();
+        assert_eq!(state.items.keys().collect::<Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn torn_garbage_with_newline_at_end_is_also_tolerated() {
+        let tmp = TempDir::new("tornnl");
+        drop(Journal::open(&tmp.0).unwrap());
+        let mut f = OpenOptions::new().append(true).open(tmp.journal()).unwrap();
+        f.write_all(b"{\"t\":\"item\",\"uid\"\0\0\0\n\n").unwrap();
+        drop(f);
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        drop(j);
+        assert_eq!(tmp.read().lines().count(), 2);
+        assert_eq!(Journal::open_read_only(&tmp.0).unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn complete_last_line_without_newline_is_kept() {
+        let tmp = TempDir::new("nonewline");
+        drop(Journal::open(&tmp.0).unwrap());
+        let mut f = OpenOptions::new().append(true).open(tmp.journal()).unwrap();
+        f.write_all(tagged("item", &item("a", "e1")).as_bytes())
+            .unwrap();
+        drop(f);
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().items["a"], item("a", "e1"));
+        j.put_item(item("b", "e1")).unwrap();
+        drop(j);
+        assert_eq!(tmp.read().lines().count(), 3);
+        assert_eq!(Journal::open_read_only(&tmp.0).unwrap().items.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_middle_line_names_file_and_line() {
+        let tmp = TempDir::new("corrupt");
+        fs::create_dir_all(&tmp.0).unwrap();
+        let text = format!(
+            "{}\n{}\n\n{{\"t\":\"item\",\"uid\":\"x\"}}\n{}\n",
+            header_line(),
+            tagged("item", &item("a", "e1")),
+            tagged("cal", &cal("p1")),
+        );
+        fs::write(tmp.journal(), text).unwrap();
+        for err in [
+            Journal::open(&tmp.0).unwrap_err(),
+            Journal::open_read_only(&tmp.0).unwrap_err(),
+        ] {
+            match &err {
+                JournalError::Corrupt { path, line, .. } => {
+                    assert_eq!(path, &tmp.journal());
+                    assert_eq!(*line, 4);
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+            let shown = err.to_string();
+            assert!(shown.contains("line 4"), "{shown}");
+            assert!(shown.contains(&tmp.journal().display().to_string()));
+        }
+    }
+
+    #[test]
+    fn invalid_json_in_middle_is_corrupt() {
+        let tmp = TempDir::new("badjson");
+        fs::create_dir_all(&tmp.0).unwrap();
+        let text = format!(
+            "{}\nnot json\n{}\n",
+            header_line(),
+            tagged("cal", &cal("p"))
+        );
+        fs::write(tmp.journal(), text).unwrap();
+        assert!(matches!(
+            Journal::open_read_only(&tmp.0),
+            Err(JournalError::Corrupt { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn second_open_is_locked_until_first_is_dropped() {
+        let tmp = TempDir::new("lock");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        let err = Journal::open(&tmp.0).unwrap_err();
+        match &err {
+            JournalError::Locked { path } => assert_eq!(path, &tmp.0.join(LOCK_FILE)),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(err
+            .to_string()
+            .starts_with("another calplanebot is running (lock held on "));
+
+        // Status commands still read while the daemon holds the lock.
+        let state = Journal::open_read_only(&tmp.0).unwrap();
+        assert_eq!(&state, j.state());
+
+        drop(j);
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().items.len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_state_and_shrinks_file() {
+        let tmp = TempDir::new("compact");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert!(!j.compact_if_needed().unwrap(), "nothing to compact yet");
+        for i in 0..100 {
+            j.put_item(item(&format!("u{}", i % 3), &format!("e{i}")))
+                .unwrap();
+        }
+        j.put_item(item("doomed", "e")).unwrap();
+        j.remove_item("doomed").unwrap();
+        j.put_calendar(cal("p1")).unwrap();
+        j.put_project(project("p1", Some("w"))).unwrap();
+        let expected = j.state().clone();
+        let lines_before = tmp.read().lines().count();
+        assert_eq!(lines_before, j.lines());
+
+        assert!(j.compact_if_needed().unwrap());
+        assert_eq!(j.state(), &expected);
+        assert_eq!(j.lines(), 1 + 5);
+        let text = tmp.read();
+        assert_eq!(text.lines().count(), 6);
+        assert!(text.lines().count() < lines_before);
+        assert_eq!(text.lines().next(), Some(header_line().as_str()));
+        assert!(!tmp.0.join(TMP_FILE).exists());
+        assert!(!j.compact_if_needed().unwrap());
+
+        // Appends after compaction go to the new file, not the unlinked old one.
+        j.put_item(item("after", "e")).unwrap();
+        drop(j);
+        let j = Journal::open(&tmp.0).unwrap();
+        let mut expected = expected;
+        expected
+            .items
+            .insert("after".to_owned(), item("after", "e"));
+        assert_eq!(j.state(), &expected);
+        assert_eq!(j.lines(), 7);
+    }
+
+    #[test]
+    fn stale_compaction_file_is_removed_on_open() {
+        let tmp = TempDir::new("staletmp");
+        fs::create_dir_all(&tmp.0).unwrap();
+        fs::write(tmp.0.join(TMP_FILE), "{\"t\":\"head").unwrap();
+        let _j = Journal::open(&tmp.0).unwrap();
+        assert!(!tmp.0.join(TMP_FILE).exists());
+    }
+
+    #[test]
+    fn unicode_and_quotes_survive() {
+        let tmp = TempDir::new("unicode");
+        let mut r = item("plane-issue-ü@calplanebot", "W/\"abc\\\"def\"");
+        r.shadow.name = "Straße \"quoted\" \\ back\\slash\nnew line\ttab 🎉 日本語 \u{1}".into();
+        r.href = "/cal/plane-issue-%C3%BC%40calplanebot.ics".into();
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(r.clone()).unwrap();
+        j.put_calendar(CalendarRecord {
+            sync_token: Some("http://x/\"tok\"/✓".into()),
+            ..cal("prøject")
+        })
+        .unwrap();
+        drop(j);
+        assert_eq!(tmp.read().lines().count(), 3, "no raw newline may leak");
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().items[&r.uid], r);
+        assert_eq!(
+            j.state().calendars["prøject"].sync_token.as_deref(),
+            Some("http://x/\"tok\"/✓")
+        );
+    }
+
+    #[test]
+    fn unknown_record_types_are_skipped() {
+        let tmp = TempDir::new("unknown");
+        fs::create_dir_all(&tmp.0).unwrap();
+        let text = format!(
+            "{}\n{{\"t\":\"intent\",\"uid\":\"a\",\"op\":\"put\"}}\n{}\n",
+            header_line(),
+            tagged("item", &item("a", "e1"))
+        );
+        fs::write(tmp.journal(), text).unwrap();
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().items.len(), 1);
+        assert_eq!(j.lines(), 3);
+    }
+
+    #[test]
+    fn newer_format_is_refused() {
+        let tmp = TempDir::new("format");
+        fs::create_dir_all(&tmp.0).unwrap();
+        fs::write(
+            tmp.journal(),
+            "{\"t\":\"header\",\"format\":2,\"app\":\"calplanebot\"}\n",
+        )
+        .unwrap();
+        let err = Journal::open(&tmp.0).unwrap_err();
+        assert!(
+            matches!(err, JournalError::UnsupportedFormat { format: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("has format 2"));
+        assert!(Journal::open_read_only(&tmp.0).is_err());
+    }
+
+    #[test]
+    fn ten_thousand_puts_replay() {
+        let tmp = TempDir::new("many");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        for i in 0..10_000u32 {
+            let mut r = item(&format!("u{:05}", i % 2_500), &format!("e{i}"));
+            r.sequence = i;
+            j.put_item(r).unwrap();
+        }
+        let expected = j.state().clone();
+        assert_eq!(j.lines(), 10_001);
+        drop(j);
+        let state = Journal::open_read_only(&tmp.0).unwrap();
+        assert_eq!(state, expected);
+        assert_eq!(state.items.len(), 2_500);
+        assert_eq!(state.items["u00000"].sequence, 7_500);
+        assert_eq!(state.items["u02499"].etag.as_deref(), Some("e9999"));
+    }
+
+    #[test]
+    fn tagged_splices_the_tag_first() {
+        assert_eq!(
+            tagged("gone", &Gone { uid: "a\"b".into() }),
+            r#"{"t":"gone","uid":"a\"b"}"#
+        );
+    }
+}
