@@ -1,2 +1,70 @@
-//! CalDAV client.
+//! CalDAV side: the client (RFC 4791 / RFC 4918 subset we need) and HTTP authentication.
+
 pub mod auth;
+pub mod client;
+
+use std::fmt;
+
+pub use client::{CalDavClient, Calendar, Discovery, ObjectData, ObjectRef, Precondition, WriteOutcome};
+
+/// Everything that can go wrong talking to the CalDAV server. Messages name the path,
+/// never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DavError {
+    /// The client could not be built (bad URL, unreadable CA file).
+    Setup(String),
+    /// Network, timeout or TLS failure.
+    Transport {
+        /// Request path.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+    /// Login refused or impossible.
+    Auth(String),
+    /// An unexpected HTTP status.
+    Status {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's DAV:error element or the start of its body.
+        detail: String,
+    },
+    /// A body we could not understand (bad XML, not a multistatus).
+    Malformed {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The calendar home could not be found.
+    Discovery(String),
+}
+
+impl fmt::Display for DavError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DavError::Setup(m) => write!(f, "CalDAV client: {m}"),
+            DavError::Transport { path, message } => {
+                write!(f, "cannot reach the CalDAV server ({path}): {message} (hint: check CALDAV_URL)")
+            }
+            DavError::Auth(m) => write!(f, "CalDAV login failed: {m}"),
+            DavError::Status { method, path, status, detail } => {
+                write!(f, "CalDAV {method} {path} answered HTTP {status}")?;
+                if !detail.is_empty() {
+                    write!(f, ": {detail}")?;
+                }
+                Ok(())
+            }
+            DavError::Malformed { path, message } => {
+                write!(f, "unexpected answer from the CalDAV server for {path}: {message}")
+            }
+            DavError::Discovery(m) => write!(f, "CalDAV discovery failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for DavError {}

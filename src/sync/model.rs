@@ -1,0 +1,465 @@
+//! How a Plane work item looks in a calendar (design §2): which items qualify, the
+//! properties we own, and merging them into an object a user may have touched.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{CompletedItems, Config, DateMode, ItemKind};
+use crate::ical::{self, Component, Date, Property};
+use crate::plane::{Project, WorkItem};
+use crate::state::Shadow;
+
+/// UID prefix of every object we create; the seed used the same, so its events are adopted.
+pub const UID_PREFIX: &str = "plane-issue-";
+/// UID suffix.
+pub const UID_SUFFIX: &str = "@calplanebot";
+/// Our PRODID.
+pub const PRODID: &str = "-//calplanebot//calplanebot//EN";
+
+/// Properties of the VEVENT/VTODO that calplanebot writes and therefore may overwrite.
+/// Everything else (VALARMs, other clients' X- properties, LOCATION…) is the user's.
+pub const OWNED: &[&str] = &[
+    "UID",
+    "SUMMARY",
+    "DESCRIPTION",
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "URL",
+    "CATEGORIES",
+    "PRIORITY",
+    "COLOR",
+    "STATUS",
+    "COMPLETED",
+    "PERCENT-COMPLETE",
+    "TRANSP",
+    "X-PLANE-WORK-ITEM-ID",
+    "X-PLANE-PROJECT-ID",
+    "SEQUENCE",
+    "DTSTAMP",
+    "LAST-MODIFIED",
+];
+
+/// Owned properties that change on every write and so say nothing about content.
+const VOLATILE: &[&str] = &["UID", "SEQUENCE", "DTSTAMP", "LAST-MODIFIED"];
+
+/// The mapping options, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// VEVENT or VTODO.
+    pub kind: ItemKind,
+    /// One day or start→target.
+    pub date_mode: DateMode,
+    /// Completed/cancelled events: delete or keep.
+    pub completed: CompletedItems,
+    /// Browser base URL of Plane.
+    pub web_url: String,
+    /// Workspace slug (for links).
+    pub slug: String,
+    /// Only these state groups.
+    pub state_groups: Vec<String>,
+    /// Only items with one of these assignees (ids or e-mails); empty = all.
+    pub assignees: Vec<String>,
+    /// Only items with one of these labels (names or ids); empty = all.
+    pub labels: Vec<String>,
+}
+
+impl Mapping {
+    /// The mapping a configuration asks for.
+    pub fn from_config(c: &Config) -> Mapping {
+        Mapping {
+            kind: c.item_kind,
+            date_mode: c.date_mode,
+            completed: c.completed_items,
+            web_url: c.plane_web_url.clone(),
+            slug: c.plane_workspace_slug.clone(),
+            state_groups: c.sync_state_groups.clone(),
+            assignees: c.sync_assignees.clone(),
+            labels: c.sync_labels.clone(),
+        }
+    }
+
+    /// The component name we write.
+    pub fn component_name(&self) -> &'static str {
+        match self.kind {
+            ItemKind::Event => "VEVENT",
+            ItemKind::Todo => "VTODO",
+        }
+    }
+}
+
+/// What one work item should look like in its calendar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// `plane-issue-{id}@calplanebot`.
+    pub uid: String,
+    /// Work item id.
+    pub work_item: String,
+    /// Project id.
+    pub project: String,
+    /// `[WEB-12] Title`, for logs and `list`.
+    pub label: String,
+    /// Plane's `updated_at`.
+    pub updated_at: String,
+    /// The synced field values and the content fingerprint.
+    pub shadow: Shadow,
+    /// The VEVENT/VTODO with our owned properties, except UID/SEQUENCE/DTSTAMP/LAST-MODIFIED.
+    pub component: Component,
+}
+
+/// The UID of a work item's object.
+pub fn uid_for(work_item_id: &str) -> String {
+    format!("{UID_PREFIX}{work_item_id}{UID_SUFFIX}")
+}
+
+/// The UID our naming scheme gives the object at `href`, if it follows it.
+pub fn uid_from_href(href: &str) -> Option<String> {
+    let decoded = crate::caldav::client::percent_decode(href.trim_end_matches('/'));
+    let name = decoded.rsplit('/').next()?;
+    let uid = name.strip_suffix(".ics")?;
+    (uid.starts_with(UID_PREFIX) && uid.ends_with(UID_SUFFIX)).then(|| uid.to_string())
+}
+
+/// Where a new object for `uid` goes in `calendar` (a collection path ending in `/`).
+pub fn href_for(calendar: &str, uid: &str) -> String {
+    format!(
+        "{calendar}{}.ics",
+        crate::caldav::client::percent_encode_segment(uid)
+    )
+}
+
+/// The display name of a project's calendar (the seed's).
+pub fn calendar_name(project: &Project) -> String {
+    format!("Plane: {}", project.name)
+}
+
+/// Why an item has no object in the calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Excluded {
+    /// No target date.
+    NoDate,
+    /// Completed (and COMPLETED_ITEMS=delete).
+    Completed,
+    /// Cancelled (and COMPLETED_ITEMS=delete).
+    Cancelled,
+    /// Archived or a draft.
+    Archived,
+    /// Not selected by the SYNC_* filters.
+    Filtered,
+}
+
+impl Excluded {
+    /// The reason as the `sync` summary prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Excluded::NoDate => "no target date",
+            Excluded::Completed => "issue completed",
+            Excluded::Cancelled => "issue cancelled",
+            Excluded::Archived => "issue archived",
+            Excluded::Filtered => "filtered out",
+        }
+    }
+}
+
+fn priority(p: &str) -> Option<(u8, &'static str, &'static str)> {
+    match p {
+        "urgent" => Some((1, "Urgent", "red")),
+        "high" => Some((3, "High", "orange")),
+        "medium" => Some((5, "Medium", "gold")),
+        "low" => Some((9, "Low", "royalblue")),
+        _ => None,
+    }
+}
+
+fn date_prop(name: &str, d: Date) -> Property {
+    Property::new(name, &d.to_ical()).with_param("VALUE", "DATE")
+}
+
+/// Renders a work item, or says why it has no object.
+pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired, Excluded> {
+    if item.archived_at.is_some() || item.is_draft || item.state.group == "triage" {
+        return Err(Excluded::Archived);
+    }
+    let group = item.state.group.as_str();
+    if !group.is_empty() && !m.state_groups.iter().any(|g| g == group) {
+        return Err(Excluded::Filtered);
+    }
+    if !m.assignees.is_empty()
+        && !item.assignees.iter().any(|a| {
+            m.assignees
+                .iter()
+                .any(|f| f == &a.id || (!a.email.is_empty() && f.eq_ignore_ascii_case(&a.email)))
+        })
+    {
+        return Err(Excluded::Filtered);
+    }
+    if !m.labels.is_empty()
+        && !item.labels.iter().any(|l| {
+            m.labels
+                .iter()
+                .any(|f| f == &l.id || f.eq_ignore_ascii_case(&l.name))
+        })
+    {
+        return Err(Excluded::Filtered);
+    }
+    let Some(target) = item.target_date.as_deref().and_then(Date::parse_iso) else {
+        return Err(Excluded::NoDate);
+    };
+    let start = item
+        .start_date
+        .as_deref()
+        .and_then(Date::parse_iso)
+        .filter(|s| *s <= target);
+    let todo = m.kind == ItemKind::Todo;
+    if !todo && m.completed == CompletedItems::Delete {
+        match group {
+            "completed" => return Err(Excluded::Completed),
+            "cancelled" => return Err(Excluded::Cancelled),
+            _ => {}
+        }
+    }
+
+    let key = format!("{}-{}", project.identifier, item.sequence_id);
+    let label = format!("[{key}] {}", item.name);
+    let summary = if !todo && group == "completed" {
+        format!("✔ {label}")
+    } else {
+        label.clone()
+    };
+    let url = format!(
+        "{}/{}/browse/{key}/",
+        m.web_url.trim_end_matches('/'),
+        m.slug
+    );
+
+    let mut c = Component::new(m.component_name());
+    c.push(Property::text("SUMMARY", &summary));
+    c.push(Property::text("DESCRIPTION", &description(item, &url)));
+    match (todo, m.date_mode, start) {
+        (false, DateMode::Span, Some(s)) => {
+            c.push(date_prop("DTSTART", s));
+            c.push(date_prop("DTEND", target.succ()));
+        }
+        (false, _, _) => {
+            c.push(date_prop("DTSTART", target));
+            c.push(date_prop("DTEND", target.succ()));
+        }
+        (true, DateMode::Span, Some(s)) => {
+            c.push(date_prop("DTSTART", s));
+            c.push(date_prop("DUE", target));
+        }
+        (true, _, _) => c.push(date_prop("DUE", target)),
+    }
+    c.push(Property::new("URL", &url));
+    if !item.labels.is_empty() {
+        let names: Vec<String> = item
+            .labels
+            .iter()
+            .map(|l| ical::escape_text(if l.name.is_empty() { &l.id } else { &l.name }))
+            .collect();
+        c.push(Property::new("CATEGORIES", &names.join(",")));
+    }
+    if let Some((level, _, color)) = priority(&item.priority) {
+        c.push(Property::new("PRIORITY", &level.to_string()));
+        c.push(Property::new("COLOR", color));
+    }
+    if todo {
+        let status = match group {
+            "started" => "IN-PROCESS",
+            "completed" => "COMPLETED",
+            "cancelled" => "CANCELLED",
+            _ => "NEEDS-ACTION",
+        };
+        c.push(Property::new("STATUS", status));
+        if group == "completed" {
+            let at = item
+                .completed_at
+                .as_deref()
+                .and_then(crate::clock::parse_rfc3339)
+                .or_else(|| crate::clock::parse_rfc3339(&item.updated_at))
+                .unwrap_or(0);
+            c.push(Property::new("COMPLETED", &crate::clock::format_ical_utc(at)));
+            c.push(Property::new("PERCENT-COMPLETE", "100"));
+        }
+    } else {
+        if group == "cancelled" {
+            c.push(Property::new("STATUS", "CANCELLED"));
+        }
+        // All-day work items should not block free/busy time.
+        c.push(Property::new("TRANSP", "TRANSPARENT"));
+    }
+    c.push(Property::new("X-PLANE-WORK-ITEM-ID", &item.id));
+    c.push(Property::new("X-PLANE-PROJECT-ID", &project.id));
+
+    let shadow = Shadow {
+        name: item.name.clone(),
+        start_date: start.map(|d| d.to_iso()),
+        target_date: Some(target.to_iso()),
+        state_group: group.to_string(),
+        content_hash: content_hash(&c),
+    };
+    Ok(Desired {
+        uid: uid_for(&item.id),
+        work_item: item.id.clone(),
+        project: project.id.clone(),
+        label,
+        updated_at: item.updated_at.clone(),
+        shadow,
+        component: c,
+    })
+}
+
+fn description(item: &WorkItem, url: &str) -> String {
+    let mut lines = Vec::new();
+    if !item.state.name.is_empty() {
+        lines.push(format!("State: {}", item.state.name));
+    }
+    if let Some((_, name, _)) = priority(&item.priority) {
+        lines.push(format!("Priority: {name}"));
+    }
+    let names = |v: Vec<&str>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ");
+    let assignees = names(item.assignees.iter().map(|a| a.display_name.as_str()).collect());
+    if !assignees.is_empty() {
+        lines.push(format!("Assignees: {assignees}"));
+    }
+    let labels = names(item.labels.iter().map(|l| l.name.as_str()).collect());
+    if !labels.is_empty() {
+        lines.push(format!("Labels: {labels}"));
+    }
+    let text = crate::plane::model::html_to_text(&item.description_html);
+    let mut out = lines.join("\n");
+    for part in [text.as_str(), url] {
+        if !part.is_empty() {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// A stable fingerprint of owned, non-volatile properties: names, VALUE params and
+/// unescaped values. Servers re-serialise objects (parameter order, escaping), so raw
+/// text would differ where the content does not.
+pub fn content_hash(c: &Component) -> String {
+    let mut h = Sha256::new();
+    for (name, value) in owned_content(c) {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([1]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn owned_content(c: &Component) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = c
+        .properties
+        .iter()
+        .filter(|p| OWNED.contains(&p.name.as_str()) && !VOLATILE.contains(&p.name.as_str()))
+        .map(|p| {
+            let value = match p.name.as_str() {
+                // Dates: compare the date, whatever VALUE/TZID form the server returned.
+                "DTSTART" | "DTEND" | "DUE" => Date::parse_ical(p.value.trim())
+                    .map(|d| d.to_ical())
+                    .unwrap_or_else(|| p.value.clone()),
+                "CATEGORIES" => p
+                    .value
+                    .split(',')
+                    .map(|s| ical::unescape_text(s.trim()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => p.text_value(),
+            };
+            (p.name.clone(), value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether `existing` already carries exactly the owned content of `desired`.
+pub fn same_content(existing: &Component, desired: &Component) -> bool {
+    existing.name == desired.name && owned_content(existing) == owned_content(desired)
+}
+
+/// The SEQUENCE of a component (0 when absent or unreadable).
+pub fn sequence_of(c: &Component) -> u32 {
+    c.property("SEQUENCE")
+        .and_then(|p| p.value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn stamp(c: &mut Component, uid: &str, sequence: u32, now: i64) {
+    let ts = crate::clock::format_ical_utc(now);
+    c.set(Property::new("UID", uid));
+    c.set(Property::new("DTSTAMP", &ts));
+    c.set(Property::new("LAST-MODIFIED", &ts));
+    c.set(Property::new("SEQUENCE", &sequence.to_string()));
+}
+
+/// A new calendar object for `desired`.
+pub fn new_object(desired: &Desired, now: i64) -> String {
+    let mut cal = Component::new("VCALENDAR");
+    cal.push(Property::new("VERSION", "2.0"));
+    cal.push(Property::new("PRODID", PRODID));
+    cal.push(Property::new("CALSCALE", "GREGORIAN"));
+    let mut c = Component::new(&desired.component.name);
+    // UID first, as most clients write it; then the owned content.
+    stamp(&mut c, &desired.uid, 0, now);
+    for p in &desired.component.properties {
+        c.push(p.clone());
+    }
+    cal.components.push(c);
+    ical::write(&cal)
+}
+
+/// The VEVENT/VTODO with `uid` in a calendar object (not an override instance).
+pub fn find_item<'a>(cal: &'a Component, uid: &str) -> Option<&'a Component> {
+    cal.components.iter().find(|c| {
+        matches!(c.name.as_str(), "VEVENT" | "VTODO")
+            && c.text("UID").as_deref() == Some(uid)
+            && c.property("RECURRENCE-ID").is_none()
+    })
+}
+
+/// Merges `desired` into an existing object: our owned properties are replaced, removed
+/// or added; every other property and sub-component (a user's VALARM, X- properties of
+/// other clients) is kept. Returns the new iCalendar text, or `None` when the object does
+/// not hold `uid` (so it is not ours to change).
+pub fn merge(existing: &Component, desired: &Desired, sequence: u32, now: i64) -> Option<String> {
+    let mut cal = existing.clone();
+    let idx = cal.components.iter().position(|c| {
+        matches!(c.name.as_str(), "VEVENT" | "VTODO")
+            && c.text("UID").as_deref() == Some(desired.uid.as_str())
+            && c.property("RECURRENCE-ID").is_none()
+    })?;
+    let old = &cal.components[idx];
+    let mut c = Component::new(&desired.component.name);
+    // Keep the old order: user properties stay where they were, owned ones are replaced
+    // in place by `set` below.
+    c.properties = old.properties.clone();
+    c.components = old.components.clone();
+    for name in OWNED {
+        if VOLATILE.contains(name) {
+            continue;
+        }
+        let wanted: Vec<&Property> = desired.component.properties_named(name).collect();
+        match wanted.as_slice() {
+            [] => c.remove(name),
+            [one] => c.set((*one).clone()),
+            many => {
+                c.remove(name);
+                for p in many {
+                    c.push((*p).clone());
+                }
+            }
+        }
+    }
+    stamp(&mut c, &desired.uid, sequence, now);
+    cal.components[idx] = c;
+    if cal.property("VERSION").is_none() {
+        cal.push(Property::new("VERSION", "2.0"));
+    }
+    Some(ical::write(&cal))
+}
