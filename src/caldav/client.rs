@@ -157,7 +157,11 @@ fn split_url(url: &str) -> Result<(String, String), DavError> {
     let path = &after[path_start..];
     Ok((
         origin.to_string(),
-        if path.is_empty() { "/".to_string() } else { path.to_string() },
+        if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        },
     ))
 }
 
@@ -166,7 +170,10 @@ pub fn path_of(href: &str) -> String {
     match href.find("://") {
         Some(i) => {
             let after = &href[i + 3..];
-            after.find('/').map(|p| after[p..].to_string()).unwrap_or_else(|| "/".into())
+            after
+                .find('/')
+                .map(|p| after[p..].to_string())
+                .unwrap_or_else(|| "/".into())
         }
         None => href.to_string(),
     }
@@ -178,7 +185,7 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+        if b[i] == b'%' && i + 2 < b.len() {
             let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
             if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
@@ -264,7 +271,9 @@ fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError
         let Some(href) = r.child(DAV, "href").map(|h| h.text_trimmed().to_string()) else {
             return Err(malformed("a <response> without <href>".into()));
         };
-        let status = r.child(DAV, "status").and_then(|s| status_code(s.text_trimmed()));
+        let status = r
+            .child(DAV, "status")
+            .and_then(|s| status_code(s.text_trimmed()));
         let mut props = Vec::new();
         for ps in r.children_named(DAV, "propstat") {
             let ok = ps
@@ -337,7 +346,12 @@ impl CalDavClient {
         let mut tried_well_known = false;
         let mut redirects = 0;
         let responses = loop {
-            let r = self.send("PROPFIND", &path, &[("Depth", "0")], Some(&propfind_body(&props)))?;
+            let r = self.send(
+                "PROPFIND",
+                &path,
+                &[("Depth", "0")],
+                Some(&propfind_body(&props)),
+            )?;
             match r.status {
                 207 => break parse_multistatus(&path, &r.body)?,
                 301 | 302 | 303 | 307 | 308 if redirects < 5 => {
@@ -366,12 +380,14 @@ impl CalDavClient {
                 }
             }
         };
-        let me = responses.first().ok_or_else(|| {
-            DavError::Discovery(format!("{path}: empty multistatus"))
-        })?;
+        let me = responses
+            .first()
+            .ok_or_else(|| DavError::Discovery(format!("{path}: empty multistatus")))?;
         if let Some(home) = me.href_prop(CALDAV, "calendar-home-set") {
             return Ok(Discovery {
-                principal: me.href_prop(DAV, "current-user-principal").map(|p| path_of(&p)),
+                principal: me
+                    .href_prop(DAV, "current-user-principal")
+                    .map(|p| path_of(&p)),
                 home: with_slash(path_of(&home)),
             });
         }
@@ -392,7 +408,11 @@ impl CalDavClient {
                 home: with_slash(path_of(&home)),
             });
         }
-        let home = if me.is_calendar() { parent_of(&path) } else { with_slash(path.clone()) };
+        let home = if me.is_calendar() {
+            parent_of(&path)
+        } else {
+            with_slash(path.clone())
+        };
         Ok(Discovery {
             principal: None,
             home,
@@ -421,7 +441,10 @@ impl CalDavClient {
                     .map(|set| {
                         set.children_named(CALDAV, "comp")
                             .filter_map(|c| {
-                                c.attrs.iter().find(|(k, _)| k == "name").map(|(_, v)| v.to_ascii_uppercase())
+                                c.attrs
+                                    .iter()
+                                    .find(|(k, _)| k == "name")
+                                    .map(|(_, v)| v.to_ascii_uppercase())
                             })
                             .collect()
                     })
@@ -433,15 +456,25 @@ impl CalDavClient {
     }
 
     /// Creates a calendar collection at `href` for one component type.
-    pub fn make_calendar(&mut self, href: &str, display_name: &str, component: &str) -> Result<(), DavError> {
+    pub fn make_calendar(
+        &mut self,
+        href: &str,
+        display_name: &str,
+        component: &str,
+    ) -> Result<(), DavError> {
         let mut comp = Element::new(CALDAV, "comp");
         comp.attrs.push(("name".into(), component.to_string()));
         let body = Element::new(CALDAV, "mkcalendar")
-            .with_child(Element::new(DAV, "set").with_child(
-                Element::new(DAV, "prop")
-                    .with_child(Element::new(DAV, "displayname").with_text(display_name))
-                    .with_child(Element::new(CALDAV, "supported-calendar-component-set").with_child(comp)),
-            ))
+            .with_child(
+                Element::new(DAV, "set").with_child(
+                    Element::new(DAV, "prop")
+                        .with_child(Element::new(DAV, "displayname").with_text(display_name))
+                        .with_child(
+                            Element::new(CALDAV, "supported-calendar-component-set")
+                                .with_child(comp),
+                        ),
+                ),
+            )
             .to_xml();
         let r = self.send("MKCALENDAR", href, &[], Some(&body))?;
         self.expect(&r, 201, "MKCALENDAR", href)
@@ -464,7 +497,11 @@ impl CalDavClient {
 
     /// Reads several objects in one `calendar-multiget` REPORT per 100 hrefs. Hrefs the
     /// server reports missing are left out.
-    pub fn multiget(&mut self, calendar: &str, hrefs: &[String]) -> Result<Vec<ObjectData>, DavError> {
+    pub fn multiget(
+        &mut self,
+        calendar: &str,
+        hrefs: &[String],
+    ) -> Result<Vec<ObjectData>, DavError> {
         let mut out = Vec::new();
         for chunk in hrefs.chunks(100) {
             let mut report = Element::new(CALDAV, "calendar-multiget").with_child(
@@ -475,7 +512,12 @@ impl CalDavClient {
             for h in chunk {
                 report = report.with_child(Element::new(DAV, "href").with_text(h));
             }
-            let r = self.send("REPORT", calendar, &[("Depth", "1")], Some(&report.to_xml()))?;
+            let r = self.send(
+                "REPORT",
+                calendar,
+                &[("Depth", "1")],
+                Some(&report.to_xml()),
+            )?;
             self.expect(&r, 207, "REPORT", calendar)?;
             for resp in parse_multistatus(calendar, &r.body)? {
                 if resp.status.is_some_and(|s| s == 404) {
@@ -509,7 +551,12 @@ impl CalDavClient {
 
     /// Writes an object under a precondition. When the server sends no ETag (allowed when
     /// it changed the data), the new ETag is read with a PROPFIND.
-    pub fn put(&mut self, href: &str, ical: &str, pre: Precondition<'_>) -> Result<WriteOutcome, DavError> {
+    pub fn put(
+        &mut self,
+        href: &str,
+        ical: &str,
+        pre: Precondition<'_>,
+    ) -> Result<WriteOutcome, DavError> {
         let header = match pre {
             Precondition::Create => ("If-None-Match", "*".to_string()),
             Precondition::Replace(etag) => ("If-Match", etag.to_string()),
@@ -517,7 +564,10 @@ impl CalDavClient {
         let r = self.send(
             "PUT",
             href,
-            &[("Content-Type", "text/calendar; charset=utf-8"), (header.0, &header.1)],
+            &[
+                ("Content-Type", "text/calendar; charset=utf-8"),
+                (header.0, &header.1),
+            ],
             Some(ical),
         )?;
         match r.status {
@@ -557,7 +607,8 @@ impl CalDavClient {
     }
 
     fn expect(&self, r: &DavResponse, want: u16, method: &str, path: &str) -> Result<(), DavError> {
-        if r.status == want || (want == 201 && r.status == 200) || (want == 200 && r.status == 203) {
+        if r.status == want || (want == 201 && r.status == 200) || (want == 200 && r.status == 203)
+        {
             Ok(())
         } else {
             Err(self.status_error(r, method, path))
@@ -570,7 +621,14 @@ impl CalDavClient {
             .ok()
             .filter(|e| e.is(DAV, "error"))
             .and_then(|e| e.children.first().map(|c| c.name.clone()))
-            .unwrap_or_else(|| r.body.chars().take(80).collect::<String>().trim().to_string());
+            .unwrap_or_else(|| {
+                r.body
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            });
         DavError::Status {
             method: method.to_string(),
             path: path.to_string(),
@@ -613,13 +671,16 @@ impl CalDavClient {
             auth_attempts += 1;
             if self.username.is_empty() {
                 return Err(DavError::Auth(
-                    "the server requires a login (hint: set CALDAV_USERNAME and CALDAV_PASSWORD)".into(),
+                    "the server requires a login (hint: set CALDAV_USERNAME and CALDAV_PASSWORD)"
+                        .into(),
                 ));
             }
             let values: Vec<&str> = r.challenges.iter().map(String::as_str).collect();
             let challenges = auth::parse_challenges(&values);
             // A Digest nonce that merely expired is renewed without counting as a failure.
-            let stale = challenges.iter().any(|c| matches!(c, Challenge::Digest(d) if d.stale));
+            let stale = challenges
+                .iter()
+                .any(|c| matches!(c, Challenge::Digest(d) if d.stale));
             if auth_attempts > 1 && !(stale && auth_attempts <= 3) {
                 return Err(DavError::Auth(format!(
                     "the server rejected user {:?} (hint: check CALDAV_USERNAME and CALDAV_PASSWORD; Nextcloud needs an app password)",
@@ -672,12 +733,17 @@ impl CalDavClient {
     ) -> Result<DavResponse, DavError> {
         *self.stats.entry(method.to_string()).or_insert(0) += 1;
         let url = format!("{}{}", self.origin, path);
-        let m = Method::from_bytes(method.as_bytes()).map_err(|_| DavError::Setup(format!("bad method {method}")))?;
+        let m = Method::from_bytes(method.as_bytes())
+            .map_err(|_| DavError::Setup(format!("bad method {method}")))?;
         let mut builder = Request::builder().method(m).uri(&url);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header("Content-Type", "application/xml; charset=utf-8");
         }
         match &mut self.auth {
@@ -701,11 +767,15 @@ impl CalDavClient {
         };
         let result = match body {
             Some(b) => {
-                let req = builder.body(b.as_bytes()).map_err(|e| DavError::Setup(e.to_string()))?;
+                let req = builder
+                    .body(b.as_bytes())
+                    .map_err(|e| DavError::Setup(e.to_string()))?;
                 self.agent.run(req)
             }
             None => {
-                let req = builder.body(()).map_err(|e| DavError::Setup(e.to_string()))?;
+                let req = builder
+                    .body(())
+                    .map_err(|e| DavError::Setup(e.to_string()))?;
                 self.agent.run(req)
             }
         };
@@ -754,7 +824,10 @@ mod tests {
             "http://h:1/cal/plane-issue-1@calplanebot.ics"
         ));
         assert!(!same_href("/cal/a.ics", "/cal/b.ics"));
-        assert_eq!(percent_encode_segment("plane-issue-x@calplanebot"), "plane-issue-x%40calplanebot");
+        assert_eq!(
+            percent_encode_segment("plane-issue-x@calplanebot"),
+            "plane-issue-x%40calplanebot"
+        );
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%e2%9c%94"), "✔");
     }
@@ -785,6 +858,8 @@ mod tests {
         assert_eq!(rs[0].text(CALSERVER, "getctag").as_deref(), Some("7"));
         assert!(rs[0].prop(DAV, "sync-token").is_none());
         assert!(parse_multistatus("/cal/", "<html>oops</html>").is_err());
-        assert!(parse_multistatus("/cal/", "<d:multistatus xmlns:d=\"DAV:\"><d:response>").is_err());
+        assert!(
+            parse_multistatus("/cal/", "<d:multistatus xmlns:d=\"DAV:\"><d:response>").is_err()
+        );
     }
 }

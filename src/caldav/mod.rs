@@ -5,7 +5,9 @@ pub mod client;
 
 use std::fmt;
 
-pub use client::{CalDavClient, Calendar, Discovery, ObjectData, ObjectRef, Precondition, WriteOutcome};
+pub use client::{
+    CalDavClient, Calendar, Discovery, ObjectData, ObjectRef, Precondition, WriteOutcome,
+};
 
 /// Everything that can go wrong talking to the CalDAV server. Messages name the path,
 /// never the password.
@@ -49,10 +51,18 @@ impl fmt::Display for DavError {
         match self {
             DavError::Setup(m) => write!(f, "CalDAV client: {m}"),
             DavError::Transport { path, message } => {
-                write!(f, "cannot reach the CalDAV server ({path}): {message} (hint: check CALDAV_URL)")
+                write!(
+                    f,
+                    "cannot reach the CalDAV server ({path}): {message} (hint: check CALDAV_URL)"
+                )
             }
             DavError::Auth(m) => write!(f, "CalDAV login failed: {m}"),
-            DavError::Status { method, path, status, detail } => {
+            DavError::Status {
+                method,
+                path,
+                status,
+                detail,
+            } => {
                 write!(f, "CalDAV {method} {path} answered HTTP {status}")?;
                 if !detail.is_empty() {
                     write!(f, ": {detail}")?;
@@ -60,7 +70,10 @@ impl fmt::Display for DavError {
                 Ok(())
             }
             DavError::Malformed { path, message } => {
-                write!(f, "unexpected answer from the CalDAV server for {path}: {message}")
+                write!(
+                    f,
+                    "unexpected answer from the CalDAV server for {path}: {message}"
+                )
             }
             DavError::Discovery(m) => write!(f, "CalDAV discovery failed: {m}"),
         }

@@ -277,7 +277,10 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired
                 .and_then(crate::clock::parse_rfc3339)
                 .or_else(|| crate::clock::parse_rfc3339(&item.updated_at))
                 .unwrap_or(0);
-            c.push(Property::new("COMPLETED", &crate::clock::format_ical_utc(at)));
+            c.push(Property::new(
+                "COMPLETED",
+                &crate::clock::format_ical_utc(at),
+            ));
             c.push(Property::new("PERCENT-COMPLETE", "100"));
         }
     } else {
@@ -316,8 +319,18 @@ fn description(item: &WorkItem, url: &str) -> String {
     if let Some((_, name, _)) = priority(&item.priority) {
         lines.push(format!("Priority: {name}"));
     }
-    let names = |v: Vec<&str>| v.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ");
-    let assignees = names(item.assignees.iter().map(|a| a.display_name.as_str()).collect());
+    let names = |v: Vec<&str>| {
+        v.into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let assignees = names(
+        item.assignees
+            .iter()
+            .map(|a| a.display_name.as_str())
+            .collect(),
+    );
     if !assignees.is_empty() {
         lines.push(format!("Assignees: {assignees}"));
     }
