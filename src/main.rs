@@ -1,3 +1,455 @@
-fn main() {
-    println!("calplanebot {}", env!("CARGO_PKG_VERSION"));
+//! The `calplanebot` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use calplanebot::caldav::{CalDavClient, Precondition, WriteOutcome};
+use calplanebot::config::{Config, Env};
+use calplanebot::plane::PlaneClient;
+use calplanebot::state::Journal;
+use calplanebot::sync::{self, model, Summary};
+use calplanebot::{clock, ical};
+
+const HELP: &str = "\
+calplanebot — keeps Plane work items and CalDAV calendars in sync
+
+USAGE:
+    calplanebot [OPTIONS] [COMMAND]
+
+COMMANDS:
+    run                 Sync every SYNC_INTERVAL_SECONDS until stopped (the default)
+    sync, --once        Sync once and print Created/Updated/Deleted counts
+    sync-status         Show what the state journal knows (works while a daemon runs)
+    list                List the events in the Plane calendars: \"[PA-1] title (date)\"
+    test-caldav         Check the CalDAV login and list the calendars
+    test-plane          Check the Plane token and list the projects
+    config              Show the effective configuration (secrets masked)
+    validate-config     Check the configuration and exit 0 if it is usable
+    create-event TITLE  Put a test event into a project's calendar
+                        [--date YYYY-MM-DD] [--project IDENTIFIER]
+
+OPTIONS:
+    --dry-run           With sync: print what would change, write nothing
+    --env-file PATH     Read variables from PATH instead of ./.env
+    -h, --help          Show this help
+    -V, --version       Show the version
+
+Configuration comes from environment variables (see README.md and env.example).
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("calplanebot: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Cli {
+    command: String,
+    dry_run: bool,
+    env_file: Option<PathBuf>,
+    date: Option<String>,
+    project: Option<String>,
+    title: Option<String>,
+}
+
+fn parse_cli() -> Result<Option<Cli>, String> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(None);
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("calplanebot {}", env!("CARGO_PKG_VERSION"));
+        return Ok(None);
+    }
+    let once = args.contains("--once");
+    let dry_run = args.contains("--dry-run");
+    let bad = |e: pico_args::Error| format!("{e} (see --help)");
+    let env_file: Option<PathBuf> = args.opt_value_from_str("--env-file").map_err(bad)?;
+    let date: Option<String> = args.opt_value_from_str("--date").map_err(bad)?;
+    let project: Option<String> = args.opt_value_from_str("--project").map_err(bad)?;
+    let mut command = args
+        .subcommand()
+        .map_err(bad)?
+        .unwrap_or_else(|| "run".into());
+    if once {
+        command = "sync".into();
+    }
+    let title = if command == "create-event" {
+        Some(
+            args.free_from_str::<String>()
+                .map_err(|_| "create-event needs a TITLE (see --help)".to_string())?,
+        )
+    } else {
+        None
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!(
+            "unexpected argument {:?} (see --help)",
+            rest[0].to_string_lossy()
+        ));
+    }
+    Ok(Some(Cli {
+        command,
+        dry_run,
+        env_file,
+        date,
+        project,
+        title,
+    }))
+}
+
+fn run() -> Result<ExitCode, String> {
+    let Some(cli) = parse_cli()? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let env = Env::load(cli.env_file.as_deref()).map_err(|e| e.to_string())?;
+    if cli.command == "config" {
+        for (name, value) in env.masked_listing() {
+            println!("{name}={value}");
+        }
+        for name in env.unknown_variables() {
+            println!("# warning: {name} is not a calplanebot variable (typo?)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::from_env(&env).map_err(|e| e.to_string())?;
+    init_logging(&config);
+    for name in env.unknown_variables() {
+        log::warn!("{name} is not a calplanebot variable (typo?)");
+    }
+    match cli.command.as_str() {
+        "validate-config" => {
+            println!("configuration OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        "sync" => cmd_sync(&config, cli.dry_run),
+        "run" => cmd_run(&config),
+        "sync-status" => cmd_sync_status(&config),
+        "list" => cmd_list(&config),
+        "test-caldav" => cmd_test_caldav(&config),
+        "test-plane" => cmd_test_plane(&config),
+        "create-event" => cmd_create_event(
+            &config,
+            cli.title.as_deref().unwrap_or(""),
+            cli.date.as_deref(),
+            cli.project.as_deref(),
+        ),
+        other => Err(format!("unknown command {other:?} (see --help)")),
+    }
+}
+
+fn init_logging(config: &Config) {
+    // Logs go to stderr; command output to stdout.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("ureq_proto", log::LevelFilter::Warn)
+        .with_module_level("rustls", log::LevelFilter::Warn)
+        .init();
+}
+
+fn plane_client(config: &Config) -> Result<PlaneClient, String> {
+    PlaneClient::new(
+        &config.plane_base_url,
+        &config.plane_workspace_slug,
+        config.plane_api_token.clone(),
+        Duration::from_secs(config.http_timeout_seconds),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn caldav_client(config: &Config) -> Result<CalDavClient, String> {
+    CalDavClient::new(
+        &config.caldav_url,
+        &config.caldav_username,
+        config.caldav_password.clone(),
+        config.caldav_auth_type,
+        Duration::from_secs(config.http_timeout_seconds),
+        config.caldav_ca_file.as_deref(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn open_journal(config: &Config) -> Result<Journal, String> {
+    Journal::open(&config.state_dir).map_err(|e| e.to_string())
+}
+
+fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
+    if dry_run {
+        println!("Dry run: nothing was written.");
+        for line in &s.planned {
+            println!("{line}");
+        }
+        println!("Unchanged: {}", s.unchanged);
+        return;
+    }
+    println!("Sync completed in {:.1}s", elapsed.as_secs_f64());
+    println!("  Projects:  {}", s.projects);
+    println!("  Created:   {}", s.created);
+    println!("  Updated:   {}", s.updated);
+    let reasons: Vec<String> = s
+        .delete_reasons
+        .iter()
+        .map(|(why, n)| format!("{n} {why}"))
+        .collect();
+    if reasons.is_empty() {
+        println!("  Deleted:   {}", s.deleted);
+    } else {
+        println!("  Deleted:   {} ({})", s.deleted, reasons.join(", "));
+    }
+    println!("  Skipped:   {}", s.skipped);
+    println!("  Unchanged: {}", s.unchanged);
+    if !s.errors.is_empty() {
+        println!("  Errors:    {}", s.errors.len());
+        for e in &s.errors {
+            println!("    - {e}");
+        }
+    }
+}
+
+fn cmd_sync(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
+    let mut plane = plane_client(config)?;
+    let mut dav = caldav_client(config)?;
+    let mut journal = open_journal(config)?;
+    let started = Instant::now();
+    let summary = sync::sync_once(config, &mut plane, &mut dav, &mut journal, dry_run)
+        .map_err(|e| e.to_string())?;
+    print_summary(&summary, started.elapsed(), dry_run);
+    log::debug!(
+        "requests: plane {} (429: {}, retries: {}), caldav {:?}",
+        plane.stats.requests,
+        plane.stats.rate_limited,
+        plane.stats.retries,
+        dav.stats
+    );
+    if summary.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!(
+            "sync finished with {} error(s); the rest was synced",
+            summary.errors.len()
+        ))
+    }
+}
+
+fn cmd_run(config: &Config) -> Result<ExitCode, String> {
+    let mut plane = plane_client(config)?;
+    let mut dav = caldav_client(config)?;
+    let mut journal = open_journal(config)?;
+    log::info!(
+        "calplanebot {} syncing every {} s",
+        env!("CARGO_PKG_VERSION"),
+        config.sync_interval_seconds
+    );
+    loop {
+        let started = Instant::now();
+        match sync::sync_once(config, &mut plane, &mut dav, &mut journal, false) {
+            Ok(s) => log::info!(
+                "sync: {} created, {} updated, {} deleted, {} unchanged, {} errors in {:.1}s",
+                s.created,
+                s.updated,
+                s.deleted,
+                s.unchanged,
+                s.errors.len(),
+                started.elapsed().as_secs_f64()
+            ),
+            // A failing cycle never ends the service: the next one may succeed.
+            Err(e) => log::error!("sync failed: {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(config.sync_interval_seconds));
+    }
+}
+
+fn cmd_sync_status(config: &Config) -> Result<ExitCode, String> {
+    let state = Journal::open_read_only(&config.state_dir).map_err(|e| e.to_string())?;
+    let path = config.state_dir.join("state.jsonl");
+    println!("State file: {}", path.display());
+    match std::fs::metadata(&path).and_then(|m| m.modified()) {
+        Ok(t) => {
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            println!("Last write: {}", httpdate::fmt_http_date(t));
+            println!("            ({} s ago)", clock::now_unix() - secs);
+        }
+        Err(_) => println!("Last write: never (no sync has run with this STATE_DIR)"),
+    }
+    println!("Calendars:  {}", state.calendars.len());
+    println!("Events:     {}", state.items.len());
+    for cal in state.calendars.values() {
+        let n = state
+            .items
+            .values()
+            .filter(|r| r.project == cal.project)
+            .count();
+        println!("  {} → {} ({n} events)", cal.project, cal.href);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_list(config: &Config) -> Result<ExitCode, String> {
+    let mut plane = plane_client(config)?;
+    let mut dav = caldav_client(config)?;
+    let projects = sync::select_projects(
+        plane.projects().map_err(|e| e.to_string())?,
+        &config.plane_projects,
+    );
+    let home = dav.discover().map_err(|e| e.to_string())?.home;
+    let calendars = dav.calendars(&home).map_err(|e| e.to_string())?;
+    let state = Journal::open_read_only(&config.state_dir).map_err(|e| e.to_string())?;
+    for project in &projects {
+        let Some(cal) = sync::find_calendar(&calendars, &state, project) else {
+            println!("{} — no calendar yet", model::calendar_name(project));
+            continue;
+        };
+        let refs = dav.objects(&cal.href).map_err(|e| e.to_string())?;
+        let hrefs: Vec<String> = refs.iter().map(|r| r.href.clone()).collect();
+        let objects = dav.multiget(&cal.href, &hrefs).map_err(|e| e.to_string())?;
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for o in &objects {
+            let Ok(parsed) = ical::parse(&o.ical) else {
+                rows.push((String::new(), format!("{} (not valid iCalendar)", o.href)));
+                continue;
+            };
+            for c in parsed
+                .components
+                .iter()
+                .filter(|c| matches!(c.name.as_str(), "VEVENT" | "VTODO"))
+            {
+                let date = c
+                    .property("DTSTART")
+                    .or_else(|| c.property("DUE"))
+                    .and_then(|p| ical::Date::parse_ical(&p.value))
+                    .map(|d| d.to_iso())
+                    .unwrap_or_default();
+                rows.push((date, c.text("SUMMARY").unwrap_or_default()));
+            }
+        }
+        rows.sort();
+        println!("{} ({} events)", model::calendar_name(project), rows.len());
+        for (date, summary) in rows {
+            println!("  {summary} ({date})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_test_caldav(config: &Config) -> Result<ExitCode, String> {
+    let mut dav = caldav_client(config)?;
+    let d = dav.discover().map_err(|e| e.to_string())?;
+    if let Some(p) = &d.principal {
+        println!("Principal:     {p}");
+    }
+    println!("Calendar home: {}", d.home);
+    let calendars = dav.calendars(&d.home).map_err(|e| e.to_string())?;
+    println!("Calendars:     {}", calendars.len());
+    for c in &calendars {
+        println!(
+            "  {} — {} [{}]",
+            c.href,
+            c.display_name.as_deref().unwrap_or("(no name)"),
+            c.components.join(",")
+        );
+    }
+    println!("CalDAV connection OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_test_plane(config: &Config) -> Result<ExitCode, String> {
+    let mut plane = plane_client(config)?;
+    let me = plane.me().map_err(|e| e.to_string())?;
+    println!(
+        "Token owner: {} ({})",
+        if me.display_name.is_empty() {
+            &me.id
+        } else {
+            &me.display_name
+        },
+        me.id
+    );
+    let all = plane.projects().map_err(|e| e.to_string())?;
+    let selected = sync::select_projects(all.clone(), &config.plane_projects);
+    println!("Projects:    {} ({} selected)", all.len(), selected.len());
+    for p in &all {
+        let mark = if selected.contains(p) { "*" } else { " " };
+        println!("  {mark} {} — {}", p.identifier, p.name);
+    }
+    println!("Plane connection OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_create_event(
+    config: &Config,
+    title: &str,
+    date: Option<&str>,
+    project: Option<&str>,
+) -> Result<ExitCode, String> {
+    let date = match date {
+        Some(d) => {
+            ical::Date::parse_iso(d).ok_or_else(|| format!("--date {d:?} is not YYYY-MM-DD"))?
+        }
+        None => ical::Date::from_days_since_epoch(clock::now_unix().div_euclid(86_400)),
+    };
+    let mut plane = plane_client(config)?;
+    let mut dav = caldav_client(config)?;
+    let projects = sync::select_projects(
+        plane.projects().map_err(|e| e.to_string())?,
+        &config.plane_projects,
+    );
+    let project = match project {
+        Some(p) => projects
+            .iter()
+            .find(|x| x.identifier.eq_ignore_ascii_case(p) || x.id == p)
+            .ok_or_else(|| format!("no selected Plane project {p:?}"))?,
+        None => projects.first().ok_or("no Plane project selected")?,
+    };
+    let home = dav.discover().map_err(|e| e.to_string())?.home;
+    let calendars = dav.calendars(&home).map_err(|e| e.to_string())?;
+    let state = Journal::open_read_only(&config.state_dir).map_err(|e| e.to_string())?;
+    let cal = sync::find_calendar(&calendars, &state, project)
+        .ok_or_else(|| {
+            format!(
+                "project {} has no calendar yet (hint: run `calplanebot sync` first)",
+                project.identifier
+            )
+        })?
+        .clone();
+    // A UID outside our scheme: this event belongs to the user, sync never touches it.
+    let uid = format!(
+        "calplanebot-test-{}-{}",
+        clock::now_unix(),
+        std::process::id()
+    );
+    let mut event = ical::Component::new("VEVENT");
+    event.push(ical::Property::new("UID", &uid));
+    event.push(ical::Property::new(
+        "DTSTAMP",
+        &clock::format_ical_utc(clock::now_unix()),
+    ));
+    event.push(ical::Property::new("DTSTART", &date.to_ical()).with_param("VALUE", "DATE"));
+    event.push(ical::Property::new("DTEND", &date.succ().to_ical()).with_param("VALUE", "DATE"));
+    event.push(ical::Property::text("SUMMARY", title));
+    let mut vcal = ical::Component::new("VCALENDAR");
+    vcal.push(ical::Property::new("VERSION", "2.0"));
+    vcal.push(ical::Property::new("PRODID", model::PRODID));
+    vcal.components.push(event);
+    let href = format!("{}{uid}.ics", cal.href);
+    match dav
+        .put(&href, &ical::write(&vcal), Precondition::Create)
+        .map_err(|e| e.to_string())?
+    {
+        WriteOutcome::Written(_) => {
+            println!("Created \"{title}\" on {} in {}", date.to_iso(), cal.href);
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(format!("{href} already exists")),
+    }
 }

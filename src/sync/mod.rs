@@ -177,7 +177,7 @@ pub fn sync_once(
         }
 
         // The calendar: known, adopted by name, or made now.
-        let calendar = match find_calendar(&calendars, journal, project) {
+        let calendar = match find_calendar(&calendars, journal.state(), project) {
             Some(c) => c.clone(),
             None if dry_run => {
                 summary.planned.push(format!(
