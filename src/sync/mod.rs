@@ -108,10 +108,10 @@ pub fn select_projects(all: Vec<Project>, wanted: &[String]) -> Vec<Project> {
 /// "Plane: {project}" (adopting the seed's calendars), else `None`.
 pub fn find_calendar<'a>(
     calendars: &'a [Calendar],
-    journal: &Journal,
+    state: &crate::state::State,
     project: &Project,
 ) -> Option<&'a Calendar> {
-    let known = journal.state().calendars.get(&project.id);
+    let known = state.calendars.get(&project.id);
     known
         .and_then(|r| {
             calendars
