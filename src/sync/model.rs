@@ -476,3 +476,233 @@ pub fn merge(existing: &Component, desired: &Desired, sequence: u32, now: i64) -
     }
     Some(ical::write(&cal))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plane::{Label, Member, State};
+
+    fn project() -> Project {
+        Project {
+            id: "p1".into(),
+            identifier: "WEB".into(),
+            name: "Website".into(),
+        }
+    }
+
+    fn mapping() -> Mapping {
+        Mapping {
+            kind: ItemKind::Event,
+            date_mode: DateMode::Due,
+            completed: CompletedItems::Delete,
+            web_url: "https://plane.example.com/".into(),
+            slug: "acme".into(),
+            state_groups: ["backlog", "unstarted", "started", "completed", "cancelled"]
+                .map(String::from)
+                .to_vec(),
+            assignees: vec![],
+            labels: vec![],
+        }
+    }
+
+    fn item() -> WorkItem {
+        WorkItem {
+            id: "i1".into(),
+            project: "p1".into(),
+            sequence_id: 12,
+            name: "Fix login, again; now".into(),
+            state: State {
+                id: "s".into(),
+                name: "In Progress".into(),
+                group: "started".into(),
+            },
+            priority: "high".into(),
+            start_date: Some("2026-11-20".into()),
+            target_date: Some("2026-11-24".into()),
+            assignees: vec![Member {
+                id: "u1".into(),
+                display_name: "ann".into(),
+                email: "ann@example.com".into(),
+            }],
+            labels: vec![
+                Label {
+                    id: "l1".into(),
+                    name: "bug".into(),
+                },
+                Label {
+                    id: "l2".into(),
+                    name: "a,b".into(),
+                },
+            ],
+            description_html: "<p>Steps</p>".into(),
+            updated_at: "2026-11-23T10:00:00Z".into(),
+            ..WorkItem::default()
+        }
+    }
+
+    fn prop(c: &Component, name: &str) -> String {
+        c.property(name)
+            .map(|p| p.value.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn event_fields_follow_the_design() {
+        let d = render(&item(), &project(), &mapping()).unwrap();
+        let c = &d.component;
+        assert_eq!(d.uid, "plane-issue-i1@calplanebot");
+        assert_eq!(c.name, "VEVENT");
+        assert_eq!(c.text("SUMMARY").unwrap(), "[WEB-12] Fix login, again; now");
+        assert_eq!(prop(c, "DTSTART"), "20261124");
+        assert_eq!(c.property("DTSTART").unwrap().param("VALUE"), Some("DATE"));
+        assert_eq!(prop(c, "DTEND"), "20261125");
+        assert_eq!(
+            prop(c, "URL"),
+            "https://plane.example.com/acme/browse/WEB-12/"
+        );
+        assert_eq!(
+            c.property("CATEGORIES").unwrap().text_values(),
+            vec!["bug", "a,b"]
+        );
+        assert_eq!(prop(c, "PRIORITY"), "3");
+        assert_eq!(prop(c, "X-PLANE-WORK-ITEM-ID"), "i1");
+        assert_eq!(prop(c, "X-PLANE-PROJECT-ID"), "p1");
+        assert!(c.property("ORGANIZER").is_none() && c.property("ATTENDEE").is_none());
+        let desc = c.text("DESCRIPTION").unwrap();
+        assert_eq!(
+            desc,
+            "State: In Progress\nPriority: High\nAssignees: ann\nLabels: bug, a,b\n\nSteps\n\nhttps://plane.example.com/acme/browse/WEB-12/"
+        );
+    }
+
+    #[test]
+    fn span_mode_and_todos() {
+        let mut m = mapping();
+        m.date_mode = DateMode::Span;
+        let d = render(&item(), &project(), &m).unwrap();
+        assert_eq!(prop(&d.component, "DTSTART"), "20261120");
+        assert_eq!(prop(&d.component, "DTEND"), "20261125");
+
+        m.kind = ItemKind::Todo;
+        let mut done = item();
+        done.state.group = "completed".into();
+        done.completed_at = Some("2026-11-23T15:30:00+05:30".into());
+        let d = render(&done, &project(), &m).unwrap();
+        assert_eq!(d.component.name, "VTODO");
+        assert_eq!(prop(&d.component, "DUE"), "20261124");
+        assert_eq!(prop(&d.component, "DTSTART"), "20261120");
+        assert_eq!(prop(&d.component, "STATUS"), "COMPLETED");
+        assert_eq!(prop(&d.component, "COMPLETED"), "20261123T100000Z");
+        assert_eq!(prop(&d.component, "PERCENT-COMPLETE"), "100");
+    }
+
+    #[test]
+    fn exclusions() {
+        let m = mapping();
+        let mut i = item();
+        i.target_date = None;
+        assert_eq!(render(&i, &project(), &m).unwrap_err(), Excluded::NoDate);
+        let mut i = item();
+        i.state.group = "completed".into();
+        assert_eq!(render(&i, &project(), &m).unwrap_err(), Excluded::Completed);
+        let mut keep = mapping();
+        keep.completed = CompletedItems::Keep;
+        let d = render(&i, &project(), &keep).unwrap();
+        assert!(d
+            .component
+            .text("SUMMARY")
+            .unwrap()
+            .starts_with("✔ [WEB-12]"));
+        assert!(
+            d.component.property("STATUS").is_none(),
+            "VEVENT STATUS:COMPLETED is invalid"
+        );
+        let mut i = item();
+        i.archived_at = Some("2026-11-01".into());
+        assert_eq!(render(&i, &project(), &m).unwrap_err(), Excluded::Archived);
+        let mut f = mapping();
+        f.labels = vec!["feature".into()];
+        assert_eq!(
+            render(&item(), &project(), &f).unwrap_err(),
+            Excluded::Filtered
+        );
+        f.labels = vec!["BUG".into()];
+        assert!(render(&item(), &project(), &f).is_ok());
+        let mut f = mapping();
+        f.assignees = vec!["ANN@example.com".into()];
+        assert!(render(&item(), &project(), &f).is_ok());
+        f.assignees = vec!["u9".into()];
+        assert_eq!(
+            render(&item(), &project(), &f).unwrap_err(),
+            Excluded::Filtered
+        );
+    }
+
+    #[test]
+    fn merge_keeps_user_additions_and_bumps_sequence() {
+        let d = render(&item(), &project(), &mapping()).unwrap();
+        let created = ical::parse(&new_object(&d, 1_795_428_930)).unwrap();
+        // A user adds an alarm and a location in their calendar app.
+        let mut edited = created.clone();
+        let ev = edited.component_mut("VEVENT").unwrap();
+        ev.push(Property::text("LOCATION", "Room 1"));
+        ev.push(Property::new("X-MOZ-GENERATION", "3"));
+        let mut alarm = Component::new("VALARM");
+        alarm.push(Property::new("ACTION", "DISPLAY"));
+        alarm.push(Property::new("TRIGGER", "-PT15M"));
+        ev.components.push(alarm);
+
+        let mut changed = item();
+        changed.name = "Renamed".into();
+        changed.target_date = Some("2026-12-01".into());
+        changed.priority = "none".into();
+        let d2 = render(&changed, &project(), &mapping()).unwrap();
+        let merged = ical::parse(&merge(&edited, &d2, 1, 1_795_430_000).unwrap()).unwrap();
+        let ev = merged.component("VEVENT").unwrap();
+        assert_eq!(ev.text("SUMMARY").unwrap(), "[WEB-12] Renamed");
+        assert_eq!(prop(ev, "DTSTART"), "20261201");
+        assert_eq!(prop(ev, "SEQUENCE"), "1");
+        assert!(
+            ev.property("PRIORITY").is_none(),
+            "priority none removes PRIORITY"
+        );
+        assert_eq!(ev.text("LOCATION").unwrap(), "Room 1");
+        assert_eq!(prop(ev, "X-MOZ-GENERATION"), "3");
+        assert_eq!(ev.components.len(), 1);
+        assert_eq!(ev.components[0].name, "VALARM");
+        assert_eq!(ev.properties_named("UID").count(), 1);
+        assert!(same_content(ev, &d2.component));
+        assert!(!same_content(ev, &d.component));
+
+        // Another UID in the object: not ours, no merge.
+        let mut other = d2.clone();
+        other.uid = "someone-else".into();
+        assert!(merge(&edited, &other, 1, 0).is_none());
+    }
+
+    #[test]
+    fn content_survives_server_reserialisation() {
+        let d = render(&item(), &project(), &mapping()).unwrap();
+        // Servers may drop VALUE=DATE quoting style or reorder: parse what a server might
+        // return (params reordered, categories split) and compare content.
+        let text = new_object(&d, 0).replace("CATEGORIES:bug,a\\,b", "CATEGORIES:bug, a\\,b");
+        let back = ical::parse(&text).unwrap();
+        assert!(same_content(
+            find_item(&back, &d.uid).unwrap(),
+            &d.component
+        ));
+    }
+
+    #[test]
+    fn hrefs_and_uids() {
+        let uid = uid_for("0b6a-11");
+        let href = href_for("/cal/", &uid);
+        assert_eq!(href, "/cal/plane-issue-0b6a-11%40calplanebot.ics");
+        assert_eq!(uid_from_href(&href).as_deref(), Some(uid.as_str()));
+        assert_eq!(
+            uid_from_href("/cal/plane-issue-x@calplanebot.ics").as_deref(),
+            Some("plane-issue-x@calplanebot")
+        );
+        assert_eq!(uid_from_href("/cal/other.ics"), None);
+    }
+}
