@@ -1,1 +1,79 @@
-fn main() {}
+//! `fake-plane`: serves a generated Plane workspace for trying calplanebot without Plane.
+//!
+//! ```text
+//! cargo run --example fake-plane -- [--addr 127.0.0.1:8090] [--projects 3] [--items 250]
+//!     [--api-key KEY] [--slug SLUG] [--seed N] [--rate-limit N] [--verbose]
+//! ```
+//! Prints one line (base URL, slug, API key) and serves until killed.
+
+#[path = "mod.rs"]
+mod fake_plane;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const HELP: &str = "\
+fake-plane: a fake Plane REST API (/api/v1/) with a generated workspace
+
+OPTIONS:
+  --addr ADDR        listen address [default: 127.0.0.1:8090]
+  --projects N       number of projects [default: 3]
+  --items N          visible work items per project [default: 250]
+  --api-key KEY      API key to accept [default: derived from the seed]
+  --slug SLUG        workspace slug [default: acme]
+  --seed N           generator seed [default: 1]
+  --rate-limit N     requests per minute [default: 60, Plane's default]
+  --verbose          log one line per request on stderr
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("fake-plane: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(());
+    }
+    let addr: String = args
+        .opt_value_from_str("--addr")?
+        .unwrap_or_else(|| "127.0.0.1:8090".into());
+    let projects: usize = args.opt_value_from_str("--projects")?.unwrap_or(3);
+    let items: usize = args.opt_value_from_str("--items")?.unwrap_or(250);
+    let api_key: Option<String> = args.opt_value_from_str("--api-key")?;
+    let slug: Option<String> = args.opt_value_from_str("--slug")?;
+    let seed: u64 = args.opt_value_from_str("--seed")?.unwrap_or(1);
+    let rate_limit: u32 = args.opt_value_from_str("--rate-limit")?.unwrap_or(60);
+    let verbose = args.contains("--verbose");
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {rest:?} (see --help)").into());
+    }
+
+    // Real time, so due dates and timestamps look current in the demo.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let mut world = fake_plane::World::generate_at(&vec![items; projects], seed, now);
+    world.real_clock = true;
+    world.rate_limit = rate_limit;
+    if let Some(k) = api_key {
+        world.api_key = k;
+    }
+    if let Some(s) = slug {
+        world.slug = s;
+    }
+    let (slug, key) = (world.slug.clone(), world.api_key.clone());
+    let server = fake_plane::FakePlane::start_on(&addr, world)?;
+    server.set_verbose(verbose);
+    println!(
+        "fake-plane: PLANE_BASE_URL={} PLANE_WORKSPACE={} PLANE_API_KEY={}",
+        server.base_url(),
+        slug,
+        key
+    );
+    loop {
+        std::thread::park();
+    }
+}

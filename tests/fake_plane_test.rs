@@ -1,0 +1,711 @@
+//! Exercises the fake Plane server over real HTTP with ureq, the client calplanebot uses.
+
+#[path = "fake_plane/mod.rs"]
+mod fake_plane;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use fake_plane::{fmt_datetime, sign_webhook, FakePlane, Fault, World};
+use miniserde::json::{self, Value};
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn collect(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Resp, ureq::Error> {
+    let mut r = r?;
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string()?;
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GET `/api/v1/{path}` with the world's key.
+fn get(fp: &FakePlane, path: &str) -> Resp {
+    let key = fp.with_world(|w| w.api_key.clone());
+    try_get(fp, path, Some(&key)).expect("transport error")
+}
+
+fn try_get(fp: &FakePlane, path: &str, key: Option<&str>) -> Result<Resp, ureq::Error> {
+    let mut rq = agent().get(format!("{}{}", fp.api_url(), path));
+    if let Some(k) = key {
+        rq = rq.header("X-API-Key", k);
+    }
+    collect(rq.call())
+}
+
+fn send(fp: &FakePlane, method: &str, path: &str, body: &str) -> Resp {
+    let key = fp.with_world(|w| w.api_key.clone());
+    let url = format!("{}{}", fp.api_url(), path);
+    let a = agent();
+    let r = match method {
+        "POST" => a.post(&url),
+        "PUT" => a.put(&url),
+        "PATCH" => a.patch(&url),
+        m => panic!("method {m}"),
+    };
+    collect(
+        r.header("X-API-Key", &key)
+            .header("Content-Type", "application/json")
+            .send(body),
+    )
+    .expect("transport error")
+}
+
+fn delete(fp: &FakePlane, path: &str) -> Resp {
+    let key = fp.with_world(|w| w.api_key.clone());
+    collect(
+        agent()
+            .delete(format!("{}{}", fp.api_url(), path))
+            .header("X-API-Key", &key)
+            .call(),
+    )
+    .expect("transport error")
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    match v {
+        Value::Object(o) => o.get(key).unwrap_or_else(|| panic!("no {key} in {v:?}")),
+        _ => panic!("not an object: {v:?}"),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    match field(v, key) {
+        Value::String(s) => s,
+        other => panic!("{key} not a string: {other:?}"),
+    }
+}
+
+fn num_of(v: &Value, key: &str) -> u64 {
+    match field(v, key) {
+        Value::Number(json::Number::U64(n)) => *n,
+        other => panic!("{key} not a u64: {other:?}"),
+    }
+}
+
+fn bool_of(v: &Value, key: &str) -> bool {
+    match field(v, key) {
+        Value::Bool(b) => *b,
+        other => panic!("{key} not a bool: {other:?}"),
+    }
+}
+
+fn arr(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) => a,
+        _ => panic!("not an array: {v:?}"),
+    }
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(o) => o.keys().cloned().collect(),
+        _ => panic!("not an object"),
+    }
+}
+
+fn items_path(fp: &FakePlane, ident: &str) -> String {
+    fp.with_world(|w| {
+        format!(
+            "workspaces/{}/projects/{}/work-items/",
+            w.slug,
+            w.project(ident).id
+        )
+    })
+}
+
+fn one_project(items: usize) -> FakePlane {
+    FakePlane::start(World::generate(&[items], 7))
+}
+
+#[test]
+fn auth_missing_wrong_and_routing_errors() {
+    let fp = one_project(3);
+    let r = try_get(&fp, "users/me/", None).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        str_of(&r.json(), "detail"),
+        "Authentication credentials were not provided."
+    );
+    let r = try_get(&fp, "users/me/", Some("plane_api_wrong")).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(str_of(&r.json(), "detail"), "Given API token is not valid");
+
+    let me = get(&fp, "users/me/");
+    assert_eq!(me.status, 200);
+    assert_eq!(str_of(&me.json(), "id"), fp.world().me.id);
+
+    assert_eq!(get(&fp, "workspaces/nope/projects/").status, 404);
+    // No trailing slash: not routed, Django's HTML 404.
+    let r = get(&fp, "users/me");
+    assert_eq!(r.status, 404);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(get(&fp, "workspaces/acme/unknown/").status, 404);
+
+    let members = get(&fp, "workspaces/acme/members/").json();
+    assert_eq!(arr(&members).len(), 5);
+    assert!(keys(&arr(&members)[0]).contains(&"email".to_string()));
+}
+
+#[test]
+fn pagination_walks_every_visible_item_exactly_once() {
+    let fp = one_project(250);
+    let path = items_path(&fp, "WEB");
+    let mut seen = Vec::new();
+    let mut cursor = "100:0:0".to_string();
+    let mut counts = Vec::new();
+    loop {
+        let page = get(&fp, &format!("{path}?per_page=100&cursor={cursor}")).json();
+        assert_eq!(num_of(&page, "total_count"), 250);
+        assert_eq!(num_of(&page, "total_pages"), 3);
+        let results = arr(field(&page, "results"));
+        counts.push(results.len());
+        for it in results {
+            seen.push(str_of(it, "id").to_string());
+        }
+        if !bool_of(&page, "next_page_results") {
+            break;
+        }
+        cursor = str_of(&page, "next_cursor").to_string();
+    }
+    assert_eq!(counts, [100, 100, 50]);
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 250);
+    let w = fp.world();
+    let p = w.project("WEB");
+    assert_eq!(p.items.len(), 254, "four hidden items exist");
+    let visible: HashSet<_> = p.visible_items().iter().map(|i| &i.id).collect();
+    assert_eq!(unique, visible);
+    assert_eq!(fp.requests().len(), 3);
+    assert!(fp.requests().iter().all(|r| r.status == 200));
+
+    // Default sort is newest first.
+    let first = get(&fp, &format!("{path}?per_page=1")).json();
+    let newest = p
+        .visible_items()
+        .iter()
+        .max_by_key(|i| i.created_at)
+        .unwrap()
+        .id
+        .clone();
+    assert_eq!(str_of(&arr(field(&first, "results"))[0], "id"), newest);
+    assert_eq!(str_of(&first, "prev_cursor"), "1:-1:1");
+    assert!(!bool_of(&first, "prev_page_results"));
+}
+
+#[test]
+fn per_page_is_clamped_and_bad_cursor_rejected() {
+    let fp = one_project(150);
+    let path = items_path(&fp, "WEB");
+    let page = get(&fp, &format!("{path}?per_page=1000")).json();
+    assert_eq!(arr(field(&page, "results")).len(), 100);
+    assert_eq!(str_of(&page, "next_cursor"), "100:1:0");
+    assert_eq!(get(&fp, &format!("{path}?cursor=garbage")).status, 400);
+    assert_eq!(get(&fp, &format!("{path}?cursor=100:-1:1")).status, 400);
+    // Percent-encoded cursor (what URL builders send) works too.
+    let page = get(&fp, &format!("{path}?per_page=100&cursor=100%3A1%3A0")).json();
+    assert_eq!(arr(field(&page, "results")).len(), 50);
+    assert_eq!(get(&fp, &format!("{path}?order_by=bogus")).status, 500);
+}
+
+#[test]
+fn order_by_updated_at_puts_a_fresh_change_first() {
+    let fp = one_project(120);
+    let path = items_path(&fp, "WEB");
+    let victim = fp.with_world(|w| {
+        let id = w.project("WEB").visible_items()[40].id.clone();
+        w.rename(&id, "Renamed ✓");
+        id
+    });
+    let page = get(&fp, &format!("{path}?order_by=-updated_at&per_page=5")).json();
+    let first = &arr(field(&page, "results"))[0];
+    assert_eq!(str_of(first, "id"), victim);
+    assert_eq!(str_of(first, "name"), "Renamed ✓");
+    let page = get(
+        &fp,
+        &format!("{path}?order_by=updated_at&per_page=100&cursor=100:1:0"),
+    )
+    .json();
+    let results = arr(field(&page, "results"));
+    assert_eq!(str_of(results.last().unwrap(), "id"), victim);
+    // updated_at strings are monotonic within one offset.
+    let stamps: Vec<&str> = results.iter().map(|r| str_of(r, "updated_at")).collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+
+    let page = get(&fp, &format!("{path}?order_by=sequence_id&per_page=3")).json();
+    let seqs: Vec<u64> = arr(field(&page, "results"))
+        .iter()
+        .map(|r| num_of(r, "sequence_id"))
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+#[test]
+fn expand_and_fields_shape_items() {
+    let fp = one_project(30);
+    let path = items_path(&fp, "WEB");
+    let (id, state_id) = fp.with_world(|w| {
+        let it = w.project("WEB").visible_items()[0].clone();
+        let p = w.project("WEB");
+        let label = p.labels[1].id.clone();
+        let user = w.members[2].id.clone();
+        w.set_labels(&it.id, &[&label]);
+        w.set_assignees(&it.id, &[&user]);
+        (it.id, it.state)
+    });
+    let plain = get(&fp, &format!("{path}{id}/")).json();
+    assert_eq!(str_of(&plain, "state"), state_id);
+    assert!(matches!(&arr(field(&plain, "labels"))[0], Value::String(_)));
+    for k in [
+        "id",
+        "name",
+        "sequence_id",
+        "project",
+        "workspace",
+        "state",
+        "parent",
+        "priority",
+        "start_date",
+        "target_date",
+        "assignees",
+        "labels",
+        "description_html",
+        "completed_at",
+        "archived_at",
+        "is_draft",
+        "deleted_at",
+        "created_at",
+        "updated_at",
+        "created_by",
+        "updated_by",
+        "sort_order",
+        "external_id",
+        "external_source",
+        "estimate_point",
+        "type_id",
+    ] {
+        assert!(keys(&plain).contains(&k.to_string()), "missing {k}");
+    }
+
+    let full = get(&fp, &format!("{path}{id}/?expand=state,labels,assignees")).json();
+    let state = field(&full, "state");
+    assert_eq!(keys(state), ["color", "group", "id", "name"]);
+    assert_eq!(str_of(state, "id"), state_id);
+    let label = &arr(field(&full, "labels"))[0];
+    assert_eq!(str_of(label, "name"), "feature");
+    let user = &arr(field(&full, "assignees"))[0];
+    assert_eq!(str_of(user, "email"), "jose@example.com");
+    assert_eq!(str_of(user, "first_name"), "José");
+
+    let slim = get(&fp, &format!("{path}?fields=id,name,updated_at&per_page=2")).json();
+    for r in arr(field(&slim, "results")) {
+        assert_eq!(keys(r), ["id", "name", "updated_at"]);
+    }
+}
+
+#[test]
+fn hidden_and_deleted_items_are_404_and_unlisted() {
+    let fp = one_project(10);
+    let path = items_path(&fp, "WEB");
+    let w = fp.world();
+    let p = w.project("WEB");
+    let hidden: Vec<_> = p.items.iter().filter(|i| !p.is_visible(i)).collect();
+    assert_eq!(hidden.len(), 4);
+    for h in &hidden {
+        assert_eq!(get(&fp, &format!("{path}{}/", h.id)).status, 404);
+    }
+    let a = p.visible_items()[0].clone();
+    let b = p.visible_items()[1].clone();
+    let key = format!("workspaces/acme/work-items/WEB-{}/", a.sequence_id);
+    assert_eq!(str_of(&get(&fp, &key).json(), "id"), a.id);
+    let issues_alias = format!("workspaces/acme/projects/{}/issues/{}/", p.id, a.id);
+    assert_eq!(get(&fp, &issues_alias).status, 200);
+
+    fp.with_world(|w| w.delete(&a.id));
+    assert_eq!(get(&fp, &format!("{path}{}/", a.id)).status, 404);
+    assert_eq!(get(&fp, &key).status, 404);
+    let r = delete(&fp, &format!("{path}{}/", b.id));
+    assert_eq!(r.status, 204);
+    assert_eq!(r.body, "");
+    assert_eq!(get(&fp, &format!("{path}{}/", b.id)).status, 404);
+    let list = get(&fp, &path).json();
+    let ids: Vec<&str> = arr(field(&list, "results"))
+        .iter()
+        .map(|r| str_of(r, "id"))
+        .collect();
+    assert_eq!(ids.len(), 8);
+    assert!(!ids.contains(&a.id.as_str()) && !ids.contains(&b.id.as_str()));
+
+    let c = p.visible_items()[2].id.clone();
+    fp.with_world(|w| w.archive(&c));
+    assert_eq!(get(&fp, &format!("{path}{c}/")).status, 404);
+}
+
+#[test]
+fn rate_limit_429_then_recovery_after_window() {
+    let fp = one_project(1);
+    fp.with_world(|w| {
+        w.rate_limit = 3;
+        w.rate_window = Duration::from_secs(2);
+    });
+    let started = Instant::now();
+    for expect in ["2", "1", "0"] {
+        let r = get(&fp, "users/me/");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-ratelimit-remaining"), Some(expect));
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > 1_600_000_000);
+    }
+    let r = get(&fp, "users/me/");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "test machine too slow"
+    );
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.body,
+        r#"{"error_code":5900,"error_message":"RATE_LIMIT_EXCEEDED"}"#
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(r.header("x-ratelimit-remaining"), None);
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(started.elapsed()));
+    let r = get(&fp, "users/me/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("2"));
+    // Bad keys are rejected before the throttle and do not use up the budget.
+    assert_eq!(try_get(&fp, "users/me/", None).unwrap().status, 401);
+}
+
+#[test]
+fn queued_faults_hit_matching_requests_once() {
+    let fp = one_project(20);
+    let path = items_path(&fp, "WEB");
+    fp.with_world(|w| {
+        w.push_fault(Fault::Status(502));
+        w.push_fault(Fault::Status(500));
+        w.push_fault(Fault::Garbage);
+        w.push_fault(Fault::TruncatedJson);
+    });
+    let r = get(&fp, "users/me/");
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("nginx"));
+    let r = get(&fp, "users/me/");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        str_of(&r.json(), "error"),
+        "Something went wrong please try again later"
+    );
+    let r = get(&fp, &path);
+    assert_eq!(r.status, 200);
+    assert!(json::from_str::<Value>(&r.body).is_err());
+    let r = get(&fp, &path);
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("{\"count\":"));
+    assert!(json::from_str::<Value>(&r.body).is_err(), "truncated");
+    assert_eq!(get(&fp, &path).status, 200);
+
+    // Path-scoped: users/me/ passes, the listing is hit.
+    fp.with_world(|w| w.push_fault_for("/work-items/", Fault::Close));
+    assert_eq!(get(&fp, "users/me/").status, 200);
+    assert!(try_get(&fp, &path, Some(&fp.world().api_key)).is_err());
+    fp.with_world(|w| w.push_fault(Fault::CloseMidBody));
+    assert!(try_get(&fp, &path, Some(&fp.world().api_key)).is_err());
+    fp.with_world(|w| w.push_fault(Fault::Delay(Duration::from_millis(300))));
+    let t = Instant::now();
+    assert_eq!(get(&fp, &path).status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(fp.world().faults.is_empty());
+    let statuses: Vec<u16> = fp.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [502, 500, 200, 200, 200, 200, 0, 200, 200]);
+}
+
+#[test]
+fn create_upsert_conflict_and_patch() {
+    let fp = one_project(5);
+    let path = items_path(&fp, "WEB");
+    let r = send(&fp, "POST", &path, r#"{"description_html":"<p>x</p>"}"#);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("This field is required."));
+    let r = send(
+        &fp,
+        "POST",
+        &path,
+        r#"{"name":"x","start_date":"2026-06-02","target_date":"2026-06-01"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        send(
+            &fp,
+            "POST",
+            &path,
+            r#"{"name":"x","target_date":"2026-02-30"}"#
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        send(&fp, "POST", &path, r#"{"name":"x","priority":"meh"}"#).status,
+        400
+    );
+    assert_eq!(send(&fp, "POST", &path, "not json").status, 400);
+
+    let body = r#"{"name":"Dentist \"checkup\" 🦷","target_date":"2026-06-01","priority":"high","external_id":"uid-1@cal","external_source":"calplanebot"}"#;
+    let r = send(&fp, "POST", &path, body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    let id = str_of(&created, "id").to_string();
+    assert_eq!(str_of(&created, "name"), "Dentist \"checkup\" 🦷");
+    assert_eq!(num_of(&created, "sequence_id"), 10);
+    assert_eq!(str_of(&created, "description_html"), "<p></p>");
+    assert_eq!(str_of(&created, "created_by"), fp.world().me.id);
+
+    let r = send(&fp, "POST", &path, body);
+    assert_eq!(r.status, 409);
+    assert_eq!(str_of(&r.json(), "id"), id);
+
+    let r = send(
+        &fp,
+        "PUT",
+        &path,
+        r#"{"name":"Dentist (moved)","external_id":"uid-1@cal","external_source":"calplanebot"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(str_of(&r.json(), "id"), id);
+    assert_eq!(
+        str_of(&r.json(), "target_date"),
+        "2026-06-01",
+        "partial update"
+    );
+    let r = send(
+        &fp,
+        "PUT",
+        &path,
+        r#"{"name":"New","external_id":"uid-2@cal","external_source":"calplanebot"}"#,
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(send(&fp, "PUT", &path, r#"{"name":"New"}"#).status, 400);
+
+    let found = get(
+        &fp,
+        &format!("{path}?external_id=uid-1%40cal&external_source=calplanebot"),
+    );
+    assert_eq!(str_of(&found.json(), "name"), "Dentist (moved)");
+    let missing = get(
+        &fp,
+        &format!("{path}?external_id=nope&external_source=calplanebot"),
+    );
+    assert_eq!(missing.status, 404);
+
+    let (done, label_a, label_b) = fp.with_world(|w| {
+        let p = w.project("WEB");
+        (
+            p.state_in_group("completed").unwrap().id.clone(),
+            p.labels[0].id.clone(),
+            p.labels[2].id.clone(),
+        )
+    });
+    let item_path = format!("{path}{id}/");
+    let r = send(
+        &fp,
+        "PATCH",
+        &item_path,
+        &format!(r#"{{"labels":["{label_a}"]}}"#),
+    );
+    assert_eq!(r.status, 200);
+    let r = send(
+        &fp,
+        "PATCH",
+        &item_path,
+        &format!(r#"{{"labels":["{label_b}"],"state":"{done}"}}"#),
+    );
+    let v = r.json();
+    assert_eq!(
+        arr(field(&v, "labels")).len(),
+        1,
+        "labels replace, not merge"
+    );
+    assert!(matches!(&arr(field(&v, "labels"))[0], Value::String(l) if *l == label_b));
+    assert!(matches!(field(&v, "completed_at"), Value::String(_)));
+    assert_eq!(
+        send(&fp, "PATCH", &item_path, r#"{"labels":["not-a-label"]}"#).status,
+        400
+    );
+
+    // Wrong media type, like DRF.
+    let key = fp.world().api_key;
+    let r = collect(
+        agent()
+            .patch(format!("{}{}", fp.api_url(), item_path))
+            .header("X-API-Key", &key)
+            .header("Content-Type", "text/plain")
+            .send("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 415);
+}
+
+#[test]
+fn unicode_and_escapes_round_trip() {
+    let fp = one_project(40);
+    let path = items_path(&fp, "WEB");
+    let w = fp.world();
+    let odd: Vec<_> = w
+        .project("WEB")
+        .visible_items()
+        .into_iter()
+        .filter(|i| !i.name.is_ascii())
+        .cloned()
+        .collect();
+    assert!(odd.len() >= 3);
+    let tricky = fp.with_world(|w| {
+        let id = w.project("WEB").visible_items()[0].id.clone();
+        w.rename(&id, "a\"b\\c\td\u{1}e\n😀 <p>&amp;");
+        id
+    });
+    let v = get(&fp, &format!("{path}{tricky}/")).json();
+    assert_eq!(str_of(&v, "name"), "a\"b\\c\td\u{1}e\n😀 <p>&amp;");
+    for it in odd {
+        let v = get(&fp, &format!("{path}{}/", it.id)).json();
+        assert_eq!(str_of(&v, "name"), it.name);
+        assert_eq!(str_of(&v, "description_html"), it.description_html);
+    }
+}
+
+#[test]
+fn datetimes_use_project_offsets() {
+    assert_eq!(fmt_datetime(0, 0), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        fmt_datetime(1_500_000, 330),
+        "1970-01-01T05:30:01.500000+05:30"
+    );
+    assert_eq!(fmt_datetime(0, -420), "1969-12-31T17:00:00-07:00");
+    let fp = FakePlane::start(World::generate(&[3, 3, 3], 1));
+    let projects = get(&fp, "workspaces/acme/projects/").json();
+    let mut suffixes = Vec::new();
+    for p in arr(field(&projects, "results")) {
+        let pid = str_of(p, "id");
+        let it = get(
+            &fp,
+            &format!("workspaces/acme/projects/{pid}/work-items/?per_page=1"),
+        )
+        .json();
+        let ts = str_of(&arr(field(&it, "results"))[0], "created_at").to_string();
+        suffixes.push(ts[ts.len() - 6..].to_string());
+    }
+    assert_eq!(suffixes[1], "+05:30");
+    assert!(suffixes[0].ends_with('Z'));
+    assert_eq!(suffixes[2], "-07:00");
+    let states = get(
+        &fp,
+        &format!(
+            "workspaces/acme/projects/{}/states/",
+            fp.world().projects[0].id
+        ),
+    )
+    .json();
+    let groups: Vec<&str> = arr(field(&states, "results"))
+        .iter()
+        .map(|s| str_of(s, "group"))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "backlog",
+            "unstarted",
+            "started",
+            "started",
+            "completed",
+            "cancelled"
+        ]
+    );
+}
+
+#[test]
+fn generation_is_deterministic() {
+    let a = World::generate(&[50, 20], 42);
+    let b = World::generate(&[50, 20], 42);
+    let c = World::generate(&[50, 20], 43);
+    assert_eq!(a.projects, b.projects);
+    assert_eq!(a.api_key, b.api_key);
+    assert_ne!(a.projects[0].items[0].id, c.projects[0].items[0].id);
+    let id = &a.projects[0].items[0].id;
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "UUID version 4");
+    assert!(
+        matches!(&id[19..20], "8" | "9" | "a" | "b"),
+        "RFC 4122 variant"
+    );
+    let with_due = a.projects[0]
+        .visible_items()
+        .iter()
+        .filter(|i| i.target_date.is_some())
+        .count();
+    assert!((25..=50).contains(&with_due), "{with_due}");
+}
+
+#[test]
+fn webhook_signature_matches_rfc4231_and_payload_shape() {
+    // RFC 4231 test case 2.
+    assert_eq!(
+        sign_webhook("Jefe", b"what do ya want for nothing?"),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    let w = World::generate(&[3], 5);
+    let item = w.projects[0].visible_items()[0].clone();
+    let actor = w.colleague().id.clone();
+    let body = w.webhook_payload(
+        &item.id,
+        "updated",
+        &actor,
+        Some(("name", Some("old"), Some(&item.name))),
+    );
+    let v: Value = json::from_str(&body).unwrap();
+    assert_eq!(str_of(&v, "event"), "issue");
+    assert_eq!(str_of(&v, "action"), "updated");
+    assert_eq!(str_of(&v, "workspace_id"), w.workspace_id);
+    let data = field(&v, "data");
+    assert_eq!(str_of(data, "id"), item.id);
+    assert!(matches!(field(data, "state"), Value::Object(_)));
+    assert!(matches!(
+        field(data, "description_stripped"),
+        Value::String(_)
+    ));
+    let activity = field(&v, "activity");
+    assert_eq!(str_of(activity, "field"), "name");
+    assert_eq!(str_of(activity, "old_value"), "old");
+    assert_eq!(str_of(field(activity, "actor"), "id"), actor);
+    assert_eq!(sign_webhook("plane_wh_abc", body.as_bytes()).len(), 64);
+}
