@@ -222,12 +222,14 @@ fn cmd_sync(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
     let summary = sync::sync_once(config, &mut plane, &mut dav, &mut journal, dry_run)
         .map_err(|e| e.to_string())?;
     print_summary(&summary, started.elapsed(), dry_run);
-    log::debug!(
-        "requests: plane {} (429: {}, retries: {}), caldav {:?}",
+    // Request counts make the cost of a sync visible (and let tests assert that an idle
+    // sync writes nothing).
+    let by_method: Vec<String> = dav.stats.iter().map(|(m, n)| format!("{m} {n}")).collect();
+    println!(
+        "  Requests:  Plane {}, CalDAV {} ({})",
         plane.stats.requests,
-        plane.stats.rate_limited,
-        plane.stats.retries,
-        dav.stats
+        dav.request_count(),
+        by_method.join(", ")
     );
     if summary.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
