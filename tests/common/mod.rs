@@ -1,0 +1,389 @@
+//! Shared helpers of the integration tests: real CalDAV servers started by `tests/run.sh`
+//! (found through the variables of `.tests/run/servers.env`), the fake Plane, the real
+//! `calplanebot` binary, and the independent Python verifier (`tests/caldav_verify.py`).
+#![allow(dead_code)]
+
+#[path = "../fake_plane/mod.rs"]
+pub mod fake_plane;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use fake_plane::{FakePlane, World};
+use miniserde::json::{self, Value};
+
+/// A CalDAV server to sync against.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Short name for messages.
+    pub name: &'static str,
+    /// Base URL (what a user would put in CALDAV_URL).
+    pub url: String,
+    /// Login, empty for none.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+/// The server whose variables start with `prefix` (e.g. `RADICALE`). Without them the
+/// test is skipped — except under `CI=true`, where a missing server is a failure.
+pub fn server(name: &'static str, prefix: &str) -> Option<Server> {
+    let url = std::env::var(format!("{prefix}_URL")).ok().filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{prefix}_URL is not set: run the tests through tests/run.sh");
+        }
+        eprintln!("SKIPPED: {prefix}_URL not set (run tests/run.sh to start {name})");
+        return None;
+    };
+    Some(Server {
+        name,
+        url,
+        user: std::env::var(format!("{prefix}_USER")).unwrap_or_default(),
+        password: std::env::var(format!("{prefix}_PASSWORD")).unwrap_or_default(),
+    })
+}
+
+/// A name unique to this test process and call, short enough for a Plane identifier.
+pub fn unique_tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x = (t ^ (std::process::id() as u64) << 20) + n as u64 * 7919;
+    let mut s = String::new();
+    for _ in 0..4 {
+        s.push(b"ABCDEFGHJKLMNPQRSTUVWXYZ"[(x % 24) as usize] as char);
+        x /= 24;
+    }
+    s
+}
+
+/// The output of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (logs).
+    pub stderr: String,
+}
+
+impl Run {
+    /// A count from the summary, e.g. `count("Created")`.
+    pub fn count(&self, label: &str) -> usize {
+        let prefix = format!("{label}:");
+        self.stdout
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label} in output:\n{}\n{}", self.stdout, self.stderr))
+    }
+
+    /// CalDAV requests of a method, from the `Requests:` line.
+    pub fn dav_requests(&self, method: &str) -> usize {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("Requests:"))
+            .unwrap_or_else(|| panic!("no Requests line:\n{}", self.stdout));
+        let inner = line.split('(').nth(1).unwrap_or("").trim_end_matches(')');
+        inner
+            .split(", ")
+            .find_map(|kv| kv.strip_prefix(&format!("{method} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Panics with the whole output unless the run succeeded.
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(self.code, 0, "calplanebot failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// One test's world: a fake Plane with uniquely named projects, a CalDAV server and a
+/// state directory.
+pub struct Setup {
+    /// The fake Plane.
+    pub fake: FakePlane,
+    /// The CalDAV server.
+    pub server: Server,
+    /// STATE_DIR.
+    pub state: PathBuf,
+    /// Prefix of every project name (and so of every calendar name) of this test.
+    pub tag: String,
+    /// Extra variables for the binary.
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// A workspace with `items` visible work items per project.
+    pub fn new(server: Server, items: &[usize]) -> Setup {
+        let tag = unique_tag();
+        let mut world = World::generate(items, 7);
+        for (i, p) in world.projects.iter_mut().enumerate() {
+            p.identifier = format!("{tag}{i}");
+            p.name = format!("{tag} {}", p.name);
+        }
+        let state = std::env::temp_dir().join(format!("calplanebot-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&state);
+        Setup {
+            fake: FakePlane::start(world),
+            server,
+            state,
+            tag,
+            env: Vec::new(),
+        }
+    }
+
+    /// The variables a user would set.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let w = self.fake.world();
+        let mut v = vec![
+            ("PLANE_BASE_URL".to_string(), self.fake.base_url()),
+            ("PLANE_API_TOKEN".to_string(), w.api_key.clone()),
+            ("PLANE_WORKSPACE_SLUG".to_string(), w.slug.clone()),
+            ("CALDAV_URL".to_string(), self.server.url.clone()),
+            ("CALDAV_USERNAME".to_string(), self.server.user.clone()),
+            ("CALDAV_PASSWORD".to_string(), self.server.password.clone()),
+            ("STATE_DIR".to_string(), self.state.display().to_string()),
+            ("LOG_LEVEL".to_string(), "info".to_string()),
+        ];
+        v.extend(self.env.iter().cloned());
+        v
+    }
+
+    /// Runs the binary with this setup's variables.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_binary(&self.vars(), args)
+    }
+
+    /// `calplanebot --once`.
+    pub fn sync(&self) -> Run {
+        self.run(&["--once"])
+    }
+
+    /// This test's calendars, read back by the independent verifier.
+    pub fn dump(&self) -> Vec<Calendar> {
+        dump(&self.server, &self.server.url)
+            .into_iter()
+            .filter(|c| c.name.starts_with(&format!("Plane: {} ", self.tag)))
+            .collect()
+    }
+
+    /// The calendar of project `i`.
+    pub fn calendar(&self, i: usize) -> Calendar {
+        let name = format!("Plane: {}", self.fake.world().projects[i].name);
+        self.dump()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no calendar {name:?}"))
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// Runs the real binary with exactly these variables (the caller's environment is not
+/// passed on, so a developer's own PLANE_* variables cannot leak in).
+pub fn run_binary(vars: &[(String, String)], args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_calplanebot"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run calplanebot");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// One calendar as the verifier read it.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    /// Absolute URL.
+    pub url: String,
+    /// Display name.
+    pub name: String,
+    /// Supported components.
+    pub components: Vec<String>,
+    /// Objects.
+    pub objects: Vec<Object>,
+}
+
+/// One calendar object as the verifier read it.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Path.
+    pub href: String,
+    /// Absolute URL.
+    pub url: String,
+    /// ETag.
+    pub etag: String,
+    /// UID.
+    pub uid: String,
+    /// VEVENT / VTODO.
+    pub component: String,
+    /// Raw text.
+    pub ical: String,
+    /// Properties of the main component, as JSON values.
+    pub props: BTreeMap<String, Value>,
+    /// Value types of date properties.
+    pub value_types: BTreeMap<String, String>,
+    /// Number of VALARMs.
+    pub alarms: u64,
+}
+
+impl Object {
+    /// A property as text (numbers printed, lists joined with ",").
+    pub fn prop(&self, name: &str) -> Option<String> {
+        self.props.get(name).map(value_text)
+    }
+    /// A list property (CATEGORIES).
+    pub fn list(&self, name: &str) -> Vec<String> {
+        match self.props.get(name) {
+            Some(Value::Array(a)) => a.iter().map(value_text).collect(),
+            Some(v) => vec![value_text(v)],
+            None => vec![],
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join(","),
+        Value::Object(_) => json::to_string(v),
+    }
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    match v {
+        Value::Object(o) => o.get(key).unwrap_or(&NULL),
+        _ => &NULL,
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    value_text(field(v, key))
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    match field(v, key) {
+        Value::Array(a) => a,
+        _ => &[],
+    }
+}
+
+/// The verifier's command line for a server.
+pub fn verifier(server: &Server, args: &[&str]) -> Command {
+    let python = std::env::var("PYTHON").expect("PYTHON (set by tests/run.sh)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/caldav_verify.py");
+    let mut c = Command::new(python);
+    c.arg(script).args(args);
+    if !server.user.is_empty() {
+        c.args(["--user", &server.user, "--password", &server.password]);
+    }
+    c
+}
+
+/// Every calendar under `url`, read by the verifier (PyPI caldav + icalendar).
+pub fn dump(server: &Server, url: &str) -> Vec<Calendar> {
+    let out = verifier(server, &["dump", "--url", url]).output().expect("run verifier");
+    assert!(
+        out.status.success(),
+        "verifier dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = json::from_str(&String::from_utf8_lossy(&out.stdout)).expect("verifier JSON");
+    array(&doc, "calendars")
+        .iter()
+        .map(|c| Calendar {
+            url: text(c, "url"),
+            name: text(c, "name"),
+            components: array(c, "components").iter().map(value_text).collect(),
+            objects: array(c, "objects")
+                .iter()
+                .map(|o| Object {
+                    href: text(o, "href"),
+                    url: text(o, "url"),
+                    etag: text(o, "etag"),
+                    uid: text(o, "uid"),
+                    component: text(o, "component"),
+                    ical: text(o, "ical"),
+                    props: match field(o, "props") {
+                        Value::Object(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        _ => BTreeMap::new(),
+                    },
+                    value_types: match field(o, "value_types") {
+                        Value::Object(p) => p.iter().map(|(k, v)| (k.clone(), value_text(v))).collect(),
+                        _ => BTreeMap::new(),
+                    },
+                    alarms: match field(o, "alarms") {
+                        Value::Number(n) => n.to_string().parse().unwrap_or(0),
+                        _ => 0,
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// PUTs raw iCalendar text like a user's client would (`--overwrite` replaces).
+pub fn put_raw(server: &Server, calendar_url: &str, ics: &str, href: Option<&str>, overwrite: bool) {
+    let file = std::env::temp_dir().join(format!("calplanebot-put-{}.ics", unique_tag()));
+    std::fs::write(&file, ics).unwrap();
+    let f = file.display().to_string();
+    let mut args = vec!["put", "--url", calendar_url, "--ics", &f];
+    if let Some(h) = href {
+        args.extend(["--href", h]);
+    }
+    if overwrite {
+        args.push("--overwrite");
+    }
+    let out = verifier(server, &args).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "verifier put failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `YYYY-MM-DD` plus one day (civil calendar arithmetic, independent of calplanebot).
+pub fn next_day(date: &str) -> String {
+    let y: i32 = date[0..4].parse().unwrap();
+    let m: u32 = date[5..7].parse().unwrap();
+    let d: u32 = date[8..10].parse().unwrap();
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
+    let (y, m, d) = if d < days {
+        (y, m, d + 1)
+    } else if m < 12 {
+        (y, m + 1, 1)
+    } else {
+        (y + 1, 1, 1)
+    };
+    format!("{y:04}-{m:02}-{d:02}")
+}
