@@ -8,6 +8,7 @@
 # the Rust tests are expected to fail rather than skip when a server variable is missing.
 #   SKIP_SERVERS=1   run without servers (integration tests then skip, unless CI=true)
 #   SKIP_SMOKE=1     skip the verifier round trip against each server
+#   NO_NEXTEST=1     use cargo test even when cargo-nextest is installed
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -44,7 +45,7 @@ else
 fi
 
 test_rc=0
-if cargo nextest --version >/dev/null 2>&1; then
+if [[ -z ${NO_NEXTEST:-} ]] && cargo nextest --version >/dev/null 2>&1; then
     runner="cargo nextest run"
     cargo nextest run --all-targets --no-tests=warn "$@" || test_rc=$?
 else

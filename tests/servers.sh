@@ -67,12 +67,12 @@ apt_install() {
     command -v apt-get >/dev/null || { log "apt-get not found, cannot install $*"; return 1; }
     if [[ -z $APT_UPDATED ]]; then
         log "apt-get update"
-        as_root apt-get update -qq >>"$INSTALL_LOG" 2>&1 ||
+        as_root apt-get update -qq -o DPkg::Lock::Timeout=120 >>"$INSTALL_LOG" 2>&1 ||
             { log "apt-get update failed (see $INSTALL_LOG)"; return 1; }
         APT_UPDATED=1
     fi
     log "apt-get install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "$@" \
         >>"$INSTALL_LOG" 2>&1 || { log "apt-get install $* failed (see $INSTALL_LOG)"; return 1; }
 }
 
@@ -126,15 +126,19 @@ install_debian() {
             log "WARNING: skipping server '$s': packages not installed (needs root + apt-get)"
             SERVERS=" $SERVERS "
             SERVERS=${SERVERS/ $s / }
+            SERVERS=$(echo $SERVERS) # squeeze the blanks
         fi
     done
 }
 
 do_install() {
     mkdir -p "$TESTS_DIR"
-    local t0=$SECONDS
-    install_python
+    local t0=$SECONDS py_pid
+    # pip and apt download in parallel (~35 s instead of ~65 s on a fresh machine).
+    install_python &
+    py_pid=$!
     install_debian
+    wait "$py_pid" || die "Python install failed (see $INSTALL_LOG)"
     ((SECONDS - t0 < 2)) || log "install took $((SECONDS - t0))s"
 }
 
