@@ -31,7 +31,7 @@ pub struct Server {
 /// The server whose variables start with `prefix` (e.g. `RADICALE`). Without them the
 /// test is skipped — except under `CI=true`, where a missing server is a failure.
 pub fn server(name: &'static str, prefix: &str) -> Option<Server> {
-    let url = std::env::var(format!("{prefix}_URL")).ok().filter(|u| !u.is_empty());
+    let url = var(&format!("{prefix}_URL"));
     let Some(url) = url else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{prefix}_URL is not set: run the tests through tests/run.sh");
@@ -42,9 +42,24 @@ pub fn server(name: &'static str, prefix: &str) -> Option<Server> {
     Some(Server {
         name,
         url,
-        user: std::env::var(format!("{prefix}_USER")).unwrap_or_default(),
-        password: std::env::var(format!("{prefix}_PASSWORD")).unwrap_or_default(),
+        user: var(&format!("{prefix}_USER")).unwrap_or_default(),
+        password: var(&format!("{prefix}_PASSWORD")).unwrap_or_default(),
     })
+}
+
+/// A test-setup variable: from the environment (`tests/run.sh` exports them), else from
+/// `.tests/run/servers.env` (after a manual `tests/servers.sh start` and plain `cargo test`).
+pub fn var(name: &str) -> Option<String> {
+    if let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tests/run/servers.env");
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// A name unique to this test process and call, short enough for a Plane identifier.
@@ -105,7 +120,11 @@ impl Run {
 
     /// Panics with the whole output unless the run succeeded.
     pub fn assert_ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "calplanebot failed:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "calplanebot failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -297,7 +316,7 @@ fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 
 /// The verifier's command line for a server.
 pub fn verifier(server: &Server, args: &[&str]) -> Command {
-    let python = std::env::var("PYTHON").expect("PYTHON (set by tests/run.sh)");
+    let python = var("PYTHON").expect("PYTHON (set by tests/run.sh)");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/caldav_verify.py");
     let mut c = Command::new(python);
     c.arg(script).args(args);
@@ -309,7 +328,9 @@ pub fn verifier(server: &Server, args: &[&str]) -> Command {
 
 /// Every calendar under `url`, read by the verifier (PyPI caldav + icalendar).
 pub fn dump(server: &Server, url: &str) -> Vec<Calendar> {
-    let out = verifier(server, &["dump", "--url", url]).output().expect("run verifier");
+    let out = verifier(server, &["dump", "--url", url])
+        .output()
+        .expect("run verifier");
     assert!(
         out.status.success(),
         "verifier dump failed: {}",
@@ -336,7 +357,9 @@ pub fn dump(server: &Server, url: &str) -> Vec<Calendar> {
                         _ => BTreeMap::new(),
                     },
                     value_types: match field(o, "value_types") {
-                        Value::Object(p) => p.iter().map(|(k, v)| (k.clone(), value_text(v))).collect(),
+                        Value::Object(p) => {
+                            p.iter().map(|(k, v)| (k.clone(), value_text(v))).collect()
+                        }
                         _ => BTreeMap::new(),
                     },
                     alarms: match field(o, "alarms") {
@@ -350,7 +373,13 @@ pub fn dump(server: &Server, url: &str) -> Vec<Calendar> {
 }
 
 /// PUTs raw iCalendar text like a user's client would (`--overwrite` replaces).
-pub fn put_raw(server: &Server, calendar_url: &str, ics: &str, href: Option<&str>, overwrite: bool) {
+pub fn put_raw(
+    server: &Server,
+    calendar_url: &str,
+    ics: &str,
+    href: Option<&str>,
+    overwrite: bool,
+) {
     let file = std::env::temp_dir().join(format!("calplanebot-put-{}.ics", unique_tag()));
     std::fs::write(&file, ics).unwrap();
     let f = file.display().to_string();
@@ -377,7 +406,20 @@ pub fn next_day(date: &str) -> String {
     let m: u32 = date[5..7].parse().unwrap();
     let d: u32 = date[8..10].parse().unwrap();
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
+    let days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][m as usize - 1];
     let (y, m, d) = if d < days {
         (y, m, d + 1)
     } else if m < 12 {

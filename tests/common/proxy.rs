@@ -80,7 +80,10 @@ impl Proxy {
     }
 }
 
-fn read_message(reader: &mut BufReader<TcpStream>, until_eof: bool) -> std::io::Result<(String, Vec<String>, Vec<u8>)> {
+fn read_message(
+    reader: &mut BufReader<TcpStream>,
+    until_eof: bool,
+) -> std::io::Result<(String, Vec<String>, Vec<u8>)> {
     let mut first = String::new();
     reader.read_line(&mut first)?;
     let mut headers = Vec::new();
@@ -95,12 +98,11 @@ fn read_message(reader: &mut BufReader<TcpStream>, until_eof: bool) -> std::io::
         }
         headers.push(line);
     }
-    let len = headers
-        .iter()
-        .find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
-        });
+    let len = headers.iter().find_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
     let mut body = Vec::new();
     match len {
         Some(n) => {
@@ -179,10 +181,22 @@ fn handle(
         _ => {}
     }
     write!(out, "{status_line}\r\n")?;
-    for h in without(&resp_headers, &["connection", "keep-alive", "content-length", "transfer-encoding"]) {
+    for h in without(
+        &resp_headers,
+        &[
+            "connection",
+            "keep-alive",
+            "content-length",
+            "transfer-encoding",
+        ],
+    ) {
         write!(out, "{h}\r\n")?;
     }
-    write!(out, "Content-Length: {}\r\nConnection: close\r\n\r\n", resp_body.len())?;
+    write!(
+        out,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        resp_body.len()
+    )?;
     out.write_all(&resp_body)?;
     Ok(())
 }

@@ -1,0 +1,435 @@
+//! End-to-end: the real binary syncs a fake Plane workspace into real CalDAV servers, and
+//! an independent client (PyPI caldav + icalendar) reads back what landed.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::fake_plane::World;
+use common::{next_day, server, Calendar, Object, Server, Setup};
+
+/// What design §2 says the event of a work item looks like, computed from the fake's
+/// world (not from calplanebot's code).
+#[derive(Debug)]
+struct Expected {
+    uid: String,
+    summary: String,
+    date: String,
+    url: String,
+    categories: Vec<String>,
+    priority: Option<&'static str>,
+    state_name: String,
+    work_item: String,
+    project: String,
+}
+
+fn expected_events(world: &World, base_url: &str, project: usize) -> Vec<Expected> {
+    let p = &world.projects[project];
+    p.visible_items()
+        .into_iter()
+        .filter(|i| i.target_date.is_some())
+        .filter(|i| {
+            let group = p.state(&i.state).map(|s| s.group.as_str()).unwrap_or("");
+            group != "completed" && group != "cancelled"
+        })
+        .map(|i| {
+            let key = format!("{}-{}", p.identifier, i.sequence_id);
+            Expected {
+                uid: format!("plane-issue-{}@calplanebot", i.id),
+                summary: format!("[{key}] {}", i.name),
+                date: i.target_date.clone().unwrap(),
+                url: format!("{base_url}/{}/browse/{key}/", world.slug),
+                categories: i
+                    .labels
+                    .iter()
+                    .map(|l| p.labels.iter().find(|x| &x.id == l).unwrap().name.clone())
+                    .collect(),
+                priority: match i.priority.as_str() {
+                    "urgent" => Some("1"),
+                    "high" => Some("3"),
+                    "medium" => Some("5"),
+                    "low" => Some("9"),
+                    _ => None,
+                },
+                state_name: p.state(&i.state).unwrap().name.clone(),
+                work_item: i.id.clone(),
+                project: p.id.clone(),
+            }
+        })
+        .collect()
+}
+
+fn by_uid(cal: &Calendar) -> BTreeMap<String, Object> {
+    cal.objects
+        .iter()
+        .map(|o| (o.uid.clone(), o.clone()))
+        .collect()
+}
+
+/// Every calendar and event of the setup matches design §2, field by field.
+fn verify_against_world(s: &Setup) -> usize {
+    let world = s.fake.world();
+    let mut total = 0;
+    for (i, project) in world.projects.iter().enumerate() {
+        let cal = s.calendar(i);
+        assert_eq!(cal.name, format!("Plane: {}", project.name));
+        if !cal.components.is_empty() {
+            assert!(
+                cal.components.contains(&"VEVENT".to_string()),
+                "{:?}",
+                cal.components
+            );
+        }
+        let want = expected_events(&world, &s.fake.base_url(), i);
+        let got = by_uid(&cal);
+        assert_eq!(got.len(), want.len(), "{}: number of events", cal.name);
+        for e in &want {
+            let o = got
+                .get(&e.uid)
+                .unwrap_or_else(|| panic!("missing {}", e.summary));
+            let ctx = &e.summary;
+            assert_eq!(o.component, "VEVENT", "{ctx}");
+            assert!(
+                percent_decoded(&o.href).ends_with(&format!("/{}.ics", e.uid)),
+                "{ctx}: href {}",
+                o.href
+            );
+            assert_eq!(
+                o.prop("SUMMARY").as_deref(),
+                Some(e.summary.as_str()),
+                "{ctx}"
+            );
+            assert_eq!(o.prop("DTSTART").as_deref(), Some(e.date.as_str()), "{ctx}");
+            assert_eq!(
+                o.value_types.get("DTSTART").map(String::as_str),
+                Some("DATE"),
+                "{ctx}"
+            );
+            assert_eq!(o.prop("DTEND"), Some(next_day(&e.date)), "{ctx}");
+            assert_eq!(
+                o.value_types.get("DTEND").map(String::as_str),
+                Some("DATE"),
+                "{ctx}"
+            );
+            assert_eq!(o.prop("URL").as_deref(), Some(e.url.as_str()), "{ctx}");
+            assert_eq!(o.list("CATEGORIES"), e.categories, "{ctx}");
+            assert_eq!(o.prop("PRIORITY").as_deref(), e.priority, "{ctx}");
+            assert_eq!(
+                o.prop("X-PLANE-WORK-ITEM-ID").as_deref(),
+                Some(e.work_item.as_str()),
+                "{ctx}"
+            );
+            assert_eq!(
+                o.prop("X-PLANE-PROJECT-ID").as_deref(),
+                Some(e.project.as_str()),
+                "{ctx}"
+            );
+            assert_eq!(o.prop("TRANSP").as_deref(), Some("TRANSPARENT"), "{ctx}");
+            let desc = o.prop("DESCRIPTION").unwrap_or_default();
+            assert!(
+                desc.contains(&format!("State: {}", e.state_name)),
+                "{ctx}: {desc}"
+            );
+            assert!(desc.ends_with(&e.url), "{ctx}: {desc}");
+            assert!(
+                o.prop("ORGANIZER").is_none() && o.prop("ATTENDEE").is_none(),
+                "{ctx}"
+            );
+            assert!(
+                o.prop("DTSTAMP").is_some() && o.prop("SEQUENCE").is_some(),
+                "{ctx}"
+            );
+        }
+        total += want.len();
+    }
+    total
+}
+
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn etags(s: &Setup) -> BTreeMap<String, String> {
+    s.dump()
+        .iter()
+        .flat_map(|c| c.objects.iter().map(|o| (o.uid.clone(), o.etag.clone())))
+        .collect()
+}
+
+/// A 3-project, 250-item workspace (the first project needs two pages of 100) is synced, read
+/// back field by field, and a second sync writes nothing.
+fn full_sync_then_idle(server: Server) {
+    let s = Setup::new(server, &[120, 80, 50]);
+    let first = s.sync();
+    first.assert_ok();
+    let total = verify_against_world(&s);
+    assert!(
+        total > 100,
+        "the generated world should have many dated items ({total})"
+    );
+    assert_eq!(first.count("Created"), total);
+    assert_eq!(first.dav_requests("PUT"), total, "one write per event");
+    assert!(
+        s.fake
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/work-items/") && r.query.contains("cursor=")),
+        "the 120-item project must have been paged"
+    );
+
+    let before = etags(&s);
+    let second = s.sync();
+    second.assert_ok();
+    assert_eq!(second.count("Created"), 0);
+    assert_eq!(second.count("Updated"), 0);
+    assert_eq!(second.count("Deleted"), 0);
+    assert_eq!(second.count("Unchanged"), total);
+    assert_eq!(second.dav_requests("PUT"), 0);
+    assert_eq!(second.dav_requests("DELETE"), 0);
+    assert_eq!(etags(&s), before, "an idle sync must not touch any event");
+}
+
+#[test]
+fn full_sync_radicale_basic() {
+    if let Some(s) = server("Radicale", "RADICALE") {
+        full_sync_then_idle(s);
+    }
+}
+
+#[test]
+fn full_sync_xandikos() {
+    if let Some(s) = server("Xandikos", "XANDIKOS") {
+        full_sync_then_idle(s);
+    }
+}
+
+#[test]
+fn full_sync_sabredav_digest() {
+    if let Some(s) = server("SabreDAV (Digest)", "SABRE") {
+        full_sync_then_idle(s);
+    }
+}
+
+#[test]
+fn full_sync_apache_digest() {
+    if let Some(s) = server("Apache Digest → Radicale", "APACHE_DIGEST") {
+        full_sync_then_idle(s);
+    }
+}
+
+/// Pick `n` items of project 0 that currently have events.
+fn synced_items(s: &Setup, n: usize) -> Vec<String> {
+    let world = s.fake.world();
+    let items: Vec<String> = expected_events(&world, &s.fake.base_url(), 0)
+        .into_iter()
+        .map(|e| e.work_item)
+        .take(n)
+        .collect();
+    assert_eq!(items.len(), n, "not enough dated items");
+    items
+}
+
+fn uid(item: &str) -> String {
+    format!("plane-issue-{item}@calplanebot")
+}
+
+#[test]
+fn changes_in_plane_update_in_place_or_delete() {
+    let Some(server) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(server, &[30]);
+    s.sync().assert_ok();
+    let before = by_uid(&s.calendar(0));
+    let ids = synced_items(&s, 6);
+    let (renamed, redated, undated, completed, deleted, archived) =
+        (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
+    s.fake.with_world(|w| {
+        w.rename(renamed, "Renamed: ünïcödé, with; punctuation");
+        w.set_target_date(redated, Some("2027-02-28"));
+        w.set_target_date(undated, None);
+        w.set_state_group(completed, "completed");
+        w.delete(deleted);
+        w.archive(archived);
+    });
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Updated"), 2, "{}", r.stdout);
+    assert_eq!(r.count("Deleted"), 4, "{}", r.stdout);
+    assert!(r.stdout.contains("1 issue completed"), "{}", r.stdout);
+    assert_eq!(r.count("Created"), 0);
+
+    let after = by_uid(&s.calendar(0));
+    let key = s.fake.world().projects[0].identifier.clone();
+    for (item, summary_part, date) in [
+        (renamed, Some("Renamed: ünïcödé, with; punctuation"), None),
+        (redated, None, Some("2027-02-28")),
+    ] {
+        let (old, new) = (&before[&uid(item)], &after[&uid(item)]);
+        assert_eq!(old.href, new.href, "updated in place");
+        assert_ne!(old.etag, new.etag, "new ETag");
+        assert_eq!(new.prop("SEQUENCE").as_deref(), Some("1"));
+        if let Some(part) = summary_part {
+            let summary = new.prop("SUMMARY").unwrap();
+            assert!(
+                summary.starts_with(&format!("[{key}-")) && summary.ends_with(part),
+                "{summary}"
+            );
+        }
+        if let Some(d) = date {
+            assert_eq!(new.prop("DTSTART").as_deref(), Some(d));
+            assert_eq!(new.prop("DTEND").as_deref(), Some("2027-03-01"));
+        }
+    }
+    for gone in [undated, completed, deleted, archived] {
+        assert!(!after.contains_key(&uid(gone)), "{gone} should be deleted");
+    }
+    // Untouched items kept their ETags.
+    let untouched = before
+        .iter()
+        .filter(|(u, _)| !ids.iter().any(|i| uid(i) == **u))
+        .all(|(u, o)| after.get(u).map(|n| &n.etag) == Some(&o.etag));
+    assert!(untouched, "other events must not be rewritten");
+}
+
+#[test]
+fn lost_journal_torn_line_and_second_instance() {
+    let Some(server) = server("Xandikos", "XANDIKOS") else {
+        return;
+    };
+    let s = Setup::new(server, &[25]);
+    let first = s.sync();
+    first.assert_ok();
+    let created = first.count("Created");
+    let before = etags(&s);
+
+    // The journal is lost: everything is adopted, nothing duplicated or rewritten.
+    std::fs::remove_file(s.state.join("state.jsonl")).unwrap();
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Created"), 0);
+    assert_eq!(r.dav_requests("PUT"), 0);
+    assert_eq!(r.count("Unchanged"), created);
+    assert_eq!(etags(&s), before);
+    let objects: usize = s.dump().iter().map(|c| c.objects.len()).sum();
+    assert_eq!(objects, created, "no duplicates");
+
+    // A crash mid-append leaves half a line: tolerated with a warning.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.state.join("state.jsonl"))
+        .unwrap();
+    f.write_all(b"{\"t\":\"item\",\"uid\":\"plane-iss").unwrap();
+    drop(f);
+    let r = s.sync();
+    r.assert_ok();
+    assert!(r.stderr.contains("WARN"), "{}", r.stderr);
+    assert_eq!(r.count("Created"), 0);
+    let r = s.sync();
+    r.assert_ok();
+    assert!(
+        !r.stderr.contains("WARN"),
+        "the torn line was repaired: {}",
+        r.stderr
+    );
+
+    // A second instance on the same STATE_DIR refuses to start.
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_calplanebot"))
+        .arg("run")
+        .env_clear()
+        .envs(s.vars())
+        .env("SYNC_INTERVAL_SECONDS", "3600")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(s.state.with_extension("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = s.sync();
+        if r.code != 0 {
+            refused = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = std::fs::read_to_string(s.state.with_extension("daemon.log")).unwrap_or_default();
+    let _ = std::fs::remove_file(s.state.with_extension("daemon.log"));
+    let r = refused.unwrap_or_else(|| {
+        panic!("the second instance should have been refused; daemon log:\n{log}")
+    });
+    let last = r.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("another calplanebot is running"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn user_alarm_survives_and_foreign_events_are_never_touched() {
+    let Some(server) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(server.clone(), &[12]);
+    s.sync().assert_ok();
+    let cal = s.calendar(0);
+    let ids = synced_items(&s, 2);
+    let target = &by_uid(&cal)[&uid(&ids[0])];
+
+    // The user adds a reminder in their calendar app.
+    let with_alarm = target.ical.replace(
+        "END:VEVENT",
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Reminder\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT",
+    );
+    let name = target.href.rsplit('/').next().unwrap();
+    common::put_raw(&server, &cal.url, &with_alarm, Some(name), true);
+    // …and an event of their own, in the same calendar.
+    let own = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//user//EN\r\nBEGIN:VEVENT\r\nUID:dentist-1@example.com\r\nDTSTAMP:20261101T000000Z\r\nDTSTART;VALUE=DATE:20261130\r\nDTEND;VALUE=DATE:20261201\r\nSUMMARY:Dentist\r\nX-PLANE-WORK-ITEM-ID:not-really\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    common::put_raw(&server, &cal.url, own, None, false);
+    let own_before = by_uid(&s.calendar(0))["dentist-1@example.com"].clone();
+
+    // The alarm edit alone is noticed but changes nothing.
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.dav_requests("PUT"), 0, "{}", r.stdout);
+
+    s.fake.with_world(|w| {
+        w.rename(&ids[0], "Renamed after the alarm");
+        w.delete(&ids[1]);
+    });
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Updated"), 1);
+    assert_eq!(r.count("Deleted"), 1);
+    let after = by_uid(&s.calendar(0));
+    let updated = &after[&uid(&ids[0])];
+    assert!(updated
+        .prop("SUMMARY")
+        .unwrap()
+        .ends_with("Renamed after the alarm"));
+    assert_eq!(
+        updated.alarms, 1,
+        "the user's VALARM must survive:\n{}",
+        updated.ical
+    );
+    let own_after = &after["dentist-1@example.com"];
+    assert_eq!(own_after.etag, own_before.etag, "foreign event untouched");
+    assert_eq!(own_after.prop("SUMMARY").as_deref(), Some("Dentist"));
+}
