@@ -433,3 +433,202 @@ fn user_alarm_survives_and_foreign_events_are_never_touched() {
     assert_eq!(own_after.etag, own_before.etag, "foreign event untouched");
     assert_eq!(own_after.prop("SUMMARY").as_deref(), Some("Dentist"));
 }
+
+/// The seed (Python CalPlaneBot) made "Plane: {project}" calendars and put events with our
+/// UID scheme at hrefs of its own choosing: both are adopted, nothing is duplicated.
+fn seed_calendar_and_events_are_adopted(server: Server) {
+    let s = Setup::new(server.clone(), &[8]);
+    let world = s.fake.world();
+    let want = expected_events(&world, &s.fake.base_url(), 0);
+    // Make the calendar as the seed did (by display name, at a path of its own).
+    let home = dump_home(&server);
+    let out = common::verifier(
+        &server,
+        &[
+            "mkcal",
+            "--url",
+            &home,
+            "--name",
+            &format!("Plane: {}", world.projects[0].name),
+            "--slug",
+            &format!("seed-{}", s.tag.to_lowercase()),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cal = s.calendar(0);
+    let seeded = &want[0];
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//CalPlaneBot//EN\r\nBEGIN:VEVENT\r\nUID:{}\r\nDTSTAMP:20261101T000000Z\r\nDTSTART;VALUE=DATE:20260101\r\nSUMMARY:old seed title\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        seeded.uid
+    );
+    common::put_raw(
+        &server,
+        &cal.url,
+        &ics,
+        Some("seed-made-this-name.ics"),
+        false,
+    );
+
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(
+        r.count("Created"),
+        want.len() - 1,
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.count("Updated"), 1);
+    let cal = s.calendar(0);
+    assert_eq!(
+        cal.objects.len(),
+        want.len(),
+        "no duplicate calendar or event"
+    );
+    let adopted = &by_uid(&cal)[&seeded.uid];
+    assert!(
+        adopted.href.ends_with("/seed-made-this-name.ics"),
+        "{}",
+        adopted.href
+    );
+    assert_eq!(
+        adopted.prop("SUMMARY").as_deref(),
+        Some(seeded.summary.as_str())
+    );
+    assert_eq!(
+        adopted.prop("DTSTART").as_deref(),
+        Some(seeded.date.as_str())
+    );
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.dav_requests("PUT"), 0);
+}
+
+fn dump_home(server: &Server) -> String {
+    let prefix = match server.name {
+        "Radicale" => "RADICALE",
+        "Xandikos" => "XANDIKOS",
+        _ => "SABRE",
+    };
+    common::var(&format!("{prefix}_HOME")).expect("home URL in servers.env")
+}
+
+#[test]
+fn seed_adoption_radicale() {
+    if let Some(s) = server("Radicale", "RADICALE") {
+        seed_calendar_and_events_are_adopted(s);
+    }
+}
+
+#[test]
+fn seed_adoption_xandikos() {
+    if let Some(s) = server("Xandikos", "XANDIKOS") {
+        seed_calendar_and_events_are_adopted(s);
+    }
+}
+
+#[test]
+fn seed_adoption_sabredav() {
+    if let Some(s) = server("SabreDAV (Digest)", "SABRE") {
+        seed_calendar_and_events_are_adopted(s);
+    }
+}
+
+/// A server may answer a PUT without an ETag; the ETag is then read with PROPFIND, so the
+/// next sync still sees nothing to do.
+#[test]
+fn put_without_etag_is_followed_by_a_propfind() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let proxy = common::proxy::Proxy::start(&radicale.url);
+    let s = Setup::new(
+        Server {
+            url: proxy.url(),
+            ..radicale
+        },
+        &[6],
+    );
+    proxy.add(
+        "PUT",
+        "/",
+        common::proxy::Fault::DropHeader("ETag".into()),
+        1000,
+    );
+    let r = s.sync();
+    r.assert_ok();
+    let created = r.count("Created");
+    assert!(created > 0);
+    // Each ETag-less PUT was followed by a PROPFIND of that object.
+    let object_propfinds = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p)| m == "PROPFIND" && p.ends_with(".ics"))
+        .count();
+    assert_eq!(object_propfinds, created, "{}", r.stdout);
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.dav_requests("PUT"), 0, "{}", r.stdout);
+    assert_eq!(r.count("Unchanged"), created);
+}
+
+/// A calendar we already know gains an event with our UID at a foreign href (e.g. the old
+/// Python bot still running during a migration). Radicale refuses our copy with 409,
+/// Xandikos with 412: the object is found by a calendar-query on its UID and adopted.
+fn uid_conflict_on_create_is_adopted(server: Server) {
+    let s = Setup::new(server.clone(), &[4]);
+    s.sync().assert_ok();
+    let ident = s.fake.world().projects[0].identifier.clone();
+    let id = s.fake.with_world(|w| {
+        let id = w.add_item(&ident, "Made by the old bot too");
+        w.set_target_date(&id, Some("2027-03-03"));
+        id
+    });
+    let cal = s.calendar(0);
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//CalPlaneBot//EN\r\nBEGIN:VEVENT\r\nUID:{}\r\nDTSTAMP:20261101T000000Z\r\nDTSTART;VALUE=DATE:20270303\r\nSUMMARY:old\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        uid(&id)
+    );
+    common::put_raw(&server, &cal.url, &ics, Some("old-bot.ics"), false);
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Created"), 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.count("Updated"), 1);
+    assert!(
+        r.stderr.contains("adopting"),
+        "found through calendar-query: {}",
+        r.stderr
+    );
+    let objects = by_uid(&s.calendar(0));
+    let adopted = &objects[&uid(&id)];
+    assert!(adopted.href.ends_with("/old-bot.ics"));
+    assert!(adopted
+        .prop("SUMMARY")
+        .unwrap()
+        .ends_with("Made by the old bot too"));
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.dav_requests("PUT"), 0);
+}
+
+#[test]
+fn uid_conflict_radicale() {
+    if let Some(s) = server("Radicale", "RADICALE") {
+        uid_conflict_on_create_is_adopted(s);
+    }
+}
+
+#[test]
+fn uid_conflict_xandikos() {
+    if let Some(s) = server("Xandikos", "XANDIKOS") {
+        uid_conflict_on_create_is_adopted(s);
+    }
+}

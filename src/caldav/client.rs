@@ -535,6 +535,54 @@ impl CalDavClient {
         Ok(out)
     }
 
+    /// Finds the object holding `uid` with a `calendar-query` REPORT (a `text-match` on
+    /// UID, in VEVENTs and VTODOs). Used when a server refuses to create an object
+    /// because another href already holds its UID — an event the seed wrote elsewhere.
+    pub fn find_by_uid(
+        &mut self,
+        calendar: &str,
+        uid: &str,
+    ) -> Result<Option<ObjectData>, DavError> {
+        for component in ["VEVENT", "VTODO"] {
+            let mut text_match = Element::new(CALDAV, "text-match").with_text(uid);
+            text_match
+                .attrs
+                .push(("collation".into(), "i;octet".into()));
+            let mut uid_filter = Element::new(CALDAV, "prop-filter").with_child(text_match);
+            uid_filter.attrs.push(("name".into(), "UID".into()));
+            let mut comp = Element::new(CALDAV, "comp-filter").with_child(uid_filter);
+            comp.attrs.push(("name".into(), component.into()));
+            let mut vcal = Element::new(CALDAV, "comp-filter").with_child(comp);
+            vcal.attrs.push(("name".into(), "VCALENDAR".into()));
+            let query = Element::new(CALDAV, "calendar-query")
+                .with_child(
+                    Element::new(DAV, "prop")
+                        .with_child(Element::new(DAV, "getetag"))
+                        .with_child(Element::new(CALDAV, "calendar-data")),
+                )
+                .with_child(Element::new(CALDAV, "filter").with_child(vcal));
+            let r = self.send("REPORT", calendar, &[("Depth", "1")], Some(&query.to_xml()))?;
+            self.expect(&r, 207, "REPORT", calendar)?;
+            for resp in parse_multistatus(calendar, &r.body)? {
+                let Some(ical) = resp.prop(CALDAV, "calendar-data").map(|d| d.text.clone()) else {
+                    continue;
+                };
+                // text-match is a substring match: confirm the exact UID.
+                let exact = ical
+                    .lines()
+                    .any(|l| l.trim_end().strip_prefix("UID:") == Some(uid));
+                if exact {
+                    return Ok(Some(ObjectData {
+                        etag: resp.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
+                        href: resp.href,
+                        ical,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads one object; `None` on 404.
     pub fn get(&mut self, href: &str) -> Result<Option<ObjectData>, DavError> {
         let r = self.send("GET", href, &[], None)?;

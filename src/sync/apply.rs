@@ -125,34 +125,62 @@ fn create(
         return Ok(());
     };
     let body = model::new_object(desired, ctx.now);
-    match client
-        .put(href, &body, Precondition::Create)
-        .map_err(|e| context(desired, e))?
-    {
-        WriteOutcome::Written(etag) => {
+    let refusal = match client.put(href, &body, Precondition::Create) {
+        Ok(WriteOutcome::Written(etag)) => {
             summary.created += 1;
             if recreate {
                 log::info!("recreated {} (deleted in the calendar)", desired.label);
             }
-            journal
+            return journal
                 .put_item(record(desired, href, etag, 0))
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
         }
-        // Already there (a crash after the PUT, or an object the listing did not show):
-        // adopt it rather than duplicate it.
-        _ => {
-            let current = client.get(href).map_err(|e| context(desired, e))?;
+        Ok(_) => "HTTP 412".to_string(),
+        // Servers refuse a second object with the same UID: Radicale with 409, others
+        // with 403 (CalDAV no-uid-conflict); Xandikos answers 412 instead.
+        Err(
+            e @ DavError::Status {
+                status: 403 | 409, ..
+            },
+        ) => e.to_string(),
+        Err(e) => return Err(context(desired, e)),
+    };
+    // The object exists already — at our href (a crash after the PUT, a listing that
+    // did not show it) or elsewhere (the seed's events): adopt it, never duplicate it.
+    if let Some(current) = client.get(href).map_err(|e| context(desired, e))? {
+        return update(
+            client,
+            journal,
+            ctx,
+            uid,
+            href,
+            UpdateReason::Adopt,
+            Some(current),
+            summary,
+        );
+    }
+    match client
+        .find_by_uid(ctx.calendar, uid)
+        .map_err(|e| context(desired, e))?
+    {
+        Some(found) => {
+            log::info!("adopting {} at {}", desired.label, found.href);
+            let at = found.href.clone();
             update(
                 client,
                 journal,
                 ctx,
                 uid,
-                href,
+                &at,
                 UpdateReason::Adopt,
-                current,
+                Some(found),
                 summary,
             )
         }
+        None => Err(format!(
+            "{}: the server refused to create {href} ({refusal})",
+            desired.label
+        )),
     }
 }
 

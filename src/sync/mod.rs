@@ -215,6 +215,7 @@ pub fn sync_once(
             ));
             continue;
         }
+        let first_contact = !journal.state().calendars.contains_key(&project.id);
         if !dry_run {
             let record = CalendarRecord {
                 project: project.id.clone(),
@@ -232,6 +233,17 @@ pub fn sync_once(
                 continue;
             }
         };
+        let adoptable = if first_contact {
+            match adoptable_objects(dav, &calendar.href, &listing, journal) {
+                Ok(a) => a,
+                Err(e) => {
+                    summary.error(format!("project {}: {e}", project.identifier));
+                    continue;
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
         let records: Vec<&crate::state::ItemRecord> = journal
             .state()
             .items
@@ -245,6 +257,7 @@ pub fn sync_once(
             plane_listed: items.len() + bad.len(),
             plane_complete: bad.is_empty(),
             listing: &listing,
+            adoptable: &adoptable,
             journal: &records,
             max_delete_fraction: config.max_delete_fraction,
         });
@@ -282,6 +295,62 @@ pub fn sync_once(
         journal.compact_if_needed()?;
     }
     Ok(summary)
+}
+
+/// On first contact with a calendar (one we adopted by name, or after the journal was
+/// lost), objects whose hrefs do not follow our naming may still be ours: the seed chose
+/// its own file names. Read them once and keep those with our UID prefix. Servers that
+/// enforce unique UIDs would refuse our copy anyway; SabreDAV 1.8 does not, and would
+/// end up with duplicates.
+fn adoptable_objects(
+    dav: &mut CalDavClient,
+    calendar: &str,
+    listing: &[crate::caldav::ObjectRef],
+    journal: &Journal,
+) -> Result<BTreeMap<String, crate::caldav::ObjectRef>, DavError> {
+    let known: Vec<&str> = journal
+        .state()
+        .items
+        .values()
+        .map(|r| r.href.as_str())
+        .collect();
+    let unknown: Vec<String> = listing
+        .iter()
+        .filter(|o| model::uid_from_href(&o.href).is_none())
+        .filter(|o| {
+            !known
+                .iter()
+                .any(|k| crate::caldav::client::same_href(k, &o.href))
+        })
+        .map(|o| o.href.clone())
+        .collect();
+    let mut out = BTreeMap::new();
+    if unknown.is_empty() {
+        return Ok(out);
+    }
+    for o in dav.multiget(calendar, &unknown)? {
+        let Ok(cal) = crate::ical::parse(&o.ical) else {
+            continue;
+        };
+        for c in cal
+            .components
+            .iter()
+            .filter(|c| matches!(c.name.as_str(), "VEVENT" | "VTODO"))
+        {
+            if let Some(uid) = c.text("UID") {
+                if uid.starts_with(model::UID_PREFIX) && uid.ends_with(model::UID_SUFFIX) {
+                    out.insert(
+                        uid,
+                        crate::caldav::ObjectRef {
+                            href: o.href.clone(),
+                            etag: o.etag.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn date_of(d: &Desired) -> String {

@@ -104,6 +104,9 @@ pub struct Input<'a> {
     pub plane_complete: bool,
     /// The calendar's objects.
     pub listing: &'a [ObjectRef],
+    /// Objects at hrefs outside our naming scheme that hold one of our UIDs, by UID (the
+    /// seed's events; read once, on first contact with a calendar).
+    pub adoptable: &'a BTreeMap<String, ObjectRef>,
     /// Journal records of this project.
     pub journal: &'a [&'a ItemRecord],
     /// MAX_DELETE_FRACTION.
@@ -147,14 +150,16 @@ pub fn plan(input: &Input<'_>) -> Plan {
             uids.insert(uid);
         }
     }
+    uids.extend(input.adoptable.keys().cloned());
 
     let mut out = Plan::default();
     for uid in uids {
         let d = desired.get(uid.as_str()).copied();
         let j = journal.get(uid.as_str()).copied();
-        let href = match j {
-            Some(j) => j.href.clone(),
-            None => model::href_for(input.calendar, &uid),
+        let href = match (j, input.adoptable.get(&uid)) {
+            (Some(j), _) => j.href.clone(),
+            (None, Some(found)) => path_of(&found.href),
+            (None, None) => model::href_for(input.calendar, &uid),
         };
         let r = remote.get(&key(&href)).copied();
         let work_item = uid
@@ -232,7 +237,8 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .listing
             .iter()
             .filter(|o| model::uid_from_href(&o.href).is_some())
-            .count(),
+            .count()
+            + input.adoptable.len(),
     );
     let reason = if deletes > 0 && input.plane_listed == 0 && !journal.is_empty() {
         Some(format!(
@@ -311,6 +317,7 @@ mod tests {
         excluded: Vec<(&'static str, Excluded)>,
         journal: Vec<ItemRecord>,
         listing: Vec<ObjectRef>,
+        adoptable: Vec<(String, ObjectRef)>,
         complete: bool,
     }
 
@@ -321,6 +328,7 @@ mod tests {
                 excluded: vec![],
                 journal: vec![],
                 listing: vec![],
+                adoptable: vec![],
                 complete: true,
             }
         }
@@ -331,7 +339,9 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
             let journal: Vec<&ItemRecord> = self.journal.iter().collect();
+            let adoptable: BTreeMap<String, ObjectRef> = self.adoptable.iter().cloned().collect();
             plan(&Input {
+                adoptable: &adoptable,
                 calendar: CAL,
                 desired: &self.desired,
                 excluded: &excluded,
@@ -476,6 +486,32 @@ mod tests {
             etag: Some("e1".into()),
         }];
         cases.push(("href encodings and full URLs match", c, vec![], 1));
+
+        let mut c = Case::new();
+        let seed = ObjectRef {
+            href: "/cal/work/seed-name.ics".into(),
+            etag: Some("s".into()),
+        };
+        c.desired = vec![desired("a", "h1")];
+        c.listing = vec![seed.clone()];
+        c.adoptable = vec![(model::uid_for("a"), seed.clone())];
+        cases.push((
+            "seed event at another href → adopt there",
+            c,
+            vec!["update(Adopt) a"],
+            0,
+        ));
+
+        let mut c = Case::new();
+        c.excluded = vec![("a", Excluded::Completed)];
+        c.listing = vec![seed.clone()];
+        c.adoptable = vec![(model::uid_for("a"), seed)];
+        cases.push((
+            "seed event of a completed item → delete",
+            c,
+            vec!["delete(issue completed) a"],
+            0,
+        ));
 
         for (name, case, want, unchanged) in cases {
             let p = case.run();

@@ -20,6 +20,9 @@ pub enum Fault {
     Mangle(String, String),
     /// Forward, then wait before answering.
     Delay(Duration),
+    /// Forward, then remove this response header (e.g. a PUT answered without ETag,
+    /// which RFC 4791 allows when the server changed the data).
+    DropHeader(String),
 }
 
 #[derive(Debug, Clone)]
@@ -172,24 +175,23 @@ fn handle(
     let mut up_reader = BufReader::new(up);
     let (status_line, resp_headers, mut resp_body) = read_message(&mut up_reader, true)?;
 
-    match fault {
+    let mut dropped = vec![
+        "connection",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+    ];
+    match &fault {
         Some(Fault::Mangle(from, to)) => {
-            let text = String::from_utf8_lossy(&resp_body).replace(&from, &to);
+            let text = String::from_utf8_lossy(&resp_body).replace(from, to);
             resp_body = text.into_bytes();
         }
-        Some(Fault::Delay(d)) => std::thread::sleep(d),
+        Some(Fault::Delay(d)) => std::thread::sleep(*d),
+        Some(Fault::DropHeader(name)) => dropped.push(name.as_str()),
         _ => {}
     }
     write!(out, "{status_line}\r\n")?;
-    for h in without(
-        &resp_headers,
-        &[
-            "connection",
-            "keep-alive",
-            "content-length",
-            "transfer-encoding",
-        ],
-    ) {
+    for h in without(&resp_headers, &dropped) {
         write!(out, "{h}\r\n")?;
     }
     write!(
