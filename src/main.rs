@@ -80,6 +80,20 @@ fn parse_cli() -> Result<Option<Cli>, String> {
     if once {
         command = "sync".into();
     }
+    const COMMANDS: &[&str] = &[
+        "run",
+        "sync",
+        "sync-status",
+        "list",
+        "test-caldav",
+        "test-plane",
+        "config",
+        "validate-config",
+        "create-event",
+    ];
+    if !COMMANDS.contains(&command.as_str()) {
+        return Err(format!("unknown command {command:?} (see --help)"));
+    }
     let title = if command == "create-event" {
         Some(
             args.free_from_str::<String>()
