@@ -190,6 +190,10 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("HTTP_TIMEOUT_SECONDS", "30", false),
 ];
 
+/// Variables of the seed's `.env` that this version does not use yet; they are accepted
+/// silently rather than reported as typos.
+pub const SEED_UNUSED: &[&str] = &["PLANE_WEBHOOK_SECRET", "ENABLE_SYNC", "EVENT_TIMEZONE"];
+
 /// The raw variables: process environment over an optional `.env` file.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -270,6 +274,7 @@ impl Env {
         self.vars
             .keys()
             .filter(|k| PREFIXES.iter().any(|p| k.starts_with(p)))
+            .filter(|k| !SEED_UNUSED.contains(&k.as_str()))
             .filter(|k| {
                 let base = k.strip_suffix("_FILE").unwrap_or(k);
                 !VARIABLES
@@ -650,6 +655,7 @@ mod tests {
         let mut v = minimal();
         v.push(("CALDAV_PASWORD", "typo"));
         v.push(("PLANE_API_TOKEN_FILE", "/x"));
+        v.push(("PLANE_WEBHOOK_SECRET", "seed"));
         v.push(("HOME", "/root"));
         assert_eq!(
             Env::from_pairs(v).unknown_variables(),
