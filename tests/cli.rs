@@ -240,3 +240,55 @@ fn todo_mode_writes_vtodos() {
         }
     }
 }
+
+#[test]
+fn filters_by_assignee_email_label_and_state_group() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let mut s = Setup::new(radicale, &[40]);
+    let world = s.fake.world();
+    let p = &world.projects[0];
+    let member = world
+        .members
+        .iter()
+        .find(|m| p.items.iter().any(|i| i.assignees.contains(&m.id)))
+        .unwrap()
+        .clone();
+    let label = p.labels[0].clone();
+    s.env
+        .push(("SYNC_ASSIGNEES".into(), member.email.to_uppercase()));
+    s.env.push(("SYNC_LABELS".into(), label.name.clone()));
+    s.env.push((
+        "SYNC_STATE_GROUPS".into(),
+        "backlog,unstarted,started".into(),
+    ));
+    s.sync().assert_ok();
+    let want: Vec<String> = p
+        .visible_items()
+        .into_iter()
+        .filter(|i| i.target_date.is_some())
+        .filter(|i| i.assignees.contains(&member.id) && i.labels.contains(&label.id))
+        .filter(|i| {
+            matches!(
+                p.state(&i.state).unwrap().group.as_str(),
+                "backlog" | "unstarted" | "started"
+            )
+        })
+        .map(|i| format!("plane-issue-{}@calplanebot", i.id))
+        .collect();
+    if want.is_empty() {
+        assert!(s.dump().is_empty() || s.calendar(0).objects.is_empty());
+        return;
+    }
+    let mut got: Vec<String> = s
+        .calendar(0)
+        .objects
+        .iter()
+        .map(|o| o.uid.clone())
+        .collect();
+    let mut want = want;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}

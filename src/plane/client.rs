@@ -85,6 +85,22 @@ impl PlaneClient {
             .collect()
     }
 
+    /// Workspace members (not paginated). Whether expanded assignees carry an e-mail
+    /// depends on the Plane version (its `UserLiteSerializer` changed), so e-mail filters
+    /// are resolved to user ids through this list.
+    pub fn members(&mut self) -> Result<Vec<Member>, PlaneError> {
+        let path = format!("workspaces/{}/members/", self.slug);
+        self.list(&path, "")?
+            .iter()
+            .map(|v| {
+                Member::from_json(v).map_err(|e| PlaneError::Malformed {
+                    path: path.clone(),
+                    message: e.0,
+                })
+            })
+            .collect()
+    }
+
     /// Every listed work item of a project, newest change first, with state, labels and
     /// assignees expanded (so no separate state/label/member requests are needed).
     /// An item that cannot be read is reported in the second vector and skipped, so one

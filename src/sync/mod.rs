@@ -88,6 +88,23 @@ impl From<JournalError> for SyncError {
     }
 }
 
+/// SYNC_ASSIGNEES may name users by e-mail; work items reliably carry only user ids.
+fn resolve_emails(plane: &mut PlaneClient, wanted: &[String]) -> Result<Vec<String>, PlaneError> {
+    let members = plane.members()?;
+    let mut ids = Vec::new();
+    for w in wanted {
+        if !w.contains('@') {
+            ids.push(w.clone());
+            continue;
+        }
+        match members.iter().find(|m| m.email.eq_ignore_ascii_case(w)) {
+            Some(m) => ids.push(m.id.clone()),
+            None => log::warn!("SYNC_ASSIGNEES: no workspace member has the e-mail {w}"),
+        }
+    }
+    Ok(ids)
+}
+
 /// The projects selected by PLANE_PROJECTS (identifiers, ids or names; empty = all).
 pub fn select_projects(all: Vec<Project>, wanted: &[String]) -> Vec<Project> {
     if wanted.is_empty() {
@@ -135,7 +152,10 @@ pub fn sync_once(
     journal: &mut Journal,
     dry_run: bool,
 ) -> Result<Summary, SyncError> {
-    let mapping = Mapping::from_config(config);
+    let mut mapping = Mapping::from_config(config);
+    if mapping.assignees.iter().any(|a| a.contains('@')) {
+        mapping.assignees = resolve_emails(plane, &mapping.assignees)?;
+    }
     let mut summary = Summary::default();
     let projects = select_projects(plane.projects()?, &config.plane_projects);
     if projects.is_empty() {
