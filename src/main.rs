@@ -94,6 +94,16 @@ fn parse_cli() -> Result<Option<Cli>, String> {
     if !COMMANDS.contains(&command.as_str()) {
         return Err(format!("unknown command {command:?} (see --help)"));
     }
+    // A flag the command would ignore is a mistake worth saying (a `--dry-run` that
+    // silently started the real loop would be a nasty surprise).
+    if dry_run && command != "sync" {
+        return Err(format!(
+            "--dry-run only goes with sync or --once, not {command}"
+        ));
+    }
+    if (date.is_some() || project.is_some()) && command != "create-event" {
+        return Err("--date and --project only go with create-event".to_string());
+    }
     let title = if command == "create-event" {
         Some(
             args.free_from_str::<String>()

@@ -34,6 +34,15 @@ fn help_version_and_bad_arguments() {
     assert_ne!(r.code, 0);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("unknown command"), "{}", r.stderr);
+    let r = run_binary(&[], &["--dry-run"]);
+    assert_ne!(r.code, 0, "--dry-run must not start the real loop");
+    assert!(
+        r.stderr.contains("--dry-run only goes with sync"),
+        "{}",
+        r.stderr
+    );
+    let r = run_binary(&[], &["sync", "--date", "2026-01-01"]);
+    assert_ne!(r.code, 0);
     let r = run_binary(&[], &["validate-config"]);
     assert_ne!(r.code, 0);
     assert!(

@@ -388,9 +388,10 @@ fn describe(a: &Action, desired: &BTreeMap<String, &Desired>, project: &Project)
         Action::Create { uid, .. } => format!("{}: + create {}", project.identifier, label(uid)),
         Action::Update { uid, reason, .. } => {
             format!(
-                "{}: ~ update {} ({reason:?})",
+                "{}: ~ update {} ({})",
                 project.identifier,
-                label(uid)
+                label(uid),
+                reason.as_str()
             )
         }
         Action::Delete { href, reason, .. } => {

@@ -69,6 +69,17 @@ pub enum UpdateReason {
     Adopt,
 }
 
+impl UpdateReason {
+    /// As printed by `--dry-run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateReason::PlaneChanged => "changed in Plane",
+            UpdateReason::CalendarChanged => "edited in the calendar",
+            UpdateReason::Adopt => "adopting an existing event",
+        }
+    }
+}
+
 /// Why an object is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteReason {
