@@ -358,22 +358,23 @@ fn lost_journal_torn_line_and_second_instance() {
         .stderr(std::fs::File::create(s.state.with_extension("daemon.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut refused = None;
-    for _ in 0..100 {
-        let r = s.sync();
-        if r.code != 0 {
-            refused = Some(r);
+    // Wait until the daemon holds the lock (it logs this line right after taking it).
+    let log_path = s.state.with_extension("daemon.log");
+    let mut started = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("syncing every")) {
+            started = true;
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let r = s.sync();
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    let log = std::fs::read_to_string(s.state.with_extension("daemon.log")).unwrap_or_default();
-    let _ = std::fs::remove_file(s.state.with_extension("daemon.log"));
-    let r = refused.unwrap_or_else(|| {
-        panic!("the second instance should have been refused; daemon log:\n{log}")
-    });
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(started, "the daemon did not start; its log:\n{log}");
+    assert_ne!(r.code, 0, "the second instance should have been refused");
     let last = r.stderr.lines().last().unwrap_or("");
     assert!(
         last.contains("another calplanebot is running"),
