@@ -46,6 +46,8 @@ pub fn describe(e: &ureq::Error) -> String {
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::HostNotFound => "host not found (check the URL)".to_string(),
         ureq::Error::ConnectionFailed => "connection failed (is the server running?)".to_string(),
+        // rustls reports certificate problems through io::Error(InvalidData).
+        ureq::Error::Io(io) if is_tls_failure(io) => format!("TLS error: {io}"),
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 "connection refused (is the server running, is the port right?)".to_string()
@@ -55,19 +57,31 @@ pub fn describe(e: &ureq::Error) -> String {
             }
             _ => format!("I/O error: {io}"),
         },
-        ureq::Error::Rustls(t) => format!(
-            "TLS error: {t} (hint: for a self-signed certificate set CALDAV_CA_FILE to its PEM)"
-        ),
+        ureq::Error::Rustls(t) => format!("TLS error: {t}"),
         ureq::Error::Tls(t) => format!("TLS error: {t}"),
         ureq::Error::BodyExceedsLimit(n) => format!("response larger than {n} bytes"),
         other => other.to_string(),
     }
 }
 
-/// Whether a transport error is worth retrying (the server may come back).
+fn is_tls_failure(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::InvalidData && {
+        let m = io.to_string().to_ascii_lowercase();
+        m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+    }
+}
+
+/// Whether a describe()d failure is about TLS (callers add their own hint).
+pub fn is_tls_message(message: &str) -> bool {
+    message.starts_with("TLS error")
+}
+
+/// Whether a transport error is worth retrying (the server may come back). A TLS failure
+/// will not heal by itself.
 pub fn is_transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::ConnectionFailed
-    )
+    match e {
+        ureq::Error::Io(io) => !is_tls_failure(io),
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => true,
+        _ => false,
+    }
 }

@@ -295,3 +295,33 @@ fn caldav_garbage_and_failures_lose_nothing() {
     assert_eq!(r.count("Created"), 1);
     assert_eq!(total_objects(&s), before + 1);
 }
+
+/// A server whose certificate comes from a private CA (a NAS): refused with a hint
+/// without CALDAV_CA_FILE, trusted with it. There is no "insecure" switch.
+#[test]
+fn tls_with_a_private_ca() {
+    let Some(tls) = server("Radicale over HTTPS", "RADICALE_TLS") else {
+        return;
+    };
+    let ca = common::var("RADICALE_TLS_CA").expect("RADICALE_TLS_CA");
+    let mut s = Setup::new(tls, &[5]);
+    let r = s.run(&["test-caldav"]);
+    assert_ne!(r.code, 0);
+    let line = last_line(&r);
+    assert!(
+        line.contains("TLS error") && line.contains("CALDAV_CA_FILE"),
+        "{line}"
+    );
+
+    s.env.push(("CALDAV_CA_FILE".into(), ca));
+    s.run(&["test-caldav"]).assert_ok();
+    let r = s.sync();
+    r.assert_ok();
+    assert!(r.count("Created") > 0);
+
+    s.env
+        .push(("CALDAV_CA_FILE".into(), "/etc/hostname".into()));
+    let r = s.run(&["test-caldav"]);
+    assert_ne!(r.code, 0);
+    assert!(last_line(&r).contains("CALDAV_CA_FILE"), "{}", r.stderr);
+}

@@ -11,9 +11,10 @@
 #   xandikos  Xandikos, no auth, principal /user/, home /user/calendars/       :8081
 #   sabre     SabreDAV 1.8 under `php -S`, Digest auth (alice/secret, bob/...)  :8082
 #   apache    Apache mod_auth_digest -> Radicale (http_x_remote_user) :8083, backend :5233
+#   radicale-tls  Radicale over HTTPS, certificate from a test CA (ca.pem), Basic    :5234
 #
 # Environment:
-#   RADICALE_PORT XANDIKOS_PORT SABRE_PORT APACHE_PORT APACHE_BACKEND_PORT   override ports
+#   RADICALE_PORT XANDIKOS_PORT SABRE_PORT APACHE_PORT APACHE_BACKEND_PORT RADICALE_TLS_PORT
 #   TEST_SERVERS="radicale xandikos"   start only these (then each one listed is required)
 #   SERVERS_READY_TIMEOUT=30           seconds to wait for each server
 #   CI=true                            every server is required: a server whose packages
@@ -36,8 +37,9 @@ XANDIKOS_PORT=${XANDIKOS_PORT:-8081}
 SABRE_PORT=${SABRE_PORT:-8082}
 APACHE_PORT=${APACHE_PORT:-8083}
 APACHE_BACKEND_PORT=${APACHE_BACKEND_PORT:-5233}
+RADICALE_TLS_PORT=${RADICALE_TLS_PORT:-5234}
 READY_TIMEOUT=${SERVERS_READY_TIMEOUT:-30}
-ALL_SERVERS="radicale xandikos sabre apache"
+ALL_SERVERS="radicale xandikos sabre apache radicale-tls"
 SERVERS=${TEST_SERVERS:-$ALL_SERVERS}
 SABRE_AUTOLOAD=/usr/share/php/Sabre/autoload.php
 APACHE_BIN=/usr/sbin/apache2
@@ -166,7 +168,7 @@ ours() { [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF
 wait_ready() {
     local name=$1 url=$2 logf=$3 pid=${4:-} code deadline=$((SECONDS + READY_TIMEOUT))
     while :; do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
         case $code in 000 | 502 | 503 | "") ;; *) return 0 ;; esac
         if [[ -n $pid ]] && ! alive "$pid"; then
             log "server '$name' exited during startup; last lines of $logf:"
@@ -207,6 +209,50 @@ start_radicale() {
     printf 'alice:secret\nbob:secret2\n' >"$d/users"
     write_radicale_conf "$d" "$RADICALE_PORT" htpasswd
     spawn radicale "$d/radicale.log" "$VENV/bin/radicale" --config "$d/radicale.conf"
+}
+
+# A test CA and a server certificate for 127.0.0.1 signed by it, made with the venv's
+# `cryptography` (no openssl CLI needed): what a NAS with its own CA looks like.
+make_tls_certs() { # dir
+    "$VENV/bin/python" - "$1" <<'PY'
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+d = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn): return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca = (x509.CertificateBuilder().subject_name(name("calplanebot test CA")).issuer_name(name("calplanebot test CA"))
+      .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+      .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+      .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+key = ec.generate_private_key(ec.SECP256R1())
+cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+pem = serialization.Encoding.PEM
+open(f"{d}/ca.pem", "wb").write(ca.public_bytes(pem))
+open(f"{d}/cert.pem", "wb").write(cert.public_bytes(pem))
+open(f"{d}/key.pem", "wb").write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+PY
+}
+
+start_radicale-tls() {
+    local d=$RUN/radicale-tls
+    mkdir -p "$d"
+    printf 'alice:secret\n' >"$d/users"
+    make_tls_certs "$d"
+    write_radicale_conf "$d" "$RADICALE_TLS_PORT" htpasswd
+    sed -i "/^hosts = /a ssl = True\ncertificate = $d/cert.pem\nkey = $d/key.pem" "$d/radicale.conf"
+    spawn radicale-tls "$d/radicale.log" "$VENV/bin/radicale" --config "$d/radicale.conf"
 }
 
 start_xandikos() {
@@ -357,6 +403,12 @@ write_env() {
             echo "SABRE_USER2=bob"
             echo "SABRE_PASSWORD2=secret2"
         fi
+        if wanted radicale-tls; then
+            echo "RADICALE_TLS_URL=https://$HOST:$RADICALE_TLS_PORT/"
+            echo "RADICALE_TLS_CA=$RUN/radicale-tls/ca.pem"
+            echo "RADICALE_TLS_USER=alice"
+            echo "RADICALE_TLS_PASSWORD=secret"
+        fi
         if wanted apache; then
             echo "APACHE_DIGEST_URL=http://$HOST:$APACHE_PORT/"
             echo "APACHE_DIGEST_HOME=http://$HOST:$APACHE_PORT/alice/"
@@ -379,6 +431,7 @@ do_start() {
     local t0=$SECONDS
     # (`if`, not `&&`: set -e is off inside functions called from an && list.)
     if wanted radicale; then check_port radicale "$RADICALE_PORT"; fi
+    if wanted radicale-tls; then check_port radicale-tls "$RADICALE_TLS_PORT"; fi
     if wanted xandikos; then check_port xandikos "$XANDIKOS_PORT"; fi
     if wanted sabre; then check_port sabre "$SABRE_PORT"; fi
     if wanted apache; then
@@ -396,6 +449,9 @@ do_start() {
 
     if wanted radicale; then
         wait_ready radicale "http://$HOST:$RADICALE_PORT/" "$RUN/radicale/radicale.log" "$(pid_of radicale)"
+    fi
+    if wanted radicale-tls; then
+        wait_ready radicale-tls "https://$HOST:$RADICALE_TLS_PORT/" "$RUN/radicale-tls/radicale.log" "$(pid_of radicale-tls)"
     fi
     if wanted xandikos; then
         wait_ready xandikos "http://$HOST:$XANDIKOS_PORT/" "$RUN/xandikos/xandikos.log" "$(pid_of xandikos)"

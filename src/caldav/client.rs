@@ -309,7 +309,9 @@ impl CalDavClient {
         ca_file: Option<&std::path::Path>,
     ) -> Result<CalDavClient, DavError> {
         let (origin, start_path) = split_url(url)?;
-        let agent = crate::http::agent(timeout, ca_file).map_err(DavError::Setup)?;
+        // The agent fails only on the CA file.
+        let agent = crate::http::agent(timeout, ca_file)
+            .map_err(|e| DavError::Setup(format!("CALDAV_CA_FILE: {e}")))?;
         let auth = match (username.is_empty(), auth_type) {
             (true, _) => AuthState::None,
             // Basic is sent up front when configured: saves a 401 round trip per request.

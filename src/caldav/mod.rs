@@ -51,9 +51,14 @@ impl fmt::Display for DavError {
         match self {
             DavError::Setup(m) => write!(f, "CalDAV client: {m}"),
             DavError::Transport { path, message } => {
+                let hint = if crate::http::is_tls_message(message) {
+                    "for a self-signed or private-CA certificate set CALDAV_CA_FILE to its PEM"
+                } else {
+                    "check CALDAV_URL"
+                };
                 write!(
                     f,
-                    "cannot reach the CalDAV server ({path}): {message} (hint: check CALDAV_URL)"
+                    "cannot reach the CalDAV server ({path}): {message} (hint: {hint})"
                 )
             }
             DavError::Auth(m) => write!(f, "CalDAV login failed: {m}"),

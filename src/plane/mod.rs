@@ -78,7 +78,12 @@ impl fmt::Display for PlaneError {
                 write!(f, "unexpected answer from Plane for {path}: {message}")
             }
             PlaneError::Transport { path, message } => {
-                write!(f, "cannot reach Plane ({path}): {message} (hint: check PLANE_BASE_URL)")
+                let hint = if crate::http::is_tls_message(message) {
+                    "Plane's certificate must be valid for PLANE_BASE_URL and signed by a public CA"
+                } else {
+                    "check PLANE_BASE_URL"
+                };
+                write!(f, "cannot reach Plane ({path}): {message} (hint: {hint})")
             }
         }
     }
