@@ -243,7 +243,11 @@ fn cmd_sync(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
     let mut dav = caldav_client(config)?;
     let mut journal = open_journal(config)?;
     let started = Instant::now();
-    let summary = sync::sync_once(config, &mut plane, &mut dav, &mut journal, dry_run)
+    let opts = sync::Options {
+        dry_run,
+        ..sync::Options::default()
+    };
+    let summary = sync::sync_once(config, &mut plane, &mut dav, &mut journal, &opts)
         .map_err(|e| e.to_string())?;
     print_summary(&summary, started.elapsed(), dry_run);
     // Request counts make the cost of a sync visible (and let tests assert that an idle
@@ -276,7 +280,13 @@ fn cmd_run(config: &Config) -> Result<ExitCode, String> {
     );
     loop {
         let started = Instant::now();
-        match sync::sync_once(config, &mut plane, &mut dav, &mut journal, false) {
+        match sync::sync_once(
+            config,
+            &mut plane,
+            &mut dav,
+            &mut journal,
+            &sync::Options::default(),
+        ) {
             Ok(s) => log::info!(
                 "sync: {} created, {} updated, {} deleted, {} unchanged, {} errors in {:.1}s",
                 s.created,

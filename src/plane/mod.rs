@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod model;
+pub mod webhook;
 
 use std::fmt;
 

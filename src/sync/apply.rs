@@ -19,6 +19,8 @@ pub struct Context<'a> {
     pub desired: &'a BTreeMap<String, &'a Desired>,
     /// Current time (Unix seconds) for DTSTAMP/LAST-MODIFIED.
     pub now: i64,
+    /// When set, stop between two writes.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the plan; failures of single objects are counted and logged, never fatal.
@@ -60,6 +62,12 @@ pub fn apply(
     }
 
     for action in &plan.actions {
+        if ctx
+            .stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return;
+        }
         let result = match action {
             Action::Create {
                 uid,

@@ -7,6 +7,7 @@ pub mod plan;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::caldav::{CalDavClient, Calendar, DavError};
 use crate::config::{Config, ItemKind};
@@ -38,6 +39,8 @@ pub struct Summary {
     pub errors: Vec<String>,
     /// With `--dry-run`: what would be done.
     pub planned: Vec<String>,
+    /// The selected projects as Plane listed them (for callers that cache them).
+    pub project_list: Vec<Project>,
 }
 
 impl Summary {
@@ -86,6 +89,105 @@ impl From<JournalError> for SyncError {
     fn from(e: JournalError) -> Self {
         SyncError::Journal(e)
     }
+}
+
+/// How a sync run is carried out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Plan only: write nothing.
+    pub dry_run: bool,
+    /// Sync only the project with this id (a webhook named it).
+    pub only_project: Option<&'a str>,
+    /// Set by a signal handler: finish the current write, then stop. Every write is
+    /// journaled as it happens, so stopping between two leaves a consistent state.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+impl Options<'_> {
+    /// Whether a stop was requested.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+}
+
+fn mapping_for(config: &Config, plane: &mut PlaneClient) -> Result<Mapping, PlaneError> {
+    let mut mapping = Mapping::from_config(config);
+    if mapping.assignees.iter().any(|a| a.contains('@')) {
+        mapping.assignees = resolve_emails(plane, &mapping.assignees)?;
+    }
+    Ok(mapping)
+}
+
+/// Syncs one work item after a webhook named it: one Plane GET, and for a changed item
+/// one multiget and one PUT (or one DELETE). The object is assumed to be as the journal
+/// last saw it; if it changed meanwhile, `If-Match` fails and the next full cycle repairs
+/// it. A project whose calendar is not known yet gets a project sync instead.
+pub fn sync_item(
+    config: &Config,
+    plane: &mut PlaneClient,
+    dav: &mut CalDavClient,
+    journal: &mut Journal,
+    project: &Project,
+    item_id: &str,
+) -> Result<Summary, SyncError> {
+    let Some(calendar) = journal.state().calendars.get(&project.id).cloned() else {
+        let opts = Options {
+            only_project: Some(&project.id),
+            ..Options::default()
+        };
+        return sync_once(config, plane, dav, journal, &opts);
+    };
+    let mapping = mapping_for(config, plane)?;
+    let mut summary = Summary {
+        projects: 1,
+        ..Summary::default()
+    };
+    let item = plane.work_item(&project.id, item_id)?;
+    let mut desired = Vec::new();
+    let mut excluded = BTreeMap::new();
+    match item.as_ref().map(|i| model::render(i, project, &mapping)) {
+        Some(Ok(d)) => desired.push(d),
+        Some(Err(why)) => {
+            excluded.insert(item_id.to_string(), why);
+        }
+        // 404: deleted or archived; absent from a complete "listing" of this one item.
+        None => {}
+    }
+    let uid = model::uid_for(item_id);
+    let record = journal.state().items.get(&uid).cloned();
+    let listing: Vec<crate::caldav::ObjectRef> = record
+        .iter()
+        .map(|r| crate::caldav::ObjectRef {
+            href: r.href.clone(),
+            etag: r.etag.clone(),
+        })
+        .collect();
+    let records: Vec<&crate::state::ItemRecord> = record.iter().collect();
+    let planned = plan::plan(&plan::Input {
+        calendar: &calendar.href,
+        desired: &desired,
+        excluded: &excluded,
+        plane_listed: 1,
+        plane_complete: true,
+        listing: &listing,
+        adoptable: &BTreeMap::new(),
+        journal: &records,
+        max_delete_fraction: config.max_delete_fraction,
+    });
+    let by_uid: BTreeMap<String, &Desired> = desired.iter().map(|d| (d.uid.clone(), d)).collect();
+    apply::apply(
+        dav,
+        journal,
+        &apply::Context {
+            calendar: &calendar.href,
+            desired: &by_uid,
+            now: crate::clock::now_unix(),
+            stop: None,
+        },
+        &planned,
+        &mut summary,
+    );
+    Ok(summary)
 }
 
 /// SYNC_ASSIGNEES may name users by e-mail; work items reliably carry only user ids.
@@ -150,14 +252,16 @@ pub fn sync_once(
     plane: &mut PlaneClient,
     dav: &mut CalDavClient,
     journal: &mut Journal,
-    dry_run: bool,
+    opts: &Options<'_>,
 ) -> Result<Summary, SyncError> {
-    let mut mapping = Mapping::from_config(config);
-    if mapping.assignees.iter().any(|a| a.contains('@')) {
-        mapping.assignees = resolve_emails(plane, &mapping.assignees)?;
-    }
+    let dry_run = opts.dry_run;
+    let mapping = mapping_for(config, plane)?;
     let mut summary = Summary::default();
-    let projects = select_projects(plane.projects()?, &config.plane_projects);
+    let mut projects = select_projects(plane.projects()?, &config.plane_projects);
+    summary.project_list = projects.clone();
+    if let Some(only) = opts.only_project {
+        projects.retain(|p| p.id == only);
+    }
     if projects.is_empty() {
         log::warn!("no Plane projects to sync (check PLANE_PROJECTS and the token's access)");
     }
@@ -166,6 +270,10 @@ pub fn sync_once(
     let now = crate::clock::now_unix();
 
     for (n, project) in projects.iter().enumerate() {
+        if opts.stopped() {
+            log::info!("stopping: {} of {} projects synced", n, projects.len());
+            break;
+        }
         summary.projects += 1;
         log::info!(
             "[{}/{}] {} ({}): reading work items",
@@ -306,6 +414,7 @@ pub fn sync_once(
                 calendar: &calendar.href,
                 desired: &by_uid,
                 now,
+                stop: opts.stop,
             },
             &planned,
             &mut summary,

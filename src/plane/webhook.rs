@@ -1,0 +1,228 @@
+//! Plane webhooks: signature check and the few payload fields we use.
+//!
+//! Plane signs the raw body with HMAC-SHA256 and sends the lowercase hex digest in
+//! `X-Plane-Signature` (no `sha256=` prefix, no timestamp). The payload is a hint only:
+//! the daemon re-reads the named work item from Plane, so a replayed delivery costs at
+//! most one extra API call.
+
+use hmac::{Hmac, Mac};
+use miniserde::json::{self, Value};
+use sha2::Sha256;
+
+/// What a delivery asks us to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEvent {
+    /// A work item was created, updated or deleted.
+    WorkItem {
+        /// Project id.
+        project: String,
+        /// Work item id.
+        id: String,
+        /// created, updated, deleted.
+        action: String,
+        /// Who did it (to recognise our own writes), when the payload says.
+        actor: Option<String>,
+    },
+    /// A project changed (renamed, archived, deleted).
+    Project {
+        /// Project id.
+        id: String,
+        /// created, updated, deleted.
+        action: String,
+    },
+    /// An event we do not act on (cycles, modules, comments).
+    Ignored {
+        /// Its `event` value.
+        event: String,
+    },
+}
+
+/// Why a payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError(pub String);
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether `signature` (hex, optionally `sha256=`-prefixed as other senders do) is the
+/// HMAC-SHA256 of `body` under `secret`. The comparison takes the same time whatever the
+/// first differing byte, so the signature cannot be guessed byte by byte.
+pub fn verify_signature(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let hex = signature.trim();
+    let hex = hex.strip_prefix("sha256=").unwrap_or(hex);
+    let Some(given) = decode_hex(hex) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&given).is_ok()
+}
+
+/// The lowercase hex HMAC-SHA256 of `body` (what Plane sends; used by tests and tools).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(o) => o.get(key),
+        _ => None,
+    }
+}
+
+/// Reads a delivery. Accepts Plane CE's shape (`event: "issue"`, `action: "updated"`,
+/// `data: {id, project}`) and Plane Cloud's v2 shape (`event: "workitem.updated"`).
+pub fn parse(body: &str) -> Result<WebhookEvent, PayloadError> {
+    let v: Value = json::from_str(body).map_err(|_| PayloadError("body is not JSON".into()))?;
+    if !matches!(v, Value::Object(_)) {
+        return Err(PayloadError("body is not a JSON object".into()));
+    }
+    let event = text(field(&v, "event")).ok_or_else(|| PayloadError("no \"event\"".into()))?;
+    // v2: "workitem.updated" → ("workitem", "updated").
+    let (kind, action) = match event.split_once('.') {
+        Some((k, a)) => (k.to_string(), a.to_string()),
+        None => (event.clone(), text(field(&v, "action")).unwrap_or_default()),
+    };
+    let data = field(&v, "data");
+    let data_field = |k: &str| data.and_then(|d| field(d, k));
+    let id_of = |x: Option<&Value>| match x {
+        Some(Value::Object(o)) => text(o.get("id")),
+        other => text(other),
+    };
+    match kind.as_str() {
+        "issue" | "workitem" | "work_item" => {
+            let id = id_of(data_field("id"))
+                .ok_or_else(|| PayloadError("work item event without data.id".into()))?;
+            let project = id_of(data_field("project"))
+                .or_else(|| id_of(data_field("project_id")))
+                .ok_or_else(|| PayloadError("work item event without data.project".into()))?;
+            let actor = field(&v, "activity")
+                .and_then(|a| field(a, "actor"))
+                .and_then(|a| id_of(Some(a)));
+            Ok(WebhookEvent::WorkItem {
+                project,
+                id,
+                action,
+                actor,
+            })
+        }
+        "project" => Ok(WebhookEvent::Project {
+            id: id_of(data_field("id"))
+                .ok_or_else(|| PayloadError("project event without data.id".into()))?,
+            action,
+        }),
+        _ => Ok(WebhookEvent::Ignored { event }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4231_case_2_and_verification() {
+        // RFC 4231 test case 2.
+        let sig = sign(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            sig,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let body = b"what do ya want for nothing?";
+        assert!(verify_signature(b"Jefe", body, &sig));
+        assert!(verify_signature(b"Jefe", body, &format!("sha256={sig}")));
+        assert!(verify_signature(b"Jefe", body, &sig.to_uppercase()));
+        assert!(!verify_signature(b"jefe", body, &sig));
+        assert!(!verify_signature(
+            b"Jefe",
+            b"what do ya want for nothing!",
+            &sig
+        ));
+        for bad in ["", "zz", &sig[..62], &format!("{sig}00"), "sha256="] {
+            assert!(!verify_signature(b"Jefe", body, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ce_and_v2_payloads() {
+        let ce = r#"{"event":"issue","action":"updated","webhook_id":"w","workspace_id":"ws",
+            "data":{"id":"i1","project":"p1","name":"x","state":{"id":"s"}},
+            "activity":{"field":"name","new_value":"x","old_value":"y","actor":{"id":"u1"}}}"#;
+        assert_eq!(
+            parse(ce).unwrap(),
+            WebhookEvent::WorkItem {
+                project: "p1".into(),
+                id: "i1".into(),
+                action: "updated".into(),
+                actor: Some("u1".into())
+            }
+        );
+        let v2 = r#"{"event":"workitem.deleted","delivery_id":"d","data":{"id":"i2","project_id":"p2"}}"#;
+        assert_eq!(
+            parse(v2).unwrap(),
+            WebhookEvent::WorkItem {
+                project: "p2".into(),
+                id: "i2".into(),
+                action: "deleted".into(),
+                actor: None
+            }
+        );
+        assert_eq!(
+            parse(r#"{"event":"project","action":"updated","data":{"id":"p9"}}"#).unwrap(),
+            WebhookEvent::Project {
+                id: "p9".into(),
+                action: "updated".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"event":"cycle","action":"created","data":{}}"#).unwrap(),
+            WebhookEvent::Ignored {
+                event: "cycle".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_payloads_are_errors() {
+        for bad in [
+            "",
+            "not json",
+            "[1,2]",
+            "{}",
+            r#"{"event":"issue","action":"updated","data":{"project":"p"}}"#,
+            r#"{"event":"issue","action":"updated","data":{"id":"i"}}"#,
+            r#"{"event":"issue","data":"oops"}"#,
+            r#"{"event":5}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
