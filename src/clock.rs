@@ -96,6 +96,25 @@ pub fn format_ical_utc(unix: i64) -> String {
     )
 }
 
+/// Formats Unix seconds as RFC 3339 UTC: `2026-11-23T10:15:30Z`.
+pub fn format_rfc3339(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// Formats Unix seconds as Python's `datetime.now(timezone.utc).isoformat()` does
+/// (`2026-11-23T10:15:30.000000+00:00`), the timestamp form the seed's API served.
+pub fn format_python_iso(unix: i64) -> String {
+    let z = format_rfc3339(unix);
+    format!("{}.000000+00:00", z.trim_end_matches('Z'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +151,6 @@ mod tests {
     fn ical_utc() {
         assert_eq!(format_ical_utc(1_795_428_930), "20261123T101530Z");
         assert_eq!(format_ical_utc(0), "19700101T000000Z");
+        assert_eq!(format_rfc3339(1_795_428_930), "2026-11-23T10:15:30Z");
     }
 }

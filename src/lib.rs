@@ -10,5 +10,7 @@ pub mod davxml;
 pub mod http;
 pub mod ical;
 pub mod plane;
+pub mod server;
 pub mod state;
+pub mod status;
 pub mod sync;

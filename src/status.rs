@@ -1,0 +1,485 @@
+//! What the service reports about itself: counters written by the sync loop and the HTTP
+//! thread, rendered as the seed's health JSON, our metrics JSON and Prometheus text.
+//!
+//! Pure data and formatting; the daemon shares it as `Arc<Mutex<Status>>`.
+
+use std::collections::BTreeMap;
+
+use miniserde::json::{self, Number, Object, Value};
+
+use crate::clock;
+
+/// After this many failed cycles in a row, `/health` answers 503.
+pub const UNHEALTHY_AFTER: u32 = 3;
+
+/// Webhook counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookStats {
+    /// Deliveries received on the webhook path.
+    pub received: u64,
+    /// Accepted (202) and handed to the sync loop.
+    pub accepted: u64,
+    /// Refused for a missing or wrong signature (401).
+    pub unauthorized: u64,
+    /// Refused for size (413).
+    pub too_large: u64,
+    /// Refused as malformed (400).
+    pub malformed: u64,
+    /// Refused because the sync loop's queue was full (503).
+    pub busy: u64,
+    /// Valid but about something we do not sync (cycles, comments…).
+    pub ignored: u64,
+    /// Unix time of the last accepted delivery.
+    pub last_delivery: Option<i64>,
+    /// `event/action` of the last accepted delivery.
+    pub last_event: Option<String>,
+    /// The last refusal, for `/webhooks/status`.
+    pub last_error: Option<String>,
+}
+
+/// The service's state, as reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// Unix time the process started.
+    pub started_at: i64,
+    /// ENABLE_SYNC.
+    pub sync_enabled: bool,
+    /// Sync cycles run (full, project and item cycles).
+    pub cycles: u64,
+    /// Cycles that failed as a whole.
+    pub cycles_failed: u64,
+    /// Failed cycles since the last success.
+    pub consecutive_failures: u32,
+    /// Unix time the last cycle ended.
+    pub last_sync: Option<i64>,
+    /// Unix time the last successful cycle ended.
+    pub last_success: Option<i64>,
+    /// Seconds the last cycle took.
+    pub last_duration: f64,
+    /// Seconds of all cycles, for an average.
+    pub duration_total: f64,
+    /// The last cycle's failure, if it failed.
+    pub last_error: Option<String>,
+    /// Projects looked at in the last full cycle.
+    pub projects_synced: u64,
+    /// Objects by action over the process lifetime: created, updated, deleted, skipped.
+    pub items: BTreeMap<&'static str, u64>,
+    /// Errors by kind: plane, caldav, journal, item, safety_valve.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Conflicts resolved (two-way sync; always 0 in one-way mode).
+    pub conflicts: u64,
+    /// Unix time the next full cycle is due.
+    pub next_sync: Option<i64>,
+    /// Webhook counters.
+    pub webhooks: WebhookStats,
+    /// Whether the last cycle reached the CalDAV server without a transport/login error.
+    pub caldav_ok: bool,
+    /// Projects with a calendar, per the journal.
+    pub mapped_projects: u64,
+    /// Objects the journal knows.
+    pub mapped_events: u64,
+    /// Where the journal lives (for `/webhooks/status`, as the seed's `state_file`).
+    pub state_file: String,
+}
+
+fn num(n: u64) -> Value {
+    Value::Number(Number::U64(n))
+}
+
+fn float(f: f64) -> Value {
+    Value::Number(Number::F64((f * 1000.0).round() / 1000.0))
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+fn opt_time(t: Option<i64>) -> Value {
+    t.map(|t| text(&clock::format_rfc3339(t)))
+        .unwrap_or(Value::Null)
+}
+
+fn object(pairs: Vec<(&str, Value)>) -> Value {
+    let mut o = Object::new();
+    for (k, v) in pairs {
+        o.insert(k.to_string(), v);
+    }
+    Value::Object(o)
+}
+
+fn counts(map: &BTreeMap<&'static str, u64>, keys: &[&'static str]) -> Value {
+    object(
+        keys.iter()
+            .map(|k| (*k, num(*map.get(k).unwrap_or(&0))))
+            .collect(),
+    )
+}
+
+const ITEM_ACTIONS: &[&str] = &["created", "updated", "deleted", "skipped"];
+const ERROR_KINDS: &[&str] = &["plane", "caldav", "journal", "item", "safety_valve"];
+
+impl Status {
+    /// A fresh status for a process started now.
+    pub fn new(sync_enabled: bool) -> Status {
+        Status {
+            started_at: clock::now_unix(),
+            sync_enabled,
+            ..Status::default()
+        }
+    }
+
+    /// Whether `/health` should say healthy.
+    pub fn healthy(&self) -> bool {
+        self.consecutive_failures < UNHEALTHY_AFTER
+    }
+
+    /// Records a cycle that ran to its end (some items may still have failed).
+    pub fn record_success(
+        &mut self,
+        summary: &crate::sync::Summary,
+        seconds: f64,
+        full: bool,
+        now: i64,
+    ) {
+        self.cycles += 1;
+        self.consecutive_failures = 0;
+        self.last_sync = Some(now);
+        self.last_success = Some(now);
+        self.last_duration = seconds;
+        self.duration_total += seconds;
+        self.last_error = None;
+        if full {
+            self.projects_synced = summary.projects as u64;
+        }
+        for (k, n) in [
+            ("created", summary.created),
+            ("updated", summary.updated),
+            ("deleted", summary.deleted),
+            ("skipped", summary.skipped),
+        ] {
+            *self.items.entry(k).or_insert(0) += n as u64;
+        }
+        *self.errors.entry("item").or_insert(0) +=
+            (summary.errors.len() - summary.blocked.len()) as u64;
+        *self.errors.entry("safety_valve").or_insert(0) += summary.blocked.len() as u64;
+    }
+
+    /// Records a cycle that failed as a whole.
+    pub fn record_failure(&mut self, kind: &'static str, message: &str, seconds: f64, now: i64) {
+        self.cycles += 1;
+        self.cycles_failed += 1;
+        self.consecutive_failures += 1;
+        self.last_sync = Some(now);
+        self.last_duration = seconds;
+        self.duration_total += seconds;
+        self.last_error = Some(message.to_string());
+        *self.errors.entry(kind).or_insert(0) += 1;
+    }
+
+    fn health_word(&self) -> Value {
+        text(if self.healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        })
+    }
+
+    /// `GET /health`: the seed's keys (status, timestamp, version). The seed always
+    /// answered 200; we answer 503 "unhealthy" after repeated failed cycles, so that
+    /// `curl -f` health checks (Docker, Synology) notice.
+    pub fn health_json(&self, now: i64) -> String {
+        json::to_string(&object(vec![
+            ("status", self.health_word()),
+            ("timestamp", text(&clock::format_python_iso(now))),
+            ("version", text(env!("CARGO_PKG_VERSION"))),
+        ]))
+    }
+
+    /// `GET /api/v1/health`: key for key what the seed's code returns (its documentation
+    /// shows another shape, which the seed never served).
+    pub fn seed_health_json(&self, now: i64) -> String {
+        json::to_string(&object(vec![
+            ("status", self.health_word()),
+            (
+                "services",
+                object(vec![
+                    ("caldav", text(if self.caldav_ok { "ok" } else { "error" })),
+                    (
+                        "scheduler",
+                        text(if self.sync_enabled {
+                            "running"
+                        } else {
+                            "stopped"
+                        }),
+                    ),
+                ]),
+            ),
+            ("stats", self.sync_stats()),
+            ("timestamp", text(&clock::format_python_iso(now))),
+        ]))
+    }
+
+    fn sync_stats(&self) -> Value {
+        object(vec![
+            ("total_projects", num(self.mapped_projects)),
+            ("total_events", num(self.mapped_events)),
+            ("synced_events", num(self.mapped_events)),
+        ])
+    }
+
+    /// `GET /api/v1/metrics`.
+    pub fn metrics_json(&self, now: i64) -> String {
+        let w = &self.webhooks;
+        json::to_string(&object(vec![
+            (
+                "uptime_seconds",
+                float((now - self.started_at).max(0) as f64),
+            ),
+            ("sync_enabled", Value::Bool(self.sync_enabled)),
+            ("cycles", num(self.cycles)),
+            ("cycles_failed", num(self.cycles_failed)),
+            (
+                "consecutive_failures",
+                num(self.consecutive_failures as u64),
+            ),
+            ("last_sync", opt_time(self.last_sync)),
+            ("last_success", opt_time(self.last_success)),
+            ("next_sync", opt_time(self.next_sync)),
+            ("last_duration_seconds", float(self.last_duration)),
+            (
+                "last_error",
+                self.last_error.as_deref().map(text).unwrap_or(Value::Null),
+            ),
+            ("projects_synced", num(self.projects_synced)),
+            ("items", counts(&self.items, ITEM_ACTIONS)),
+            ("errors", counts(&self.errors, ERROR_KINDS)),
+            ("conflicts", num(self.conflicts)),
+            ("webhooks", self.webhook_object(w)),
+        ]))
+    }
+
+    fn webhook_object(&self, w: &WebhookStats) -> Value {
+        object(vec![
+            ("received", num(w.received)),
+            ("accepted", num(w.accepted)),
+            ("unauthorized", num(w.unauthorized)),
+            ("too_large", num(w.too_large)),
+            ("malformed", num(w.malformed)),
+            ("busy", num(w.busy)),
+            ("ignored", num(w.ignored)),
+            ("last_delivery", opt_time(w.last_delivery)),
+            (
+                "last_event",
+                w.last_event.as_deref().map(text).unwrap_or(Value::Null),
+            ),
+            (
+                "last_error",
+                w.last_error.as_deref().map(text).unwrap_or(Value::Null),
+            ),
+        ])
+    }
+
+    /// `GET /webhooks/status`: the seed's `scheduler` and `sync_stats`, plus our
+    /// webhook counters under `webhooks`.
+    pub fn webhooks_json(&self, secret_set: bool, next_sync: Option<i64>) -> String {
+        let mut hooks = self.webhook_object(&self.webhooks);
+        if let Value::Object(o) = &mut hooks {
+            o.insert("enabled".into(), Value::Bool(secret_set));
+        }
+        let scheduler = object(vec![
+            (
+                "status",
+                text(if self.sync_enabled {
+                    "running"
+                } else {
+                    "stopped"
+                }),
+            ),
+            (
+                "next_run_time",
+                opt_time(next_sync.filter(|_| self.sync_enabled)),
+            ),
+            ("last_sync_time", opt_time(self.last_sync)),
+            ("state_file", text(&self.state_file)),
+            (
+                "state_file_exists",
+                Value::Bool(
+                    !self.state_file.is_empty() && std::path::Path::new(&self.state_file).exists(),
+                ),
+            ),
+        ]);
+        json::to_string(&object(vec![
+            ("scheduler", scheduler),
+            ("sync_stats", self.sync_stats()),
+            ("webhooks", hooks),
+        ]))
+    }
+
+    /// `GET /metrics`: Prometheus text exposition format 0.0.4.
+    pub fn prometheus(&self, now: i64) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        metric(
+            "calplanebot_up",
+            "gauge",
+            "1 while the service runs.",
+            one("1".into()),
+        );
+        metric(
+            "calplanebot_uptime_seconds",
+            "gauge",
+            "Seconds since the process started.",
+            one((now - self.started_at).max(0).to_string()),
+        );
+        metric(
+            "calplanebot_sync_cycles_total",
+            "counter",
+            "Sync cycles run.",
+            one(self.cycles.to_string()),
+        );
+        metric(
+            "calplanebot_sync_cycles_failed_total",
+            "counter",
+            "Sync cycles that failed as a whole.",
+            one(self.cycles_failed.to_string()),
+        );
+        metric(
+            "calplanebot_sync_duration_seconds_sum",
+            "counter",
+            "Seconds spent in sync cycles.",
+            one(format!("{:.3}", self.duration_total)),
+        );
+        metric(
+            "calplanebot_last_sync_duration_seconds",
+            "gauge",
+            "Seconds the last sync cycle took.",
+            one(format!("{:.3}", self.last_duration)),
+        );
+        metric(
+            "calplanebot_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful sync cycle (0: none yet).",
+            one(self.last_success.unwrap_or(0).to_string()),
+        );
+        metric(
+            "calplanebot_projects_synced",
+            "gauge",
+            "Projects in the last full sync.",
+            one(self.projects_synced.to_string()),
+        );
+        metric(
+            "calplanebot_items_total",
+            "counter",
+            "Calendar objects written, by action.",
+            ITEM_ACTIONS
+                .iter()
+                .map(|a| {
+                    (
+                        format!("{{action=\"{a}\"}}"),
+                        self.items.get(a).unwrap_or(&0).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "calplanebot_errors_total",
+            "counter",
+            "Errors, by kind.",
+            ERROR_KINDS
+                .iter()
+                .map(|k| {
+                    (
+                        format!("{{kind=\"{k}\"}}"),
+                        self.errors.get(k).unwrap_or(&0).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "calplanebot_conflicts_total",
+            "counter",
+            "Fields changed on both sides (two-way sync).",
+            one(self.conflicts.to_string()),
+        );
+        let w = &self.webhooks;
+        metric(
+            "calplanebot_webhooks_total",
+            "counter",
+            "Webhook deliveries, by outcome.",
+            [
+                ("accepted", w.accepted),
+                ("unauthorized", w.unauthorized),
+                ("too_large", w.too_large),
+                ("malformed", w.malformed),
+                ("busy", w.busy),
+                ("ignored", w.ignored),
+            ]
+            .iter()
+            .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), n.to_string()))
+            .collect(),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_health_shape() {
+        let mut s = Status::new(true);
+        s.started_at = 1_000;
+        let v: Value = json::from_str(&s.seed_health_json(1_060)).unwrap();
+        let Value::Object(o) = v else { panic!() };
+        let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["services", "stats", "status", "timestamp"]);
+        let Some(Value::Object(m)) = o.get("stats") else {
+            panic!()
+        };
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            vec!["synced_events", "total_events", "total_projects"]
+        );
+        let Some(Value::Object(m)) = o.get("services") else {
+            panic!()
+        };
+        assert!(matches!(m.get("scheduler"), Some(Value::String(s)) if s == "running"));
+        assert!(
+            matches!(o.get("timestamp"), Some(Value::String(t)) if t == "1970-01-01T00:17:40.000000+00:00")
+        );
+    }
+
+    #[test]
+    fn health_turns_unhealthy_after_repeated_failures() {
+        let mut s = Status::new(true);
+        for i in 0..UNHEALTHY_AFTER {
+            assert!(s.healthy(), "after {i} failures");
+            s.record_failure("plane", "down", 0.1, 5);
+        }
+        assert!(!s.healthy());
+        assert!(s.health_json(7).contains("unhealthy"));
+        s.record_success(&crate::sync::Summary::default(), 0.1, true, 6);
+        assert!(s.healthy());
+    }
+
+    #[test]
+    fn prometheus_lines_are_well_formed() {
+        let mut s = Status::new(true);
+        s.record_failure("caldav", "x", 1.5, 10);
+        let text = s.prometheus(20);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("calplanebot_"), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(text.contains("calplanebot_errors_total{kind=\"caldav\"} 1\n"));
+    }
+}
