@@ -127,6 +127,14 @@ pub struct Config {
     pub max_delete_fraction: f64,
     /// Seconds before an HTTP request gives up.
     pub http_timeout_seconds: u64,
+    /// Address of the webhook/health server; `None` disables it.
+    pub http_bind: Option<String>,
+    /// Secret Plane signs webhooks with; webhooks are refused without it.
+    pub plane_webhook_secret: Option<Secret>,
+    /// Whether `run` syncs at all (false: serve HTTP only).
+    pub enable_sync: bool,
+    /// Log to this file (rotated by size) instead of stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the variable and how to fix it.
@@ -188,11 +196,15 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("SYNC_LABELS", "", false),
     ("MAX_DELETE_FRACTION", "0.5", false),
     ("HTTP_TIMEOUT_SECONDS", "30", false),
+    ("HTTP_BIND", "0.0.0.0:8765", false),
+    ("PLANE_WEBHOOK_SECRET", "", true),
+    ("ENABLE_SYNC", "true", false),
+    ("LOG_FILE", "", false),
 ];
 
 /// Variables of the seed's `.env` that this version does not use yet; they are accepted
 /// silently rather than reported as typos.
-pub const SEED_UNUSED: &[&str] = &["PLANE_WEBHOOK_SECRET", "ENABLE_SYNC", "EVENT_TIMEZONE"];
+pub const SEED_UNUSED: &[&str] = &["EVENT_TIMEZONE"];
 
 /// The raw variables: process environment over an optional `.env` file.
 #[derive(Debug, Clone, Default)]
@@ -543,6 +555,28 @@ impl Config {
             sync_labels: list(env, "SYNC_LABELS", ""),
             max_delete_fraction,
             http_timeout_seconds: number(env, "HTTP_TIMEOUT_SECONDS", 30u64)?,
+            // Set but empty disables the server; unset means the seed's default port.
+            http_bind: match env.vars.get("HTTP_BIND").map(|v| v.trim()) {
+                Some("") => None,
+                Some(v) => Some(v.to_string()),
+                None => Some("0.0.0.0:8765".to_string()),
+            },
+            plane_webhook_secret: Some(env.secret("PLANE_WEBHOOK_SECRET")?)
+                .filter(|s| !s.is_empty()),
+            enable_sync: choice(
+                env,
+                "ENABLE_SYNC",
+                true,
+                &[
+                    ("true", true),
+                    ("1", true),
+                    ("yes", true),
+                    ("false", false),
+                    ("0", false),
+                    ("no", false),
+                ],
+            )?,
+            log_file: env.get("LOG_FILE").map(PathBuf::from),
         })
     }
 }
@@ -573,6 +607,14 @@ mod tests {
         assert_eq!(c.completed_items, CompletedItems::Delete);
         assert_eq!(c.sync_state_groups.len(), 5);
         assert_eq!(c.state_dir, PathBuf::from("./data"));
+        assert_eq!(c.http_bind.as_deref(), Some("0.0.0.0:8765"));
+        assert!(c.enable_sync && c.plane_webhook_secret.is_none());
+        let mut v = minimal();
+        v.push(("HTTP_BIND", ""));
+        v.push(("ENABLE_SYNC", "false"));
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.http_bind, None);
+        assert!(!c.enable_sync);
     }
 
     #[test]
@@ -655,7 +697,7 @@ mod tests {
         let mut v = minimal();
         v.push(("CALDAV_PASWORD", "typo"));
         v.push(("PLANE_API_TOKEN_FILE", "/x"));
-        v.push(("PLANE_WEBHOOK_SECRET", "seed"));
+        v.push(("EVENT_TIMEZONE", "Europe/Berlin"));
         v.push(("HOME", "/root"));
         assert_eq!(
             Env::from_pairs(v).unknown_variables(),

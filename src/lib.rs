@@ -6,6 +6,7 @@
 pub mod caldav;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod davxml;
 pub mod http;
 pub mod ical;

@@ -270,37 +270,8 @@ fn cmd_sync(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
 }
 
 fn cmd_run(config: &Config) -> Result<ExitCode, String> {
-    let mut plane = plane_client(config)?;
-    let mut dav = caldav_client(config)?;
-    let mut journal = open_journal(config)?;
-    log::info!(
-        "calplanebot {} syncing every {} s",
-        env!("CARGO_PKG_VERSION"),
-        config.sync_interval_seconds
-    );
-    loop {
-        let started = Instant::now();
-        match sync::sync_once(
-            config,
-            &mut plane,
-            &mut dav,
-            &mut journal,
-            &sync::Options::default(),
-        ) {
-            Ok(s) => log::info!(
-                "sync: {} created, {} updated, {} deleted, {} unchanged, {} errors in {:.1}s",
-                s.created,
-                s.updated,
-                s.deleted,
-                s.unchanged,
-                s.errors.len(),
-                started.elapsed().as_secs_f64()
-            ),
-            // A failing cycle never ends the service: the next one may succeed.
-            Err(e) => log::error!("sync failed: {e}"),
-        }
-        std::thread::sleep(Duration::from_secs(config.sync_interval_seconds));
-    }
+    calplanebot::daemon::run(config)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_sync_status(config: &Config) -> Result<ExitCode, String> {

@@ -1,0 +1,371 @@
+//! `calplanebot run`: the long-running service.
+//!
+//! The main thread owns the clients and the journal and runs the sync loop: a full cycle
+//! every SYNC_INTERVAL_SECONDS (with a little jitter, and sooner retries after a failure),
+//! and in between it waits on the webhook channel, so a signed webhook syncs its one
+//! work item within moments. The HTTP thread ([`crate::server`]) only verifies and
+//! forwards. SIGTERM/SIGINT set a flag the loop checks between steps: the write in flight
+//! finishes and is journaled, then the process exits.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::caldav::CalDavClient;
+use crate::config::Config;
+use crate::plane::{PlaneClient, Project};
+use crate::server::{self, Wake};
+use crate::state::Journal;
+use crate::status::Status;
+use crate::sync::{self, Options, Summary, SyncError};
+
+/// Set by SIGTERM/SIGINT.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How many webhook wakes may wait while a cycle runs; more get 503 (Plane drops them,
+/// and the next full cycle catches up).
+const QUEUE: usize = 256;
+/// Webhooks for one item come as a burst (Plane sends one per changed field): wait this
+/// long for the burst to end…
+const QUIET: Duration = Duration::from_millis(300);
+/// …but no longer than this.
+const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+/// How often the idle loop looks at the stop flag.
+const TICK: Duration = Duration::from_millis(200);
+
+extern "C" fn on_signal(_: i32) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT/SIGTERM handlers through libc's `signal()` — two symbols are not worth
+/// a crate. Both glibc and musl give it BSD semantics (restarting syscalls), so blocking
+/// I/O is not disturbed; the loop polls the flag.
+fn install_signal_handlers() {
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe, and the
+    // handler stays valid for the life of the process.
+    unsafe {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+    }
+}
+
+/// A little pseudo-randomness for jitter, without a crate: the clock's nanoseconds.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 1000) as f64 / 1000.0
+}
+
+/// When the next full cycle is due: the interval ±10 %, so many instances started
+/// together do not hit Plane together. After failures, retry sooner (10 s, 20 s, 40 s…)
+/// but never more often than that and never later than the interval.
+pub fn next_delay(interval: Duration, consecutive_failures: u32, jitter: f64) -> Duration {
+    let base = if consecutive_failures == 0 {
+        interval
+    } else {
+        let retry = Duration::from_secs(10) * 2u32.pow(consecutive_failures.min(10) - 1);
+        retry.min(interval)
+    };
+    base.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
+}
+
+/// Collects a burst of wakes: everything that arrives until the channel has been quiet
+/// for [`QUIET`], at most [`MAX_BATCH_WAIT`]. Duplicates collapse, and items of a project
+/// that is re-synced as a whole are dropped.
+pub fn coalesce(first: Wake, rx: &Receiver<Wake>) -> Vec<Wake> {
+    let started = Instant::now();
+    let mut batch: BTreeSet<Wake> = BTreeSet::from([first]);
+    while started.elapsed() < MAX_BATCH_WAIT {
+        match rx.recv_timeout(QUIET.min(MAX_BATCH_WAIT.saturating_sub(started.elapsed()))) {
+            Ok(w) => {
+                batch.insert(w);
+            }
+            Err(_) => break,
+        }
+    }
+    let whole: BTreeSet<String> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Wake::Project(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    batch
+        .into_iter()
+        .filter(|w| !matches!(w, Wake::Item { project, .. } if whole.contains(project)))
+        .collect()
+}
+
+fn error_kind(e: &SyncError) -> &'static str {
+    match e {
+        SyncError::Plane(_) => "plane",
+        SyncError::Dav(_) => "caldav",
+        SyncError::Journal(_) => "journal",
+    }
+}
+
+/// The service.
+struct Service<'a> {
+    config: &'a Config,
+    plane: PlaneClient,
+    dav: CalDavClient,
+    journal: Journal,
+    status: Arc<Mutex<Status>>,
+    projects: Vec<Project>,
+}
+
+impl Service<'_> {
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one cycle and records its outcome. `full`: a full sync (the projects list
+    /// and counters are refreshed from it).
+    fn cycle(
+        &mut self,
+        what: &str,
+        full: bool,
+        run: impl FnOnce(&mut Self) -> Result<Summary, SyncError>,
+    ) {
+        let started = Instant::now();
+        let result = run(self);
+        let seconds = started.elapsed().as_secs_f64();
+        let now = crate::clock::now_unix();
+        let (projects, events) = {
+            let st = self.journal.state();
+            (st.calendars.len() as u64, st.items.len() as u64)
+        };
+        match result {
+            Ok(s) => {
+                log::info!(
+                    "{what}: {} created, {} updated, {} deleted, {} unchanged, {} errors in {seconds:.1}s",
+                    s.created,
+                    s.updated,
+                    s.deleted,
+                    s.unchanged,
+                    s.errors.len()
+                );
+                if full && !s.project_list.is_empty() {
+                    self.projects = s.project_list.clone();
+                }
+                let mut st = self.status();
+                st.record_success(&s, seconds, full, now);
+                st.caldav_ok = true;
+                st.mapped_projects = projects;
+                st.mapped_events = events;
+            }
+            Err(e) => {
+                log::error!("{what} failed: {e}");
+                let mut st = self.status();
+                st.record_failure(error_kind(&e), &e.to_string(), seconds, now);
+                st.caldav_ok = !matches!(e, SyncError::Dav(_));
+            }
+        }
+    }
+
+    fn full_cycle(&mut self) {
+        self.cycle("sync", true, |s| {
+            let opts = Options {
+                stop: Some(&STOP),
+                ..Options::default()
+            };
+            sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
+        });
+    }
+
+    /// A project by id from the cache, refreshed once if it is not there (new project).
+    fn project(&mut self, id: &str) -> Option<Project> {
+        if !self.projects.iter().any(|p| p.id == id) {
+            match self.plane.projects() {
+                Ok(all) => self.projects = sync::select_projects(all, &self.config.plane_projects),
+                Err(e) => log::warn!("cannot refresh the project list: {e}"),
+            }
+        }
+        self.projects.iter().find(|p| p.id == id).cloned()
+    }
+
+    fn handle(&mut self, wakes: Vec<Wake>) {
+        for wake in wakes {
+            if STOP.load(Ordering::Relaxed) {
+                return;
+            }
+            match wake {
+                Wake::Item { project, id } => {
+                    let Some(p) = self.project(&project) else {
+                        log::debug!("webhook for project {project}, which is not synced; ignored");
+                        continue;
+                    };
+                    self.cycle(&format!("webhook {}", p.identifier), false, |s| {
+                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, &id)
+                    });
+                }
+                Wake::Project(project) => {
+                    if self.project(&project).is_none() {
+                        continue;
+                    }
+                    self.cycle("webhook project sync", false, |s| {
+                        let opts = Options {
+                            only_project: Some(&project),
+                            stop: Some(&STOP),
+                            ..Options::default()
+                        };
+                        sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn plane_client(config: &Config) -> Result<PlaneClient, String> {
+    PlaneClient::new(
+        &config.plane_base_url,
+        &config.plane_workspace_slug,
+        config.plane_api_token.clone(),
+        Duration::from_secs(config.http_timeout_seconds),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn caldav_client(config: &Config) -> Result<CalDavClient, String> {
+    CalDavClient::new(
+        &config.caldav_url,
+        &config.caldav_username,
+        config.caldav_password.clone(),
+        config.caldav_auth_type,
+        Duration::from_secs(config.http_timeout_seconds),
+        config.caldav_ca_file.as_deref(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Runs the service until SIGTERM/SIGINT. Errors only for what makes running impossible
+/// (journal locked, port taken, bad CA file); a failing cycle is logged and retried.
+pub fn run(config: &Config) -> Result<(), String> {
+    install_signal_handlers();
+    let journal = Journal::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let status = Arc::new(Mutex::new(Status::new(config.enable_sync)));
+    {
+        let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+        st.state_file = journal.path().display().to_string();
+        st.mapped_projects = journal.state().calendars.len() as u64;
+        st.mapped_events = journal.state().items.len() as u64;
+        st.caldav_ok = true;
+    }
+    let (tx, rx) = sync_channel::<Wake>(QUEUE);
+    if let Some(bind) = &config.http_bind {
+        let addr = server::spawn(
+            bind,
+            config.plane_webhook_secret.clone(),
+            status.clone(),
+            tx.clone(),
+        )?;
+        log::info!(
+            "listening on http://{addr} (webhooks {})",
+            if config.plane_webhook_secret.is_some() {
+                "on"
+            } else {
+                "off: PLANE_WEBHOOK_SECRET not set"
+            }
+        );
+    }
+    if !config.enable_sync {
+        log::info!(
+            "calplanebot {} serving HTTP only (ENABLE_SYNC=false)",
+            env!("CARGO_PKG_VERSION")
+        );
+        while !STOP.load(Ordering::SeqCst) {
+            // Webhooks are acknowledged but nothing syncs: drain them.
+            while rx.try_recv().is_ok() {}
+            std::thread::sleep(TICK);
+        }
+        log::info!("stopped");
+        return Ok(());
+    }
+    let mut service = Service {
+        config,
+        plane: plane_client(config)?,
+        dav: caldav_client(config)?,
+        journal,
+        status,
+        projects: Vec::new(),
+    };
+    let interval = Duration::from_secs(config.sync_interval_seconds);
+    log::info!(
+        "calplanebot {} syncing every {} s",
+        env!("CARGO_PKG_VERSION"),
+        config.sync_interval_seconds
+    );
+    let mut next_full = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= next_full {
+            service.full_cycle();
+            let failures = service.status().consecutive_failures;
+            let delay = next_delay(interval, failures, jitter_fraction());
+            next_full = Instant::now() + delay;
+            service.status().next_sync = Some(crate::clock::now_unix() + delay.as_secs() as i64);
+            continue;
+        }
+        match rx.recv_timeout((next_full - now).min(TICK)) {
+            Ok(first) => {
+                let batch = coalesce(first, &rx);
+                service.handle(batch);
+            }
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        if let Err(e) = service.journal.compact_if_needed() {
+            log::warn!("journal compaction failed: {e}");
+        }
+    }
+    log::info!("stopped");
+    drop(tx);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays() {
+        let i = Duration::from_secs(300);
+        assert_eq!(next_delay(i, 0, 0.5), Duration::from_secs(300));
+        assert_eq!(next_delay(i, 0, 0.0), Duration::from_secs(270));
+        assert_eq!(next_delay(i, 0, 1.0), Duration::from_secs(330));
+        assert_eq!(next_delay(i, 1, 0.5), Duration::from_secs(10));
+        assert_eq!(next_delay(i, 3, 0.5), Duration::from_secs(40));
+        assert_eq!(next_delay(i, 9, 0.5), Duration::from_secs(300));
+        assert_eq!(next_delay(i, u32::MAX, 0.5), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bursts_coalesce() {
+        let (tx, rx) = sync_channel(1000);
+        let item = |p: &str, i: &str| Wake::Item {
+            project: p.into(),
+            id: i.into(),
+        };
+        for _ in 0..100 {
+            tx.send(item("p1", "a")).unwrap();
+        }
+        tx.send(item("p1", "b")).unwrap();
+        tx.send(item("p2", "c")).unwrap();
+        tx.send(Wake::Project("p2".into())).unwrap();
+        let batch = coalesce(item("p1", "a"), &rx);
+        assert_eq!(
+            batch,
+            vec![item("p1", "a"), item("p1", "b"), Wake::Project("p2".into())]
+        );
+    }
+}
