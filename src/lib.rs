@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod davxml;
 pub mod http;
+pub mod logging;
 pub mod ical;
 pub mod plane;
 pub mod server;

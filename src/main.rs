@@ -144,7 +144,9 @@ fn run() -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::from_env(&env).map_err(|e| e.to_string())?;
-    init_logging(&config);
+    // Only the service logs to LOG_FILE; one-off commands talk to the terminal.
+    let log_file = config.log_file.as_deref().filter(|_| cli.command == "run");
+    calplanebot::logging::init(config.log_level, log_file)?;
     for name in env.unknown_variables() {
         log::warn!("{name} is not a calplanebot variable (typo?)");
     }
@@ -167,16 +169,6 @@ fn run() -> Result<ExitCode, String> {
         ),
         other => Err(format!("unknown command {other:?} (see --help)")),
     }
-}
-
-fn init_logging(config: &Config) {
-    // Logs go to stderr; command output to stdout.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(config.log_level)
-        .with_module_level("ureq", log::LevelFilter::Warn)
-        .with_module_level("ureq_proto", log::LevelFilter::Warn)
-        .with_module_level("rustls", log::LevelFilter::Warn)
-        .init();
 }
 
 fn plane_client(config: &Config) -> Result<PlaneClient, String> {
