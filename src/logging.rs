@@ -16,8 +16,15 @@ pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Our own crates log at the configured level; the HTTP and TLS libraries only warn.
 fn wanted(target: &str, level: log::Level, max: LevelFilter) -> bool {
-    let quiet = ["ureq", "rustls", "tiny_http"].iter().any(|p| target.starts_with(p));
-    level <= if quiet { max.min(LevelFilter::Warn) } else { max }
+    let quiet = ["ureq", "rustls", "tiny_http"]
+        .iter()
+        .any(|p| target.starts_with(p));
+    level
+        <= if quiet {
+            max.min(LevelFilter::Warn)
+        } else {
+            max
+        }
 }
 
 struct FileLogger {
@@ -90,7 +97,8 @@ pub fn init_with_limit(max: LevelFilter, file: Option<&Path>, limit: u64) -> Res
                 .init();
         }
         Some(path) => {
-            let file = open(path).map_err(|e| format!("LOG_FILE: cannot open {}: {e}", path.display()))?;
+            let file =
+                open(path).map_err(|e| format!("LOG_FILE: cannot open {}: {e}", path.display()))?;
             let logger = FileLogger {
                 max,
                 path: path.to_path_buf(),
@@ -140,7 +148,9 @@ mod tests {
         let rotated = std::fs::read_to_string(dir.join("calplanebot.log.1")).unwrap();
         assert!(current.len() <= 1000 && rotated.len() <= 1000);
         assert!(current.contains("line 099") && !current.contains("debug noise"));
-        assert!(current.lines().all(|l| l.contains(" INFO  [calplanebot::test] line ")));
+        assert!(current
+            .lines()
+            .all(|l| l.contains(" INFO  [calplanebot::test] line ")));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }

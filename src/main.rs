@@ -21,6 +21,8 @@ COMMANDS:
     run                 Sync every SYNC_INTERVAL_SECONDS until stopped (the default)
     sync, --once        Sync once and print Created/Updated/Deleted counts
     sync-status         Show what the state journal knows (works while a daemon runs)
+    status              Ask the running service (HTTP_BIND) how it is
+    diagnostics         Test Plane, CalDAV and the running service; exit 0 if all work
     list                List the events in the Plane calendars: \"[PA-1] title (date)\"
     test-caldav         Check the CalDAV login and list the calendars
     test-plane          Check the Plane token and list the projects
@@ -90,6 +92,8 @@ fn parse_cli() -> Result<Option<Cli>, String> {
         "config",
         "validate-config",
         "create-event",
+        "status",
+        "diagnostics",
     ];
     if !COMMANDS.contains(&command.as_str()) {
         return Err(format!("unknown command {command:?} (see --help)"));
@@ -161,6 +165,8 @@ fn run() -> Result<ExitCode, String> {
         "list" => cmd_list(&config),
         "test-caldav" => cmd_test_caldav(&config),
         "test-plane" => cmd_test_plane(&config),
+        "status" => Ok(exit(service_status(&config))),
+        "diagnostics" => cmd_diagnostics(&config),
         "create-event" => cmd_create_event(
             &config,
             cli.title.as_deref().unwrap_or(""),
@@ -451,4 +457,181 @@ fn cmd_create_event(
         }
         _ => Err(format!("{href} already exists")),
     }
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The seed's report heading: a blank line, a rule, the title, a rule, a blank line.
+fn heading(title: &str) {
+    let rule = "=".repeat(60);
+    println!("\n{rule}\n  {title}\n{rule}\n");
+}
+
+/// Where the running service listens, from HTTP_BIND (a wildcard address means "this
+/// machine").
+fn service_url(config: &Config) -> Option<String> {
+    let bind = config.http_bind.as_deref()?;
+    let (host, port) = bind.rsplit_once(':')?;
+    let host = match host {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "[::]" => "[::1]",
+        h => h,
+    };
+    Some(format!("http://{host}:{port}"))
+}
+
+fn fetch_json(agent: &ureq::Agent, url: &str) -> Result<(u16, miniserde::json::Value), String> {
+    let mut r = agent
+        .get(url)
+        .call()
+        .map_err(|e| calplanebot::http::describe(&e))?;
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    let v = miniserde::json::from_str(&body).map_err(|_| format!("{url} did not answer JSON"))?;
+    Ok((status, v))
+}
+
+fn field(v: &miniserde::json::Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for key in path {
+        match cur {
+            miniserde::json::Value::Object(o) => match o.get(*key) {
+                Some(next) => cur = next,
+                None => return "-".into(),
+            },
+            _ => return "-".into(),
+        }
+    }
+    match cur {
+        miniserde::json::Value::String(s) => s.clone(),
+        miniserde::json::Value::Null => "-".into(),
+        other => miniserde::json::to_string(other),
+    }
+}
+
+/// `status`: the running service's health and a few figures. True when it answered 200.
+fn service_status(config: &Config) -> bool {
+    heading("Checking calplanebot Status");
+    let Some(base) = service_url(config) else {
+        println!("✗ HTTP_BIND is empty: the service has no HTTP server to ask");
+        return false;
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    match fetch_json(&agent, &format!("{base}/health")) {
+        Err(e) => {
+            println!("✗ Cannot connect to calplanebot service at {base} ({e})");
+            println!("ℹ Is the service running? Try: systemctl status calplanebot");
+            false
+        }
+        Ok((code, health)) => {
+            if code == 200 {
+                println!("✓ calplanebot service is running");
+            } else {
+                println!("✗ calplanebot service returned non-200 status ({code})");
+            }
+            println!("ℹ Status: {}", field(&health, &["status"]));
+            if let Ok((_, m)) = fetch_json(&agent, &format!("{base}/api/v1/metrics")) {
+                println!("ℹ Last sync: {}", field(&m, &["last_sync"]));
+                println!("ℹ Next sync: {}", field(&m, &["next_sync"]));
+                println!("ℹ Last error: {}", field(&m, &["last_error"]));
+                println!(
+                    "ℹ Events: {} created, {} updated, {} deleted since start",
+                    field(&m, &["items", "created"]),
+                    field(&m, &["items", "updated"]),
+                    field(&m, &["items", "deleted"])
+                );
+                println!(
+                    "ℹ Webhooks: {} accepted, {} refused for signature",
+                    field(&m, &["webhooks", "accepted"]),
+                    field(&m, &["webhooks", "unauthorized"])
+                );
+            }
+            code == 200
+        }
+    }
+}
+
+fn cmd_diagnostics(config: &Config) -> Result<ExitCode, String> {
+    heading("Running Full Diagnostics");
+    heading("Testing CalDAV Connection");
+    println!("ℹ Connecting to: {}", config.caldav_url);
+    if !config.caldav_username.is_empty() {
+        println!("ℹ Username: {}", config.caldav_username);
+    }
+    let caldav_ok = match diagnose_caldav(config) {
+        Ok(()) => true,
+        Err(e) => {
+            println!("✗ {e}");
+            false
+        }
+    };
+    heading("Testing Plane API Connection");
+    println!("ℹ Connecting to: {}", config.plane_base_url);
+    let plane_ok = match diagnose_plane(config) {
+        Ok(()) => true,
+        Err(e) => {
+            println!("✗ {e}");
+            false
+        }
+    };
+    let service_ok = service_status(config);
+    heading("Diagnostic Summary");
+    let mark = |ok: bool| if ok { "✓ OK" } else { "✗ FAILED" };
+    println!("CalDAV Connection: {}", mark(caldav_ok));
+    println!("Plane API:         {}", mark(plane_ok));
+    println!("Service Status:    {}", mark(service_ok));
+    println!();
+    let all = caldav_ok && plane_ok && service_ok;
+    if all {
+        println!("✓ All systems operational!");
+    } else {
+        println!("✗ Some systems are not working properly");
+    }
+    Ok(exit(all))
+}
+
+fn diagnose_caldav(config: &Config) -> Result<(), String> {
+    let mut dav = caldav_client(config)?;
+    let d = dav.discover().map_err(|e| e.to_string())?;
+    println!("✓ Connected to CalDAV server");
+    if let Some(p) = &d.principal {
+        println!("ℹ Principal: {p}");
+    }
+    println!("ℹ Calendar home: {}", d.home);
+    let calendars = dav.calendars(&d.home).map_err(|e| e.to_string())?;
+    println!("✓ Found {} calendar(s)", calendars.len());
+    for c in &calendars {
+        let events = dav
+            .objects(&c.href)
+            .map(|o| o.len().to_string())
+            .unwrap_or_else(|e| format!("? ({e})"));
+        println!("  📅 {}", c.display_name.as_deref().unwrap_or("(no name)"));
+        println!("     URL: {}", c.href);
+        println!("     Events: {events}");
+    }
+    Ok(())
+}
+
+fn diagnose_plane(config: &Config) -> Result<(), String> {
+    let mut plane = plane_client(config)?;
+    let me = plane.me().map_err(|e| e.to_string())?;
+    println!("✓ Connected to Plane API");
+    println!("ℹ Workspace: {}", config.plane_workspace_slug);
+    println!("ℹ Token owner: {} ({})", me.display_name, me.id);
+    let projects = plane.projects().map_err(|e| e.to_string())?;
+    println!("✓ Found {} project(s)", projects.len());
+    for p in projects.iter().take(5) {
+        println!("  📁 {} ({})", p.name, p.identifier);
+    }
+    Ok(())
 }
