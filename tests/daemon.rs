@@ -527,3 +527,25 @@ fn enable_sync_false_serves_http_only() {
     assert!(s.dump().is_empty(), "nothing synced");
     assert!(s.fake.requests().is_empty(), "Plane not contacted");
 }
+
+#[test]
+fn a_failing_cycle_does_not_end_the_service() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let mut s = Setup::new(radicale, &[4]);
+    s.env
+        .push(("PLANE_API_TOKEN".into(), "plane_api_revoked".into()));
+    let mut d = start(&s, &[]);
+    assert_eq!(metric(&d, "cycles_failed"), 1);
+    let (code, _) = get(&format!("{}/health", d.url));
+    assert_eq!(code, 200, "one failure is not yet unhealthy");
+    let (_, m) = get(&format!("{}/api/v1/metrics", d.url));
+    assert!(m.contains("Plane rejected the API token"), "{m}");
+    assert!(!m.contains("plane_api_revoked"), "no secrets in metrics");
+    assert!(
+        m.contains("\"next_sync\":\"20"),
+        "a retry is scheduled: {m}"
+    );
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+}
