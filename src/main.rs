@@ -178,25 +178,11 @@ fn run() -> Result<ExitCode, String> {
 }
 
 fn plane_client(config: &Config) -> Result<PlaneClient, String> {
-    PlaneClient::new(
-        &config.plane_base_url,
-        &config.plane_workspace_slug,
-        config.plane_api_token.clone(),
-        Duration::from_secs(config.http_timeout_seconds),
-    )
-    .map_err(|e| e.to_string())
+    PlaneClient::from_config(config).map_err(|e| e.to_string())
 }
 
 fn caldav_client(config: &Config) -> Result<CalDavClient, String> {
-    CalDavClient::new(
-        &config.caldav_url,
-        &config.caldav_username,
-        config.caldav_password.clone(),
-        config.caldav_auth_type,
-        Duration::from_secs(config.http_timeout_seconds),
-        config.caldav_ca_file.as_deref(),
-    )
-    .map_err(|e| e.to_string())
+    CalDavClient::from_config(config).map_err(|e| e.to_string())
 }
 
 fn open_journal(config: &Config) -> Result<Journal, String> {

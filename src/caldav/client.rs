@@ -330,6 +330,18 @@ impl CalDavClient {
         })
     }
 
+    /// The client the configuration describes.
+    pub fn from_config(config: &crate::config::Config) -> Result<CalDavClient, DavError> {
+        Self::new(
+            &config.caldav_url,
+            &config.caldav_username,
+            config.caldav_password.clone(),
+            config.caldav_auth_type,
+            Duration::from_secs(config.http_timeout_seconds),
+            config.caldav_ca_file.as_deref(),
+        )
+    }
+
     /// Total requests sent.
     pub fn request_count(&self) -> u32 {
         self.stats.values().sum()

@@ -57,6 +57,16 @@ impl PlaneClient {
         })
     }
 
+    /// The client the configuration describes.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, PlaneError> {
+        Self::new(
+            &config.plane_base_url,
+            &config.plane_workspace_slug,
+            config.plane_api_token.clone(),
+            Duration::from_secs(config.http_timeout_seconds),
+        )
+    }
+
     /// Changes the first retry delay (doubled on each retry); tests shorten it.
     pub fn set_retry_delay(&mut self, d: Duration) {
         self.retry_delay = d;
