@@ -23,7 +23,7 @@ usage() {
     echo "usage: $0 aarch64|armv7|x86_64 BINARY [OUTDIR]" >&2
     exit 2
 }
-[ $# -ge 2 ] && [ $# -le 3 ] || usage
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
 arch_in=$1
 binary=$2
 outdir=${3:-$repo/target/dist}
@@ -85,11 +85,11 @@ cp "$here/calplanebot.sc" "$root/app/calplanebot.sc"
         -e 's|^# LOG_FILE=.*|LOG_FILE=@PKGVAR@/calplanebot.log|' \
         "$repo/env.example"
 } >"$root/share/calplanebot.env.template"
-grep -q '^STATE_DIR=@PKGVAR@/data$' "$root/share/calplanebot.env.template" &&
-    grep -q '^LOG_FILE=@PKGVAR@/calplanebot.log$' "$root/share/calplanebot.env.template" || {
+if ! grep -q '^STATE_DIR=@PKGVAR@/data$' "$root/share/calplanebot.env.template" ||
+    ! grep -q '^LOG_FILE=@PKGVAR@/calplanebot.log$' "$root/share/calplanebot.env.template"; then
     echo "env.example no longer has the '# STATE_DIR=' / '# LOG_FILE=' lines this script fills in" >&2
     exit 1
-}
+fi
 tar -C "$root" --owner=0 --group=0 --numeric-owner -czf "$spk/package.tgz" bin share app
 
 # --- control files ---------------------------------------------------------------------
