@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Daemon benchmark: tests/bench/daemon.sh   (prints figures; not a test, not run by CI)
+#
+# Runs `calplanebot run` (release build) against Radicale and the fake Plane and prints:
+#   1. webhook -> event-visible latency over BENCH_WEBHOOKS webhooks (p50/p90/p99/max):
+#      rename an item through the fake's REST API, POST a signed webhook, poll a plain
+#      CalDAV GET of the event every 5 ms until its SUMMARY shows the new name. This
+#      includes the daemon's ~300 ms debounce (src/daemon.rs QUIET). The same loop is then
+#      repeated polling the daemon's own /api/v1/metrics instead of Radicale, for comparison;
+#   2. the daemon's RSS (VmRSS, VmHWM) after startup + the first cycle of a small workspace
+#      (1 project x 50 items) and after ~5 s idle;
+#   3. RSS, wall and CPU time of the first full cycle of a fresh daemon over 2,000 items
+#      (4 projects x 500), and how many events it created (only dated, open items);
+#   4. the machine, rustc version and date.
+#
+# Everything runs on 127.0.0.1 under a temp dir and is stopped on exit. Radicale comes from
+# the venv `tests/servers.sh install` makes (.tests/venv). Takes about 2 minutes once built.
+#
+# Environment:
+#   BENCH_RADICALE_PORT=15332 BENCH_PLANE_PORT=18190 BENCH_DAEMON_PORT=18865
+#       (a default that is taken is replaced by a free port; a port you set must be free)
+#   BENCH_WEBHOOKS=100   BENCH_POLL_MS=5   BENCH_BIG_PROJECTS=4   BENCH_BIG_ITEMS=500
+#   BENCH_SKIP_BIG=1     skip part 3          BENCH_NO_BUILD=1   use the existing binaries
+#   BENCH_KEEP=1         keep the temp dir (logs, Radicale data) for inspection
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+HOST=127.0.0.1
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BOT=$TARGET/release/calplanebot
+FAKE_PLANE=$TARGET/release/examples/fake-plane
+VENV=$ROOT/.tests/venv
+HELPER=$ROOT/tests/bench/daemon_bench.py
+WEBHOOKS=${BENCH_WEBHOOKS:-100}
+BIG_PROJECTS=${BENCH_BIG_PROJECTS:-4}
+BIG_ITEMS=${BENCH_BIG_ITEMS:-500}
+SECRET=bench-webhook-secret
+API_KEY=bench-api-key
+SLUG=bench
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# pick_port VAR DEFAULT — $VAR if set (must be free), else DEFAULT, else any free port.
+pick_port() {
+    local var=$1 def=$2 p
+    p=${!var:-}
+    if [[ -n $p ]]; then
+        port_busy "$p" && die "$var=$p is already in use on $HOST; choose another port"
+    else
+        p=$def
+        if port_busy "$p"; then
+            p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            log "port $def is taken; using $p (set $var to choose)"
+        fi
+    fi
+    echo "$p"
+}
+
+for c in cargo curl python3 awk; do
+    command -v "$c" >/dev/null || die "$c not found"
+done
+[[ -r /proc/self/status ]] || die "/proc is needed (Linux) for the RSS and CPU figures"
+
+# Real PLANE_*/CALDAV_* settings of the caller must not leak into the daemon.
+for v in $(compgen -e); do
+    case $v in
+    PLANE_* | CALDAV_* | SYNC_* | CALPLANEBOT_* | STATE_DIR | STATE_DIRECTORY | LOG_LEVEL | \
+        LOG_FILE | HTTP_BIND | ENABLE_SYNC | ITEM_KIND | DATE_MODE | COMPLETED_ITEMS | \
+        MAX_DELETE_FRACTION | HTTP_TIMEOUT_SECONDS)
+        unset "$v"
+        ;;
+    esac
+done
+
+t_start=$SECONDS
+RADICALE_PORT=$(pick_port BENCH_RADICALE_PORT 15332)
+PLANE_PORT=$(pick_port BENCH_PLANE_PORT 18190)
+DAEMON_PORT=$(pick_port BENCH_DAEMON_PORT 18865)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-bench.XXXXXX")
+PIDS=() # everything we start, stopped by pid on exit
+cleanup() {
+    local rc=$? pid i
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        local left=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        ((left)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n ${BENCH_KEEP:-} || $rc -ne 0 ]]; then
+        log "logs and data kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# spawn LOG CMD... — background process; its pid in LAST_PID and PIDS.
+spawn() {
+    local logf=$1
+    shift
+    "$@" </dev/null >"$logf" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# stop PID — TERM one process we started and wait for it.
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# wait_http NAME URL PID LOG — until the server answers HTTP at all.
+wait_http() {
+    local code deadline=$((SECONDS + 30))
+    while :; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$2" || true)
+        [[ $code == 000 || -z $code ]] || return 0
+        kill -0 "$3" 2>/dev/null || { tail -n 20 "$4" >&2; die "$1 exited during startup (log: $4)"; }
+        ((SECONDS < deadline)) || { tail -n 20 "$4" >&2; die "$1 did not answer at $2 (log: $4)"; }
+        sleep 0.05
+    done
+}
+
+# mem PID — "VmRSS VmHWM" in KiB.
+mem() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"; }
+# cpu PID — utime + stime in seconds.
+cpu() {
+    local tck
+    tck=$(getconf CLK_TCK)
+    sed 's/.*) //' "/proc/$1/stat" | awk -v t="$tck" '{ printf "%.2f", ($12 + $13) / t }'
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+# json FILE EXPR — a value out of a JSON file (EXPR is Python, on `d`).
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# --- build and install --------------------------------------------------------------------
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+    log "cargo build --release --bin calplanebot --example fake-plane"
+    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
+fi
+[[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
+if [[ ! -x $VENV/bin/radicale ]]; then
+    log "installing Radicale: TEST_SERVERS=radicale tests/servers.sh install"
+    TEST_SERVERS=radicale tests/servers.sh install || die "tests/servers.sh install failed"
+fi
+[[ -x $VENV/bin/radicale ]] || die "no $VENV/bin/radicale after tests/servers.sh install"
+
+# --- Radicale -----------------------------------------------------------------------------
+RAD=$TMP/radicale
+mkdir -p "$RAD"
+printf 'bench:bench\nbig:big\n' >"$RAD/users"
+cat >"$RAD/radicale.conf" <<EOF
+[server]
+hosts = $HOST:$RADICALE_PORT
+[auth]
+type = htpasswd
+htpasswd_filename = $RAD/users
+htpasswd_encryption = plain
+delay = 0
+[storage]
+filesystem_folder = $RAD/collections
+[rights]
+type = owner_only
+[logging]
+level = warning
+EOF
+spawn "$RAD/radicale.log" "$VENV/bin/radicale" --config "$RAD/radicale.conf"
+RADICALE_PID=$LAST_PID
+wait_http Radicale "http://$HOST:$RADICALE_PORT/" "$RADICALE_PID" "$RAD/radicale.log"
+
+# start_plane PROJECTS ITEMS — the fake Plane, with its rate limit out of the way (Plane's
+# default of 60/min would measure the throttle, not the daemon).
+start_plane() {
+    spawn "$TMP/fake-plane-$1x$2.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" \
+        --projects "$1" --items "$2" --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000
+    PLANE_PID=$LAST_PID
+    wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$PLANE_PID" \
+        "$TMP/fake-plane-$1x$2.log"
+}
+
+# start_daemon NAME DAV_USER — `calplanebot run` with a fresh state dir.
+start_daemon() {
+    mkdir -p "$TMP/$1/state"
+    spawn "$TMP/$1/daemon.log" env \
+        PLANE_BASE_URL="http://$HOST:$PLANE_PORT" PLANE_API_TOKEN="$API_KEY" \
+        PLANE_WORKSPACE_SLUG="$SLUG" CALDAV_URL="http://$HOST:$RADICALE_PORT/" \
+        CALDAV_USERNAME="$2" CALDAV_PASSWORD="$2" HTTP_BIND="$HOST:$DAEMON_PORT" \
+        PLANE_WEBHOOK_SECRET="$SECRET" SYNC_INTERVAL_SECONDS=3600 \
+        STATE_DIR="$TMP/$1/state" LOG_LEVEL=warn \
+        "$BOT" --env-file /dev/null run
+    DAEMON_PID=$LAST_PID
+}
+
+# wait_cycle NAME TIMEOUT — until the daemon's first cycle is done; metrics in NAME/metrics.json.
+wait_cycle() {
+    "$VENV/bin/python" "$HELPER" wait-cycle "http://$HOST:$DAEMON_PORT/api/v1/metrics" "$2" \
+        >"$TMP/$1/metrics.json" || { tail -n 20 "$TMP/$1/daemon.log" >&2; die "daemon ($1) failed"; }
+    kill -0 "$DAEMON_PID" 2>/dev/null || die "daemon ($1) exited (log: $TMP/$1/daemon.log)"
+    [[ $(json "$TMP/$1/metrics.json" 'd["cycles_failed"]') == 0 ]] ||
+        die "daemon ($1): first cycle failed: $(json "$TMP/$1/metrics.json" 'd["last_error"]')"
+}
+
+# --- 1 + 2: small workspace, idle RSS, webhook latency ---------------------------------------
+log "small workspace: 1 project x 50 items"
+start_plane 1 50
+start_daemon small bench
+wait_cycle small 60
+read -r rss_first hwm_first < <(mem "$DAEMON_PID")
+small_created=$(json "$TMP/small/metrics.json" 'd["items"]["created"]')
+sleep 5
+read -r rss_idle hwm_idle < <(mem "$DAEMON_PID")
+
+log "latency: $WEBHOOKS webhooks polled over CalDAV, then $WEBHOOKS polled via /api/v1/metrics"
+BENCH_PLANE_URL="http://$HOST:$PLANE_PORT" BENCH_SLUG=$SLUG BENCH_API_KEY=$API_KEY \
+    BENCH_DAV_URL="http://$HOST:$RADICALE_PORT" BENCH_DAV_USER=bench BENCH_DAV_PASSWORD=bench \
+    BENCH_DAEMON_URL="http://$HOST:$DAEMON_PORT" BENCH_SECRET=$SECRET \
+    BENCH_DAEMON_PID=$DAEMON_PID BENCH_WEBHOOKS=$WEBHOOKS \
+    "$VENV/bin/python" "$HELPER" latency >"$TMP/latency.json" ||
+    { tail -n 20 "$TMP/small/daemon.log" >&2; die "latency loop failed"; }
+read -r rss_after_hooks hwm_after_hooks < <(mem "$DAEMON_PID")
+stop "$DAEMON_PID"
+stop "$PLANE_PID"
+
+# --- 3: first full cycle over 2,000 items ----------------------------------------------------
+if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
+    total=$((BIG_PROJECTS * BIG_ITEMS))
+    log "large workspace: $BIG_PROJECTS projects x $BIG_ITEMS items = $total"
+    start_plane "$BIG_PROJECTS" "$BIG_ITEMS"
+    rad_cpu0=$(cpu "$RADICALE_PID")
+    plane_cpu0=$(cpu "$PLANE_PID")
+    t0=$(date +%s.%N)
+    start_daemon big big
+    wait_cycle big 1800
+    t1=$(date +%s.%N)
+    read -r rss_big hwm_big < <(mem "$DAEMON_PID")
+    cpu_big=$(cpu "$DAEMON_PID")
+    rad_cpu=$(awk -v a="$rad_cpu0" -v b="$(cpu "$RADICALE_PID")" 'BEGIN { printf "%.2f", b - a }')
+    plane_cpu=$(awk -v a="$plane_cpu0" -v b="$(cpu "$PLANE_PID")" 'BEGIN { printf "%.2f", b - a }')
+    wall_big=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    dur_big=$(json "$TMP/big/metrics.json" '"%.1f" % d["last_duration_seconds"]')
+    big_created=$(json "$TMP/big/metrics.json" 'd["items"]["created"]')
+    big_errors=$(json "$TMP/big/metrics.json" 'sum(d["errors"].values())')
+    stop "$DAEMON_PID"
+    stop "$PLANE_PID"
+fi
+
+# --- report ------------------------------------------------------------------------------------
+L=$TMP/latency.json
+row() { printf '  %-44s %s\n' "$1" "$2"; }
+lat() { # KEY — "p50 / p90 / p99 / max" in ms
+    json "$L" "'%.0f / %.0f / %.0f / %.0f ms' % tuple(d['$1'][k] for k in ('p50','p90','p99','max'))"
+}
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+
+echo
+echo "calplanebot daemon benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+row "machine" "$(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
+row "rustc" "$(rustc --version)"
+row "binary" "target/release/calplanebot, $(stat -c %s "$BOT") bytes"
+row "Radicale" "$("$VENV/bin/radicale" --version 2>/dev/null || echo '?') (htpasswd plain, delay 0)"
+echo
+echo "1. webhook -> event visible (${WEBHOOKS} webhooks, 1 project x 50 items; ms; includes the 300 ms debounce)"
+row "items / open+dated / with an event" "$(json "$L" '"%d / %d / %d" % (d["items"], d["open_dated"], d["candidates"])')"
+row "latency, CalDAV GET poll p50/p90/p99/max" "$(lat caldav_poll)"
+row "latency, daemon metrics poll p50/p90/p99/max" "$(lat metrics_poll)"
+row "webhook POST -> 202, p50 / max" "$(json "$L" "'%.1f / %.1f ms' % (d['webhook_ack']['p50'], d['webhook_ack']['max'])")"
+row "CalDAV polls per webhook (mean), GET p50" "$(json "$L" "'%.0f, %.1f ms' % (d['polls_mean'], d['radicale_get']['p50'])")"
+row "daemon CPU per webhook" "$(json "$L" '"%.1f ms" % d["daemon_cpu_ms_per_webhook"]')"
+echo
+echo "2. daemon memory, small workspace ($small_created events)"
+row "after startup + first cycle: VmRSS / VmHWM" "$(mib "$rss_first") / $(mib "$hwm_first")"
+row "after 5 s idle: VmRSS / VmHWM" "$(mib "$rss_idle") / $(mib "$hwm_idle")"
+row "after the $((2 * WEBHOOKS + 1)) webhooks: VmRSS / VmHWM" "$(mib "$rss_after_hooks") / $(mib "$hwm_after_hooks")"
+if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
+    echo
+    echo "3. first full cycle, $BIG_PROJECTS projects x $BIG_ITEMS items = $total work items"
+    row "events created / errors" "$big_created / $big_errors"
+    row "wall: start -> cycle done (daemon's own)" "$wall_big s ($dur_big s)"
+    row "daemon CPU (utime+stime)" "$cpu_big s"
+    row "Radicale / fake Plane CPU meanwhile" "$rad_cpu s / $plane_cpu s"
+    row "wall per event" "$(awk -v w="$wall_big" -v n="$big_created" 'BEGIN { printf "%.1f ms", n ? w * 1000 / n : 0 }')"
+    row "VmRSS / VmHWM after the cycle" "$(mib "$rss_big") / $(mib "$hwm_big")"
+fi
+echo
+echo "benchmark ran in $((SECONDS - t_start)) s"
