@@ -53,6 +53,23 @@ else
     cargo test --all-targets "$@" || test_rc=$?
 fi
 
+# Packaging checks (fast shell tests that use the debug binary built above).
+pkg="none"
+if ((test_rc == 0)); then
+    pkg=""
+    for t in tests/packaging_*.sh; do
+        [[ -f $t ]] || continue
+        name=$(basename "$t" .sh)
+        if bash "$t"; then
+            pkg+=" ${name#packaging_}:ok"
+        else
+            pkg+=" ${name#packaging_}:FAILED"
+            test_rc=1
+        fi
+    done
+    pkg=${pkg# }
+fi
+
 status="OK"
 rc=0
 if ((test_rc != 0)); then
@@ -62,5 +79,5 @@ elif [[ $fmt == FAILED* ]]; then
     status="FORMAT CHECK FAILED"
     rc=1
 fi
-echo "run.sh: $status - $runner exit $test_rc, fmt $fmt, servers $servers, $((SECONDS - t0))s"
+echo "run.sh: $status - $runner exit $test_rc, fmt $fmt, servers $servers, packaging ${pkg:-none}, $((SECONDS - t0))s"
 exit "$rc"
