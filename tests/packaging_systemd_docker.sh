@@ -150,7 +150,9 @@ if [ -f cross/build.sh ]; then
         check "cross/build.sh knows $t" grep -q -- "$t" cross/build.sh
     done
     check "cross/build.sh writes target/dist/calplanebot-<triple>" \
-        grep -qE 'target/dist|DIST=.*/dist' cross/build.sh
+        sh -c 'grep -qE "target/dist/calplanebot-\\\$" cross/build.sh ||
+            { grep -qE "^DIST=.*/target/dist\$" cross/build.sh &&
+                grep -qE "\\\$DIST/calplanebot-\\\$" cross/build.sh; }'
 else
     skip "cross/build.sh not in this checkout; assumed output target/dist/calplanebot-<triple>"
 fi
