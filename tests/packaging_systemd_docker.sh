@@ -21,9 +21,10 @@
 #
 # Usage: tests/packaging_systemd_docker.sh
 set -uo pipefail
+# shellcheck disable=SC2016 # literal ${…} and $ in patterns are meant
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 UNITS=(calplanebot.service calplanebot-once.service calplanebot.timer)
 DOCKERFILE=packaging/docker/Dockerfile
 CONFIG_RS=src/config.rs
