@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2013 # literal ${…}/$ in patterns are meant; ids are words
 # Checks the systemd units (systemd/) and the Docker image recipe (packaging/docker/)
 # without systemd as PID 1 and without a Docker engine:
 #
@@ -21,7 +22,6 @@
 #
 # Usage: tests/packaging_systemd_docker.sh
 set -uo pipefail
-# shellcheck disable=SC2016 # literal ${…} and $ in patterns are meant
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
