@@ -275,7 +275,12 @@ impl Env {
                     "point it at a readable file holding only the secret",
                 )
             })?;
-            return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
+            let value = text.trim_end_matches(['\r', '\n']);
+            // An empty file means "not given here" (systemd's SetCredential placeholder
+            // for a missing credential file): fall back to the plain variable.
+            if !value.is_empty() {
+                return Ok(Secret::new(value));
+            }
         }
         Ok(Secret::new(self.get(name).unwrap_or("")))
     }
@@ -669,8 +674,13 @@ mod tests {
         let mut v = minimal();
         v.retain(|(k, _)| *k != "PLANE_API_TOKEN");
         v.push(("PLANE_API_TOKEN_FILE", &path));
-        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        let c = Config::from_env(&Env::from_pairs(v.clone())).unwrap();
         assert_eq!(c.plane_api_token.expose(), "from-file");
+        // An empty credential file defers to the plain variable.
+        std::fs::write(&f, "\n").unwrap();
+        v.push(("PLANE_API_TOKEN", "from-env"));
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.plane_api_token.expose(), "from-env");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -231,9 +231,13 @@ if [ -x "$BIN" ]; then
     base=(PLANE_BASE_URL=https://plane.example.com PLANE_WORKSPACE_SLUG=acme
         CALDAV_URL=https://dav.example.com/ PATH=/usr/bin:/bin)
     out=$(cd "$TMP" && env -i "${base[@]}" PLANE_API_TOKEN_FILE="$TMP/empty-cred" \
-        PLANE_API_TOKEN=from-env "$BIN" validate-config 2>&1)
+        "$BIN" validate-config 2>&1)
     check "binary: a credential of just \"\\n\" counts as not set" \
         grep -q 'PLANE_API_TOKEN: is not set' <<<"$out"
+    out=$(cd "$TMP" && env -i "${base[@]}" PLANE_API_TOKEN_FILE="$TMP/empty-cred" \
+        PLANE_API_TOKEN=from-env "$BIN" validate-config 2>&1)
+    check "binary: an empty credential defers to PLANE_API_TOKEN from the env file" \
+        grep -q 'configuration OK' <<<"$out"
     out=$(cd "$TMP" && env -i "${base[@]}" PLANE_API_TOKEN_FILE= PLANE_API_TOKEN=from-env \
         "$BIN" validate-config 2>&1)
     check "binary: empty PLANE_API_TOKEN_FILE= (env file) lets PLANE_API_TOKEN win" \
