@@ -38,6 +38,8 @@ ZIGBUILD_SPEC=cargo-zigbuild==0.24.0
 
 log() { printf 'cross: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=../tests/lib.sh
+. "$ROOT/tests/lib.sh"
 
 usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -59,29 +61,7 @@ file_arch() {
     esac
 }
 
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        return 1
-    fi
-}
 
-# apt_need CMD PACKAGE... — installs the packages unless CMD is already on PATH.
-apt_need() {
-    local cmd=$1
-    shift
-    command -v "$cmd" >/dev/null && return 0
-    command -v apt-get >/dev/null || die "$cmd not found and no apt-get: install $* yourself"
-    log "apt-get install $* (for $cmd)"
-    mkdir -p "$LOGDIR"
-    { as_root apt-get update -qq -o DPkg::Lock::Timeout=120 &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            -o DPkg::Lock::Timeout=120 --no-install-recommends "$@"; } \
-        >>"$LOGDIR/install.log" 2>&1 || die "apt-get install $* failed (needs root; see $LOGDIR/install.log)"
-}
 
 install_venv() {
     local spec="$ZIG_SPEC $ZIGBUILD_SPEC"
@@ -90,7 +70,7 @@ install_venv() {
         return 0
     fi
     local py=${PYTHON3:-python3}
-    command -v "$py" >/dev/null || apt_need python3 python3 python3-venv
+    command -v "$py" >/dev/null || apt_need "$LOGDIR/install.log" python3 python3 python3-venv
     command -v "$py" >/dev/null || py=python3
     log "installing $spec into $VENV"
     mkdir -p "$LOGDIR"
@@ -98,7 +78,7 @@ install_venv() {
     if ! "$py" -m venv "$VENV" >>"$LOGDIR/install.log" 2>&1; then
         # Debian's own python3 needs python3-venv for ensurepip.
         rm -rf "$VENV"
-        apt_need __no_such_cmd__ python3-venv
+        apt_need "$LOGDIR/install.log" __no_such_cmd__ python3-venv
         "$py" -m venv "$VENV" >>"$LOGDIR/install.log" 2>&1 || die "cannot create a venv with $py"
     fi
     # shellcheck disable=SC2086
@@ -168,7 +148,7 @@ for a in "$@"; do
     esac
 done
 
-apt_need file file
+apt_need "$LOGDIR/install.log" file file
 install_venv
 for t in "${TRIPLES[@]}"; do install_rust "$t"; done
 for t in "${TRIPLES[@]}"; do build_one "$t"; done

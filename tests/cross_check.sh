@@ -29,6 +29,8 @@ PIDS=()
 
 log() { printf 'cross_check: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib.sh
+. "$ROOT/tests/lib.sh"
 
 triple_of() {
     case $1 in
@@ -48,28 +50,7 @@ runner_of() {
     esac
 }
 
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        return 1
-    fi
-}
 
-# apt_need CMD PACKAGE... — installs the packages unless CMD is already on PATH.
-apt_need() {
-    local cmd=$1
-    shift
-    command -v "$cmd" >/dev/null && return 0
-    command -v apt-get >/dev/null || die "$cmd not found and no apt-get: install $* yourself"
-    log "apt-get install $* (for $cmd)"
-    { as_root apt-get update -qq -o DPkg::Lock::Timeout=120 &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            -o DPkg::Lock::Timeout=120 --no-install-recommends "$@"; } \
-        >>"$WORK/install.log" 2>&1 || die "apt-get install $* failed (needs root; see $WORK/install.log)"
-}
 
 install_radicale() {
     local spec
@@ -143,10 +124,10 @@ done
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
-apt_need curl curl
+apt_need "$WORK/install.log" curl curl
 for t in "${TRIPLES[@]}"; do
     r=$(runner_of "$t")
-    [[ -z $r ]] || apt_need "$r" qemu-user-static
+    [[ -z $r ]] || apt_need "$WORK/install.log" "$r" qemu-user-static
 done
 install_radicale
 log "building the fake Plane (cargo build --example fake-plane)"
@@ -163,19 +144,7 @@ rd=$WORK/radicale
 mkdir -p "$rd"
 : >"$rd/users"
 for t in "${TRIPLES[@]}"; do printf '%s:pw-%s\n' "${t%%-*}" "${t%%-*}" >>"$rd/users"; done
-cat >"$rd/radicale.conf" <<EOF
-[server]
-hosts = $HOST:$RADICALE_PORT
-[auth]
-type = htpasswd
-htpasswd_filename = $rd/users
-htpasswd_encryption = plain
-delay = 0
-[storage]
-filesystem_folder = $rd/collections
-[rights]
-type = owner_only
-EOF
+write_radicale_conf "$rd" "$HOST:$RADICALE_PORT"
 "$VENV/bin/radicale" --config "$rd/radicale.conf" </dev/null >"$rd/radicale.log" 2>&1 &
 RADICALE_PID=$!
 PIDS+=("$RADICALE_PID")

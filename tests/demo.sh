@@ -35,6 +35,8 @@ ENV_FILE=$DEMO/demo.env
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib.sh
+. "$ROOT/tests/lib.sh"
 
 usage() { sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
@@ -139,21 +141,7 @@ start_radicale() {
     local d=$DEMO/radicale
     mkdir -p "$d"
     printf 'demo:demo\n' >"$d/users"
-    cat >"$d/radicale.conf" <<EOF
-[server]
-hosts = $HOST:$RADICALE_PORT
-[auth]
-type = htpasswd
-htpasswd_filename = $d/users
-htpasswd_encryption = plain
-# Radicale waits 1 s after every failed login, including each client's first request
-# without credentials (answered with the 401 challenge); pointless on a local demo.
-delay = 0
-[storage]
-filesystem_folder = $d/collections
-[rights]
-type = owner_only
-EOF
+    write_radicale_conf "$d" "$HOST:$RADICALE_PORT"
     spawn radicale "$d/radicale.conf" "$d/radicale.log" "$VENV/bin/radicale" --config "$d/radicale.conf"
     RADICALE_PID=$LAST_PID
 }

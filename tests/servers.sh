@@ -47,6 +47,8 @@ APACHE_MODULES=/usr/lib/apache2/modules
 
 log() { printf 'servers.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib.sh
+. "$ROOT/tests/lib.sh"
 
 # A server is required under CI or when the caller named the servers explicitly; otherwise a
 # server whose packages cannot be installed (no root, no apt) is skipped with a warning.
@@ -54,15 +56,6 @@ required() { [[ ${CI:-} == true || -n ${TEST_SERVERS:-} ]]; }
 
 wanted() { [[ " $SERVERS " == *" $1 "* ]]; }
 
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        return 1
-    fi
-}
 
 APT_UPDATED=
 apt_install() {
@@ -184,30 +177,12 @@ wait_ready() {
     done
 }
 
-write_radicale_conf() { # dir port auth-type
-    local d=$1
-    cat >"$d/radicale.conf" <<EOF
-[server]
-hosts = $HOST:$2
-[auth]
-type = $3
-htpasswd_filename = $d/users
-htpasswd_encryption = plain
-# The default 1 s delay after a failed login also hits every client's first, credential-less
-# request (it gets the 401 challenge); it only slows the tests down here.
-delay = 0
-[storage]
-filesystem_folder = $d/collections
-[rights]
-type = owner_only
-EOF
-}
 
 start_radicale() {
     local d=$RUN/radicale
     mkdir -p "$d"
     printf 'alice:secret\nbob:secret2\n' >"$d/users"
-    write_radicale_conf "$d" "$RADICALE_PORT" htpasswd
+    write_radicale_conf "$d" "$HOST:$RADICALE_PORT" htpasswd
     spawn radicale "$d/radicale.log" "$VENV/bin/radicale" --config "$d/radicale.conf"
 }
 
@@ -250,7 +225,7 @@ start_radicale-tls() {
     mkdir -p "$d"
     printf 'alice:secret\n' >"$d/users"
     make_tls_certs "$d"
-    write_radicale_conf "$d" "$RADICALE_TLS_PORT" htpasswd
+    write_radicale_conf "$d" "$HOST:$RADICALE_TLS_PORT" htpasswd
     sed -i "/^hosts = /a ssl = True\ncertificate = $d/cert.pem\nkey = $d/key.pem" "$d/radicale.conf"
     spawn radicale-tls "$d/radicale.log" "$VENV/bin/radicale" --config "$d/radicale.conf"
 }
@@ -312,7 +287,7 @@ start_apache() {
     local d=$RUN/apache backend=$RUN/apache-radicale
     mkdir -p "$d" "$backend"
     # Radicale trusts X-Remote-User here: bind the backend to loopback only, Apache sets it.
-    write_radicale_conf "$backend" "$APACHE_BACKEND_PORT" http_x_remote_user
+    write_radicale_conf "$backend" "$HOST:$APACHE_BACKEND_PORT" http_x_remote_user
     spawn apache-radicale "$backend/radicale.log" "$VENV/bin/radicale" --config "$backend/radicale.conf"
     local u p
     : >"$d/digest.users"

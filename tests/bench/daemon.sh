@@ -41,6 +41,8 @@ SLUG=bench
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=../lib.sh
+. "$ROOT/tests/lib.sh"
 
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -160,21 +162,9 @@ fi
 RAD=$TMP/radicale
 mkdir -p "$RAD"
 printf 'bench:bench\nbig:big\n' >"$RAD/users"
-cat >"$RAD/radicale.conf" <<EOF
-[server]
-hosts = $HOST:$RADICALE_PORT
-[auth]
-type = htpasswd
-htpasswd_filename = $RAD/users
-htpasswd_encryption = plain
-delay = 0
-[storage]
-filesystem_folder = $RAD/collections
-[rights]
-type = owner_only
-[logging]
-level = warning
-EOF
+write_radicale_conf "$RAD" "$HOST:$RADICALE_PORT"
+# Quieter logs than the tests: the benchmark reads none of them.
+printf '[logging]\nlevel = warning\n' >>"$RAD/radicale.conf"
 spawn "$RAD/radicale.log" "$VENV/bin/radicale" --config "$RAD/radicale.conf"
 RADICALE_PID=$LAST_PID
 wait_http Radicale "http://$HOST:$RADICALE_PORT/" "$RADICALE_PID" "$RAD/radicale.log"
