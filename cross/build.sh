@@ -43,15 +43,6 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
-triple_of() {
-    case $1 in
-    aarch64 | arm64 | aarch64-unknown-linux-musl) echo aarch64-unknown-linux-musl ;;
-    armv7 | armhf | armv7-unknown-linux-musleabihf) echo armv7-unknown-linux-musleabihf ;;
-    x86_64 | amd64 | x86_64-unknown-linux-musl) echo x86_64-unknown-linux-musl ;;
-    *) return 1 ;;
-    esac
-}
-
 # What `file` must say about each target's binary.
 file_arch() {
     case $1 in

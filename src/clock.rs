@@ -84,28 +84,23 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
-/// Formats Unix seconds as an iCalendar UTC DATE-TIME: `20261123T101530Z`.
-pub fn format_ical_utc(unix: i64) -> String {
+/// (year, month, day, hour, minute, second) of Unix seconds, in UTC.
+fn utc_parts(unix: i64) -> (i64, u32, u32, i64, i64, i64) {
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let s = unix.rem_euclid(86_400);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    (y, m, d, s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// Formats Unix seconds as an iCalendar UTC DATE-TIME: `20261123T101530Z`.
+pub fn format_ical_utc(unix: i64) -> String {
+    let (y, m, d, h, mi, s) = utc_parts(unix);
+    format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// Formats Unix seconds as RFC 3339 UTC: `2026-11-23T10:15:30Z`.
 pub fn format_rfc3339(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    let s = unix.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    let (y, m, d, h, mi, s) = utc_parts(unix);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// Formats Unix seconds as Python's `datetime.now(timezone.utc).isoformat()` does

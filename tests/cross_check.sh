@@ -32,15 +32,6 @@ die() { log "ERROR: $*"; exit 1; }
 # shellcheck source=lib.sh
 . "$ROOT/tests/lib.sh"
 
-triple_of() {
-    case $1 in
-    aarch64 | arm64 | aarch64-unknown-linux-musl) echo aarch64-unknown-linux-musl ;;
-    armv7 | armhf | armv7-unknown-linux-musleabihf) echo armv7-unknown-linux-musleabihf ;;
-    x86_64 | amd64 | x86_64-unknown-linux-musl) echo x86_64-unknown-linux-musl ;;
-    *) return 1 ;;
-    esac
-}
-
 # The emulator a target's binary runs under (nothing for the host's own architecture).
 runner_of() {
     case $1 in

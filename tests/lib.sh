@@ -50,3 +50,14 @@ filesystem_folder = $d/collections
 type = owner_only
 CONF
 }
+
+# triple_of NAME — the Rust target triple for a short name (aarch64, armv7, x86_64, their
+# Debian/Docker aliases) or a triple; fails for anything else.
+triple_of() {
+    case $1 in
+    aarch64 | arm64 | aarch64-unknown-linux-musl) echo aarch64-unknown-linux-musl ;;
+    armv7 | armhf | armv7-unknown-linux-musleabihf) echo armv7-unknown-linux-musleabihf ;;
+    x86_64 | amd64 | x86_64-unknown-linux-musl) echo x86_64-unknown-linux-musl ;;
+    *) return 1 ;;
+    esac
+}
