@@ -2,19 +2,54 @@
 //!
 //! I/O only — it knows nothing of calendars or sync.
 
+use std::collections::HashSet;
 use std::thread::sleep;
 use std::time::Duration;
 
 use miniserde::json::Value;
 
-use super::model::{self, Member, Project, WorkItem};
+use super::model::{self, ItemPatch, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
 use super::PlaneError;
 use crate::config::Secret;
 
-/// How many times a request is retried after a 5xx, a network failure or a 429.
+/// How many times a request is retried after a 5xx or a network failure.
 const RETRIES: u32 = 3;
+/// How many 429 answers in a row we wait out before giving up.
+const MAX_RATE_WAITS: u32 = 5;
 /// The longest we wait for a rate-limit window to reset.
 const MAX_RATE_WAIT: Duration = Duration::from_secs(90);
+/// Items per page. CE 1.3.1 allows up to 1000, but the docs and Cloud say 100, and an
+/// incremental listing mostly needs the first page only.
+const PER_PAGE: usize = 100;
+/// Pages read from one list at most (100 000 items), so a server that never ends a list
+/// cannot keep us looping.
+const MAX_PAGES: usize = 1000;
+/// Largest answer body we read.
+const MAX_BODY: u64 = 32 * 1024 * 1024;
+/// Work item listings: newest change first, with what an item's calendar object shows.
+const ITEMS_QUERY: &str = "&order_by=-updated_at&expand=state,labels,assignees";
+
+/// What [`PlaneClient::work_items_since`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Items updated at or after the watermark (all listed items without one), newest
+    /// change first, each once.
+    pub items: Vec<WorkItem>,
+    /// Items that could not be read; the others are still listed.
+    pub bad: Vec<PlaneError>,
+    /// True when every page was read (so an item missing from `items` is really gone);
+    /// false when paging stopped at the watermark or was cut short.
+    pub complete: bool,
+}
+
+/// The outcome of [`PlaneClient::create_work_item`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Plane created it (201); Plane's unexpanded item.
+    New(WorkItem),
+    /// An item with this external id and source already exists (409): its id.
+    Existing(String),
+}
 
 /// Counters, for `--once` summaries and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,19 +154,58 @@ impl PlaneClient {
         &mut self,
         project_id: &str,
     ) -> Result<(Vec<WorkItem>, Vec<PlaneError>), PlaneError> {
+        let listing = self.work_items_since(project_id, None)?;
+        Ok((listing.items, listing.bad))
+    }
+
+    /// Incremental listing: pages of `order_by=-updated_at`, stopping after the first page
+    /// that reaches an item not newer than `watermark` (`None` = list everything).
+    ///
+    /// Items updated at or after the watermark are kept (an equal one is re-checked
+    /// harmlessly: two edits can share a timestamp's last digit); strictly older ones are
+    /// dropped. Plane CE has no "updated since" filter, so an idle project costs one
+    /// request. An unreadable watermark lists everything. Items are compared as
+    /// [`Timestamp`]s, never as strings (offsets and fractions vary).
+    pub fn work_items_since(
+        &mut self,
+        project_id: &str,
+        watermark: Option<&str>,
+    ) -> Result<Listing, PlaneError> {
         let path = format!("workspaces/{}/projects/{project_id}/work-items/", self.slug);
-        let mut items = Vec::new();
-        let mut bad = Vec::new();
-        for v in self.list(&path, "&order_by=-updated_at&expand=state,labels,assignees")? {
-            match WorkItem::from_json(&v) {
-                Ok(w) => items.push(w),
-                Err(e) => bad.push(PlaneError::Malformed {
-                    path: path.clone(),
-                    message: e.0,
-                }),
+        let mark = watermark.and_then(|w| {
+            let parsed = Timestamp::parse(w);
+            if parsed.is_none() {
+                log::warn!("ignoring unreadable Plane watermark {w:?}: listing everything");
+            }
+            parsed
+        });
+        let mut listing = Listing::default();
+        let mut seen = HashSet::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self.page(&path, ITEMS_QUERY, cursor.as_deref())?;
+            let (items, bad) = read_items(&path, page.results);
+            listing.bad.extend(bad);
+            let (kept, reached) = newer_than(items, mark);
+            // Edits between two page requests move items forward, so one can show up twice.
+            listing
+                .items
+                .extend(kept.into_iter().filter(|w| seen.insert(w.id.clone())));
+            match page.next_cursor {
+                None => {
+                    listing.complete = true;
+                    return Ok(listing);
+                }
+                Some(_) if reached => return Ok(listing),
+                Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+                    log::warn!("Plane repeated cursor {next} for {path}; listing cut short");
+                    return Ok(listing);
+                }
+                next => cursor = next,
             }
         }
-        Ok((items, bad))
+        log::warn!("{path}: more than {MAX_PAGES} pages; listing cut short");
+        Ok(listing)
     }
 
     /// One work item; `None` when Plane says 404 (deleted or archived).
@@ -153,20 +227,71 @@ impl PlaneClient {
         }
     }
 
+    /// The project's workflow states (paginated list), for mapping completion back.
+    pub fn states(&mut self, project_id: &str) -> Result<Vec<State>, PlaneError> {
+        let path = format!("workspaces/{}/projects/{project_id}/states/", self.slug);
+        self.list(&path, "")?
+            .iter()
+            .map(|v| {
+                State::from_json(v).map_err(|e| PlaneError::Malformed {
+                    path: path.clone(),
+                    message: e.0,
+                })
+            })
+            .collect()
+    }
+
+    /// Changes the fields set in `patch` (PATCH; safe to retry, it is idempotent). The
+    /// answer is Plane's unexpanded item: `state` has only its id. Its `updated_at` is
+    /// already stale: Plane bumps it again ~60 ms after answering. Callers skip empty
+    /// patches ([`ItemPatch::is_empty`]); one would still be sent.
+    pub fn update_work_item(
+        &mut self,
+        project_id: &str,
+        id: &str,
+        patch: &ItemPatch,
+    ) -> Result<WorkItem, PlaneError> {
+        let path = format!(
+            "workspaces/{}/projects/{project_id}/work-items/{id}/",
+            self.slug
+        );
+        let v = self.send(Method::Patch, &path, Some(&patch.to_json()))?;
+        WorkItem::from_json(&v).map_err(|e| PlaneError::Malformed { path, message: e.0 })
+    }
+
+    /// Creates a work item (POST). `external_id` and `external_source` are required:
+    /// they make a repeat — ours after a lost answer, or a retry — answer 409 with the
+    /// existing id, which comes back as [`Created::Existing`] (PATCH it if it differs).
+    pub fn create_work_item(
+        &mut self,
+        project_id: &str,
+        item: &NewWorkItem,
+    ) -> Result<Created, PlaneError> {
+        if item.external_id.is_empty() || item.external_source.is_empty() {
+            return Err(PlaneError::Setup(format!(
+                "refusing to create work item {:?} without external_id and external_source (they make the request safe to retry)",
+                item.name
+            )));
+        }
+        let path = format!("workspaces/{}/projects/{project_id}/work-items/", self.slug);
+        match self.send(Method::Post, &path, Some(&item.to_json())) {
+            Ok(v) => WorkItem::from_json(&v)
+                .map(Created::New)
+                .map_err(|e| PlaneError::Malformed { path, message: e.0 }),
+            Err(PlaneError::Conflict {
+                existing_id: Some(id),
+                ..
+            }) => Ok(Created::Existing(id)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Follows `next_cursor` until the last page.
     fn list(&mut self, path: &str, extra_query: &str) -> Result<Vec<Value>, PlaneError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
-        loop {
-            let mut url = format!("{path}?per_page=100{extra_query}");
-            if let Some(c) = &cursor {
-                url.push_str("&cursor=");
-                url.push_str(c);
-            }
-            let page = model::page(self.get(&url)?).map_err(|e| PlaneError::Malformed {
-                path: path.to_string(),
-                message: e.0,
-            })?;
+        for _ in 0..MAX_PAGES {
+            let page = self.page(path, extra_query, cursor.as_deref())?;
             out.extend(page.results);
             match page.next_cursor {
                 // A server that hands back the same cursor would loop forever.
@@ -177,24 +302,52 @@ impl PlaneClient {
         Ok(out)
     }
 
-    /// GET with retries, 429 handling and pacing; the JSON body on 2xx.
+    /// One page of `path` (first page when `cursor` is `None`).
+    fn page(
+        &mut self,
+        path: &str,
+        extra_query: &str,
+        cursor: Option<&str>,
+    ) -> Result<model::Page, PlaneError> {
+        let mut url = format!("{path}?per_page={PER_PAGE}{extra_query}");
+        if let Some(c) = cursor {
+            url.push_str("&cursor=");
+            url.push_str(c);
+        }
+        model::page(self.get(&url)?).map_err(|e| PlaneError::Malformed {
+            path: path.to_string(),
+            message: e.0,
+        })
+    }
+
+    /// GET; the JSON body on 2xx.
     fn get(&mut self, path: &str) -> Result<Value, PlaneError> {
+        self.send(Method::Get, path, None)
+    }
+
+    /// Sends one request with retries (5xx and network failures, with backoff), 429
+    /// handling (`Retry-After`) and `X-RateLimit` pacing; the JSON body on 2xx.
+    ///
+    /// Retrying is safe for every method we send: GET and PATCH are idempotent, and a
+    /// POST always carries `external_id`/`external_source`, so a repeat answers 409
+    /// with the existing id instead of creating a duplicate.
+    fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Value, PlaneError> {
         let url = format!("{}{path}", self.api);
         let shown = path.split('?').next().unwrap_or(path).to_string();
         let mut attempt = 0;
         let mut rate_waits = 0;
         loop {
             self.stats.requests += 1;
-            let result = self
-                .agent
-                .get(&url)
-                .header("X-API-Key", self.token.expose())
-                .header("Accept", "application/json")
-                .call();
-            let mut response = match result {
-                Ok(r) => r,
+            let answer = match self.exchange(method, &url, body) {
+                Ok(a) => a,
                 Err(e) if crate::http::is_transient(&e) && attempt < RETRIES => {
-                    log::warn!("Plane {shown}: {}; retrying", crate::http::describe(&e));
+                    let what = crate::http::describe(&e);
+                    log::warn!("Plane {} {shown}: {what}; retrying", method.name());
                     self.backoff(&mut attempt);
                     continue;
                 }
@@ -205,55 +358,80 @@ impl PlaneClient {
                     })
                 }
             };
-            let status = response.status().as_u16();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-            };
-            let remaining = header("x-ratelimit-remaining");
-            let reset = header("x-ratelimit-reset");
-            let retry_after = header("retry-after");
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(32 * 1024 * 1024)
-                .read_to_string()
-                .map_err(|e| PlaneError::Transport {
-                    path: shown.clone(),
-                    message: crate::http::describe(&e),
-                });
-            match status {
+            match answer.status {
                 200..=299 => {
-                    self.pace(remaining, reset);
-                    let body = body?;
-                    return miniserde::json::from_str(&body).map_err(|_| PlaneError::Malformed {
-                        path: shown,
-                        message: format!("answer is not JSON (starts with {:?})", snippet(&body)),
-                    });
+                    self.pace(answer.remaining, answer.reset);
+                    return parse_json(shown, answer.body);
                 }
-                429 if rate_waits < 5 => {
+                429 if rate_waits < MAX_RATE_WAITS => {
                     rate_waits += 1;
                     self.stats.rate_limited += 1;
-                    let wait = retry_after
-                        .map(|s| Duration::from_secs(s.max(1) as u64))
-                        .unwrap_or(Duration::from_secs(60))
-                        .min(MAX_RATE_WAIT);
+                    let wait = rate_limit_wait(answer.retry_after);
                     log::warn!("Plane rate limit reached; waiting {} s", wait.as_secs());
                     sleep(wait);
                 }
                 500..=599 if attempt < RETRIES => {
-                    log::warn!("Plane {shown}: HTTP {status}; retrying");
+                    let status = answer.status;
+                    log::warn!("Plane {} {shown}: HTTP {status}; retrying", method.name());
                     self.backoff(&mut attempt);
                 }
-                _ => {
-                    let body = body.unwrap_or_default();
+                status => {
+                    let body = answer.body.unwrap_or_default();
                     return Err(PlaneError::from_status(status, shown, &body));
                 }
             }
         }
+    }
+
+    /// One HTTP exchange, the body read in full (up to [`MAX_BODY`]).
+    fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&str>,
+    ) -> Result<Answer, ureq::Error> {
+        let key = self.token.expose();
+        let mut response = match method {
+            Method::Get => self
+                .agent
+                .get(url)
+                .header("X-API-Key", key)
+                .header("Accept", "application/json")
+                .call()?,
+            Method::Patch | Method::Post => {
+                let request = if method == Method::Patch {
+                    self.agent.patch(url)
+                } else {
+                    self.agent.post(url)
+                };
+                request
+                    .header("X-API-Key", key)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json")
+                    .send(body.unwrap_or("{}"))?
+            }
+        };
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let (remaining, reset) = (header("x-ratelimit-remaining"), header("x-ratelimit-reset"));
+        let retry_after = header("retry-after");
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string();
+        Ok(Answer {
+            status: response.status().as_u16(),
+            remaining,
+            reset,
+            retry_after,
+            body,
+        })
     }
 
     fn backoff(&mut self, attempt: &mut u32) {
@@ -279,30 +457,116 @@ impl PlaneClient {
     }
 }
 
+/// The methods we send. PUT is absent on purpose: Plane CE 1.3.1 routes none (405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Patch,
+    Post,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Patch => "PATCH",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One answer, body read.
+struct Answer {
+    status: u16,
+    /// `X-RateLimit-Remaining`: requests left in the window after this one.
+    remaining: Option<i64>,
+    /// `X-RateLimit-Reset`: Unix seconds when the window resets.
+    reset: Option<i64>,
+    /// `Retry-After` seconds (on 429).
+    retry_after: Option<i64>,
+    body: Result<String, ureq::Error>,
+}
+
+/// How long to sleep after a 429: `Retry-After`, else a full window, capped.
+fn rate_limit_wait(retry_after: Option<i64>) -> Duration {
+    retry_after
+        .map(|s| Duration::from_secs(s.max(1) as u64))
+        .unwrap_or(Duration::from_secs(60))
+        .min(MAX_RATE_WAIT)
+}
+
+/// A 2xx body as JSON.
+fn parse_json(shown: String, body: Result<String, ureq::Error>) -> Result<Value, PlaneError> {
+    let body = body.map_err(|e| PlaneError::Transport {
+        path: shown.clone(),
+        message: crate::http::describe(&e),
+    })?;
+    miniserde::json::from_str(&body).map_err(|_| PlaneError::Malformed {
+        path: shown,
+        message: format!("answer is not JSON (starts with {:?})", snippet(&body)),
+    })
+}
+
+/// Reads a page of work items; unreadable ones become errors instead of stopping the rest.
+fn read_items(path: &str, values: Vec<Value>) -> (Vec<WorkItem>, Vec<PlaneError>) {
+    let mut items = Vec::new();
+    let mut bad = Vec::new();
+    for v in values {
+        match WorkItem::from_json(&v) {
+            Ok(w) => items.push(w),
+            Err(e) => bad.push(PlaneError::Malformed {
+                path: path.to_string(),
+                message: e.0,
+            }),
+        }
+    }
+    (items, bad)
+}
+
+/// Keeps the items updated at or after `mark`, and says whether one strictly older was
+/// seen (then later pages, sorted by `-updated_at`, hold only older ones). An item
+/// without a readable `updated_at` is kept: re-checking it is cheap, missing it is not.
+fn newer_than(items: Vec<WorkItem>, mark: Option<Timestamp>) -> (Vec<WorkItem>, bool) {
+    let Some(mark) = mark else {
+        return (items, false);
+    };
+    let mut reached = false;
+    let kept = items
+        .into_iter()
+        .filter(|w| match w.updated() {
+            Some(t) if t < mark => {
+                reached = true;
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept, reached)
+}
+
 /// The first characters of a body, for error messages.
 fn snippet(body: &str) -> String {
     body.chars().take(60).collect()
 }
 
+/// Longest error detail we show: DRF can list many fields.
+const MAX_DETAIL: usize = 300;
+
 impl PlaneError {
     fn from_status(status: u16, path: String, body: &str) -> PlaneError {
-        let detail = miniserde::json::from_str::<Value>(body)
-            .ok()
-            .and_then(|v| match v {
-                Value::Object(o) => {
-                    ["detail", "error", "error_message"]
-                        .iter()
-                        .find_map(|k| match o.get(*k) {
-                            Some(Value::String(s)) => Some(s.clone()),
-                            _ => None,
-                        })
-                }
-                _ => None,
-            })
+        let json = miniserde::json::from_str::<Value>(body).ok();
+        let detail = json
+            .as_ref()
+            .and_then(error_detail)
             .unwrap_or_else(|| snippet(body));
         match status {
             401 | 403 => PlaneError::Auth { status, detail },
             404 => PlaneError::NotFound { path },
+            409 => PlaneError::Conflict {
+                path,
+                existing_id: json.as_ref().and_then(|v| string_field(v, "id")),
+                detail,
+            },
             429 => PlaneError::RateLimited { path },
             _ => PlaneError::Status {
                 status,
@@ -310,5 +574,154 @@ impl PlaneError {
                 detail,
             },
         }
+    }
+}
+
+/// A top-level string field of a JSON object.
+fn string_field(v: &Value, key: &str) -> Option<String> {
+    match v {
+        Value::Object(o) => match o.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Plane's message from an error body: `detail`, `error` or `error_message`, else DRF's
+/// validation shape `{"field": ["text", …], "non_field_errors": [...]}` as
+/// `field: text; …` (non-field errors without a prefix). `None` when there is neither.
+fn error_detail(v: &Value) -> Option<String> {
+    if let Some(m) = ["detail", "error", "error_message"]
+        .iter()
+        .find_map(|k| string_field(v, k))
+    {
+        return Some(m);
+    }
+    let Value::Object(o) = v else { return None };
+    let parts: Vec<String> = o
+        .iter()
+        .filter_map(|(field, value)| {
+            let texts: Vec<&str> = match value {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| match x {
+                        Value::String(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let text = texts.join(" ");
+            match field.as_str() {
+                _ if text.is_empty() => None,
+                "non_field_errors" => Some(text),
+                _ => Some(format!("{field}: {text}")),
+            }
+        })
+        .collect();
+    let joined = parts.join("; ");
+    (!joined.is_empty()).then(|| joined.chars().take(MAX_DETAIL).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, updated_at: &str) -> WorkItem {
+        WorkItem {
+            id: id.into(),
+            updated_at: updated_at.into(),
+            ..WorkItem::default()
+        }
+    }
+
+    fn ids(items: &[WorkItem]) -> Vec<&str> {
+        items.iter().map(|w| w.id.as_str()).collect()
+    }
+
+    #[test]
+    fn watermark_keeps_newer_and_equal_items_and_reports_older() {
+        let mark = Timestamp::parse("2026-11-23T10:00:00.500000+05:30");
+        let page = vec![
+            item("newer", "2026-11-23T04:30:01Z"),
+            item("equal", "2026-11-23T04:30:00.5Z"),
+            item("unreadable", ""),
+            // Later as a string, earlier as an instant.
+            item("older", "2026-11-23T10:00:00.499999+05:30"),
+        ];
+        let (kept, reached) = newer_than(page.clone(), mark);
+        assert_eq!(ids(&kept), ["newer", "equal", "unreadable"]);
+        assert!(reached);
+        let (kept, reached) = newer_than(page[..3].to_vec(), mark);
+        assert_eq!(kept.len(), 3);
+        assert!(!reached, "no older item: the next page is needed");
+        let (kept, reached) = newer_than(page, None);
+        assert_eq!((kept.len(), reached), (4, false));
+    }
+
+    fn status_error(status: u16, body: &str) -> PlaneError {
+        PlaneError::from_status(status, "workspaces/acme/x/".into(), body)
+    }
+
+    #[test]
+    fn validation_errors_name_the_field_and_the_text() {
+        let e = status_error(
+            400,
+            r#"{"non_field_errors":["Start date cannot exceed target date"]}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "Plane answered HTTP 400 for workspaces/acme/x/: Start date cannot exceed target date"
+        );
+        let e = status_error(
+            400,
+            r#"{"name":["This field may not be blank."],"state":["State is not valid"]}"#,
+        );
+        assert!(
+            e.to_string()
+                .ends_with(": name: This field may not be blank.; state: State is not valid"),
+            "{e}"
+        );
+        let e = status_error(500, "<html>oops</html>");
+        assert!(e.to_string().ends_with(": <html>oops</html>"), "{e}");
+        let long = format!(r#"{{"name":["{}"]}}"#, "x".repeat(1000));
+        match status_error(400, &long) {
+            PlaneError::Status { detail, .. } => assert_eq!(detail.chars().count(), MAX_DETAIL),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn conflict_carries_the_existing_id() {
+        let e = status_error(
+            409,
+            r#"{"error":"Issue with the same external id and external source already exists","id":"1f0c"}"#,
+        );
+        assert_eq!(
+            e,
+            PlaneError::Conflict {
+                path: "workspaces/acme/x/".into(),
+                existing_id: Some("1f0c".into()),
+                detail: "Issue with the same external id and external source already exists".into(),
+            }
+        );
+        assert!(e.to_string().ends_with("(existing item 1f0c)"), "{e}");
+        assert!(matches!(
+            status_error(409, "{}"),
+            PlaneError::Conflict {
+                existing_id: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rate_limit_wait_follows_retry_after_within_bounds() {
+        assert_eq!(rate_limit_wait(Some(57)), Duration::from_secs(57));
+        assert_eq!(rate_limit_wait(Some(0)), Duration::from_secs(1));
+        assert_eq!(rate_limit_wait(None), Duration::from_secs(60));
+        assert_eq!(rate_limit_wait(Some(10_000)), MAX_RATE_WAIT);
     }
 }

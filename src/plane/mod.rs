@@ -6,14 +6,15 @@ pub mod webhook;
 
 use std::fmt;
 
-pub use client::{PlaneClient, PlaneStats};
-pub use model::{Label, Member, Project, State, WorkItem};
+pub use client::{Created, Listing, PlaneClient, PlaneStats};
+pub use model::{ItemPatch, Label, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
 
 /// Everything that can go wrong talking to Plane. Messages name the API path, never the
 /// token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlaneError {
-    /// The client could not be built.
+    /// The client could not be built, or was asked for something unsafe (a create
+    /// without an external id).
     Setup(String),
     /// 401/403: the token is missing, wrong or lacks access.
     Auth {
@@ -26,6 +27,15 @@ pub enum PlaneError {
     NotFound {
         /// API path.
         path: String,
+    },
+    /// 409: the object exists already (a repeated create with the same external id).
+    Conflict {
+        /// API path.
+        path: String,
+        /// The existing object's id, when Plane named it.
+        existing_id: Option<String>,
+        /// Plane's message.
+        detail: String,
     },
     /// Still rate limited after waiting.
     RateLimited {
@@ -69,6 +79,17 @@ impl fmt::Display for PlaneError {
                 f,
                 "Plane answered 404 for {path} (hint: check PLANE_WORKSPACE_SLUG and PLANE_BASE_URL)"
             ),
+            PlaneError::Conflict {
+                path,
+                existing_id,
+                detail,
+            } => {
+                write!(f, "Plane answered 409 (conflict) for {path}: {detail}")?;
+                match existing_id {
+                    Some(id) => write!(f, " (existing item {id})"),
+                    None => Ok(()),
+                }
+            }
             PlaneError::RateLimited { path } => {
                 write!(f, "Plane kept answering 429 (rate limited) for {path}")
             }

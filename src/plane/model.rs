@@ -81,6 +81,10 @@ pub struct WorkItem {
     pub archived_at: Option<String>,
     /// Drafts are not real items yet.
     pub is_draft: bool,
+    /// Id in the system that created the item (ours: the calendar object's UID).
+    pub external_id: Option<String>,
+    /// Name of that system; with `external_id` it is unique per project.
+    pub external_source: Option<String>,
 }
 
 /// A field that is missing or has the wrong type.
@@ -279,14 +283,147 @@ impl WorkItem {
             completed_at: opt_str(o, "completed_at"),
             archived_at: opt_str(o, "archived_at"),
             is_draft: matches!(o.get("is_draft"), Some(Value::Bool(true))),
+            external_id: opt_str(o, "external_id"),
+            external_source: opt_str(o, "external_source"),
             id,
         })
+    }
+
+    /// `updated_at` as an ordered instant; `None` when Plane sent none or garbage.
+    pub fn updated(&self) -> Option<Timestamp> {
+        Timestamp::parse(&self.updated_at)
     }
 }
 
 /// Plane dates are `YYYY-MM-DD`; some versions send a full timestamp. Keep the date.
 fn date_part(s: &str) -> String {
     s.get(..10).unwrap_or(s).to_string()
+}
+
+/// An instant with sub-second precision, ordered in time. Plane's `updated_at` carries
+/// microseconds and the token owner's UTC offset (`2026-11-23T10:00:00.123456+05:30`), so
+/// neither string order nor whole seconds can tell two close edits apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub unix_seconds: i64,
+    /// Nanoseconds within that second, 0..1_000_000_000.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// Parses RFC 3339 with `Z` or a `±HH:MM` offset and an optional fraction of any
+    /// length (digits past the ninth are dropped). `None` when it is not such a timestamp.
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        let unix_seconds = crate::clock::parse_rfc3339(s)?;
+        // parse_rfc3339 has checked the shape: a fraction, if any, starts at byte 19.
+        let nanos = match s.get(19..).and_then(|rest| rest.strip_prefix('.')) {
+            Some(frac) => fraction_nanos(frac)?,
+            None => 0,
+        };
+        Some(Timestamp {
+            unix_seconds,
+            nanos,
+        })
+    }
+}
+
+/// The leading digits of `frac` (after the `.`) as nanoseconds.
+fn fraction_nanos(frac: &str) -> Option<u32> {
+    let digits: Vec<u32> = frac.chars().map_while(|c| c.to_digit(10)).take(9).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    let value = digits.iter().fold(0u32, |acc, d| acc * 10 + d);
+    Some(value * 10u32.pow(9 - digits.len() as u32))
+}
+
+/// Fields to change on a work item (PATCH is partial: `None` = leave alone). Dates are
+/// `Option<Option<_>>` so that `Some(None)` clears the date (`null` in the body).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemPatch {
+    /// New title.
+    pub name: Option<String>,
+    /// New start date (`YYYY-MM-DD`), or `Some(None)` to clear it.
+    pub start_date: Option<Option<String>>,
+    /// New target (due) date (`YYYY-MM-DD`), or `Some(None)` to clear it.
+    pub target_date: Option<Option<String>>,
+    /// New state id (UUID).
+    pub state: Option<String>,
+}
+
+impl ItemPatch {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.start_date.is_none()
+            && self.target_date.is_none()
+            && self.state.is_none()
+    }
+
+    /// The PATCH body: only the fields that are set.
+    pub fn to_json(&self) -> String {
+        let mut o = Object::new();
+        if let Some(name) = &self.name {
+            o.insert("name".into(), Value::String(name.clone()));
+        }
+        for (key, date) in [
+            ("start_date", &self.start_date),
+            ("target_date", &self.target_date),
+        ] {
+            if let Some(date) = date {
+                o.insert(key.into(), nullable(date.as_deref()));
+            }
+        }
+        if let Some(state) = &self.state {
+            o.insert("state".into(), Value::String(state.clone()));
+        }
+        miniserde::json::to_string(&Value::Object(o))
+    }
+}
+
+/// A work item to create from a calendar object. `external_id` + `external_source` make
+/// the POST idempotent: Plane answers a repeat with 409 and the existing item's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewWorkItem {
+    /// Title (required, ≤ 255 characters).
+    pub name: String,
+    /// `YYYY-MM-DD`.
+    pub start_date: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub target_date: Option<String>,
+    /// State id; Plane picks the project's default state when absent.
+    pub state: Option<String>,
+    /// Our id for the item (the calendar object's UID).
+    pub external_id: String,
+    /// Our system's name.
+    pub external_source: String,
+}
+
+impl NewWorkItem {
+    /// The POST body; absent optional fields are left out, so Plane applies its defaults.
+    pub fn to_json(&self) -> String {
+        let mut o = Object::new();
+        let text = |v: &str| Value::String(v.to_string());
+        o.insert("name".into(), text(&self.name));
+        o.insert("external_id".into(), text(&self.external_id));
+        o.insert("external_source".into(), text(&self.external_source));
+        for (key, v) in [
+            ("start_date", &self.start_date),
+            ("target_date", &self.target_date),
+            ("state", &self.state),
+        ] {
+            if let Some(v) = v {
+                o.insert(key.into(), text(v));
+            }
+        }
+        miniserde::json::to_string(&Value::Object(o))
+    }
+}
+
+/// A JSON string, or `null`.
+fn nullable(v: Option<&str>) -> Value {
+    v.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
 /// Plain text of Plane's description HTML: tags dropped, block ends become line breaks,
@@ -396,7 +533,8 @@ mod tests {
             "state":{"id":"s1","name":"In Progress","group":"started","color":"#fff"},
             "labels":[{"id":"l1","name":"bug"}],"assignees":[{"id":"u1","display_name":"ann","email":"a@x"}],
             "start_date":null,"target_date":"2026-11-24","updated_at":"2026-11-23T10:00:00Z",
-            "description_html":"<p>Hi &amp; bye</p>","is_draft":false}"##,
+            "description_html":"<p>Hi &amp; bye</p>","is_draft":false,
+            "external_id":"uid-1@cal","external_source":"calplanebot"}"##,
         );
         let w = WorkItem::from_json(&expanded).unwrap();
         assert_eq!(w.sequence_id, 7);
@@ -405,6 +543,9 @@ mod tests {
         assert_eq!(w.assignees[0].display_name, "ann");
         assert_eq!(w.target_date.as_deref(), Some("2026-11-24"));
         assert_eq!(w.start_date, None);
+        assert_eq!(w.external_id.as_deref(), Some("uid-1@cal"));
+        assert_eq!(w.external_source.as_deref(), Some("calplanebot"));
+        assert_eq!(w.updated(), Timestamp::parse("2026-11-23T10:00:00Z"));
 
         let plain =
             json(r#"{"id":"i2","project":"p1","state":"s2","labels":["l9"],"assignees":["u7"]}"#);
@@ -412,6 +553,7 @@ mod tests {
         assert_eq!(w.state.id, "s2");
         assert_eq!(w.labels[0].id, "l9");
         assert_eq!(w.assignees[0].id, "u7");
+        assert_eq!((w.external_id.as_deref(), w.updated()), (None, None));
         assert!(WorkItem::from_json(&json(r#"{"name":"x"}"#)).is_err());
         assert!(WorkItem::from_json(&json(r#"[1]"#)).is_err());
     }
@@ -430,6 +572,76 @@ mod tests {
         assert_eq!(p.next_cursor, None);
         assert_eq!(page(json("[1,2]")).unwrap().results.len(), 2);
         assert!(page(json(r#"{"detail":"x"}"#)).is_err());
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap_or_else(|| panic!("{s} did not parse"))
+    }
+
+    #[test]
+    fn timestamps_order_across_offsets_and_fractions() {
+        let base = ts("2026-11-23T04:30:00Z");
+        assert_eq!(base.unix_seconds, 1_795_408_200);
+        assert_eq!(base.nanos, 0);
+        // The same instant in another offset, and with an all-zero fraction.
+        assert_eq!(ts("2026-11-23T10:00:00+05:30"), base);
+        assert_eq!(ts("2026-11-22T21:30:00.000-07:00"), base);
+        // 1 to 9 fraction digits; more are cut at nanoseconds.
+        assert_eq!(ts("2026-11-23T04:30:00.1Z").nanos, 100_000_000);
+        assert_eq!(ts("2026-11-23T04:30:00.123456Z").nanos, 123_456_000);
+        assert_eq!(ts("2026-11-23T04:30:00.123456789Z").nanos, 123_456_789);
+        assert_eq!(ts("2026-11-23T04:30:00.1234567891Z").nanos, 123_456_789);
+        // Microseconds decide where string order would not (a later string, an
+        // earlier instant, because of the offset).
+        let a = ts("2026-11-23T10:00:00.123456+05:30");
+        let b = ts("2026-11-23T04:30:00.123457Z");
+        assert!(a < b);
+        assert!("2026-11-23T10:00:00.123456+05:30" > "2026-11-23T04:30:00.123457Z");
+        assert!(ts("2026-11-23T04:30:00.9Z") < ts("2026-11-23T04:30:01Z"));
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-11-23T04:30:00",
+            "2026-11-23T04:30:00.Z",
+            "2026-11-23T04:30:00.12x4Z",
+            "2026-13-23T04:30:00Z",
+            "yesterday",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn patch_bodies_carry_only_set_fields() {
+        assert!(ItemPatch::default().is_empty());
+        assert_eq!(ItemPatch::default().to_json(), "{}");
+        let clear = ItemPatch {
+            target_date: Some(None),
+            ..ItemPatch::default()
+        };
+        assert!(!clear.is_empty());
+        assert_eq!(clear.to_json(), r#"{"target_date":null}"#);
+        let all = ItemPatch {
+            name: Some("Say \"hi\" 🦷".into()),
+            start_date: Some(Some("2026-06-01".into())),
+            target_date: Some(Some("2026-06-02".into())),
+            state: Some("s1".into()),
+        };
+        assert_eq!(
+            all.to_json(),
+            r#"{"name":"Say \"hi\" 🦷","start_date":"2026-06-01","state":"s1","target_date":"2026-06-02"}"#
+        );
+        let new = NewWorkItem {
+            name: "Dentist".into(),
+            target_date: Some("2026-06-02".into()),
+            external_id: "uid-1@cal".into(),
+            external_source: "calplanebot".into(),
+            ..NewWorkItem::default()
+        };
+        assert_eq!(
+            new.to_json(),
+            r#"{"external_id":"uid-1@cal","external_source":"calplanebot","name":"Dentist","target_date":"2026-06-02"}"#
+        );
     }
 
     #[test]
