@@ -1,4 +1,5 @@
-//! Exercises the fake Plane server over real HTTP with ureq, the client calplanebot uses.
+//! Exercises the fake Plane server over real HTTP with ureq, the client calplanebot uses,
+//! and calplanebot's `PlaneClient` against it.
 
 #[path = "fake_plane/mod.rs"]
 mod fake_plane;
@@ -453,7 +454,7 @@ fn queued_faults_hit_matching_requests_once() {
 }
 
 #[test]
-fn create_upsert_conflict_and_patch() {
+fn create_conflict_put_405_and_patch() {
     let fp = one_project(5);
     let path = items_path(&fp, "WEB");
     let r = send(&fp, "POST", &path, r#"{"description_html":"<p>x</p>"}"#);
@@ -496,27 +497,26 @@ fn create_upsert_conflict_and_patch() {
     assert_eq!(r.status, 409);
     assert_eq!(str_of(&r.json(), "id"), id);
 
+    // CE 1.3.1 routes no PUT: a repeat create is 409 + PATCH of the named id.
+    let put =
+        r#"{"name":"Dentist (moved)","external_id":"uid-1@cal","external_source":"calplanebot"}"#;
+    for target in [path.clone(), format!("{path}{id}/")] {
+        let r = send(&fp, "PUT", &target, put);
+        assert_eq!(r.status, 405, "{target}");
+        assert_eq!(r.body, r#"{"detail":"Method \"PUT\" not allowed."}"#);
+    }
     let r = send(
         &fp,
-        "PUT",
-        &path,
-        r#"{"name":"Dentist (moved)","external_id":"uid-1@cal","external_source":"calplanebot"}"#,
+        "PATCH",
+        &format!("{path}{id}/"),
+        r#"{"name":"Dentist (moved)"}"#,
     );
     assert_eq!(r.status, 200);
-    assert_eq!(str_of(&r.json(), "id"), id);
     assert_eq!(
         str_of(&r.json(), "target_date"),
         "2026-06-01",
         "partial update"
     );
-    let r = send(
-        &fp,
-        "PUT",
-        &path,
-        r#"{"name":"New","external_id":"uid-2@cal","external_source":"calplanebot"}"#,
-    );
-    assert_eq!(r.status, 201);
-    assert_eq!(send(&fp, "PUT", &path, r#"{"name":"New"}"#).status, 400);
 
     let found = get(
         &fp,
@@ -708,4 +708,464 @@ fn webhook_signature_matches_rfc4231_and_payload_shape() {
     assert_eq!(str_of(activity, "old_value"), "old");
     assert_eq!(str_of(field(activity, "actor"), "id"), actor);
     assert_eq!(sign_webhook("plane_wh_abc", body.as_bytes()).len(), 64);
+}
+
+/// An item of WEB with both dates, as (id, detail path).
+fn dated_item(fp: &FakePlane) -> (String, String) {
+    let path = items_path(fp, "WEB");
+    let id = fp.with_world(|w| {
+        let id = w.project("WEB").visible_items()[0].id.clone();
+        w.set_start_date(&id, Some("2026-06-01"));
+        w.set_target_date(&id, Some("2026-06-10"));
+        id
+    });
+    (id.clone(), format!("{path}{id}/"))
+}
+
+#[test]
+fn updated_at_moves_again_after_a_write_unless_switched_off() {
+    let fp = one_project(5);
+    let (id, item_path) = dated_item(&fp);
+    let r = send(&fp, "PATCH", &item_path, r#"{"name":"Renamed"}"#);
+    assert_eq!(r.status, 200);
+    let answered = str_of(&r.json(), "updated_at").to_string();
+    std::thread::sleep(fake_plane::BUMP_DELAY + Duration::from_millis(40));
+    let now = get(&fp, &item_path);
+    let bumped = str_of(&now.json(), "updated_at").to_string();
+    // WEB renders in UTC (`Z`), so string order is time order here.
+    assert!(bumped > answered, "{bumped} vs the answer's {answered}");
+    assert_eq!(
+        str_of(&now.json(), "name"),
+        "Renamed",
+        "only updated_at moves"
+    );
+    assert!(fp.world().pending_bumps.is_empty());
+
+    // A POST is bumped too.
+    let path = items_path(&fp, "WEB");
+    let created = send(&fp, "POST", &path, r#"{"name":"New one"}"#).json();
+    std::thread::sleep(fake_plane::BUMP_DELAY + Duration::from_millis(40));
+    let new_id = str_of(&created, "id");
+    let later = get(&fp, &format!("{path}{new_id}/")).json();
+    assert!(str_of(&later, "updated_at") > str_of(&created, "updated_at"));
+
+    fp.with_world(|w| w.bump_after_write = false);
+    let r = send(&fp, "PATCH", &item_path, r#"{"name":"Again"}"#).json();
+    std::thread::sleep(fake_plane::BUMP_DELAY + Duration::from_millis(40));
+    let now = get(&fp, &item_path).json();
+    assert_eq!(str_of(&now, "updated_at"), str_of(&r, "updated_at"));
+    assert!(
+        fp.world().pending_bumps.is_empty(),
+        "no bump queued for {id}"
+    );
+}
+
+#[test]
+fn request_log_keeps_write_bodies() {
+    let fp = one_project(3);
+    let (_, item_path) = dated_item(&fp);
+    let body = r#"{"target_date":null}"#;
+    assert_eq!(send(&fp, "PATCH", &item_path, body).status, 200);
+    get(&fp, &item_path);
+    let log = fp.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].method.as_str(), log[0].body.as_str()),
+        ("PATCH", body)
+    );
+    assert_eq!((log[1].method.as_str(), log[1].body.as_str()), ("GET", ""));
+}
+
+#[test]
+fn api_writes_echo_as_one_webhook_per_field_from_me() {
+    let fp = one_project(3);
+    let (id, item_path) = dated_item(&fp);
+    // A state the item is not in yet, so that all three fields change.
+    let done = fp.with_world(|w| {
+        let p = w.project("WEB");
+        let current = &w.item(&id).unwrap().state;
+        let other = p
+            .states
+            .iter()
+            .find(|s| &s.id != current && s.group != "triage");
+        other.unwrap().id.clone()
+    });
+    let body = format!(r#"{{"name":"Echo","target_date":"2026-06-12","state":"{done}"}}"#);
+    assert_eq!(send(&fp, "PATCH", &item_path, &body).status, 200);
+    let w = fp.world();
+    let write = w.api_writes.last().unwrap().clone();
+    assert_eq!(
+        (write.item_id.as_str(), write.action.as_str()),
+        (id.as_str(), "updated")
+    );
+    let fields: Vec<&str> = write.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["name", "state", "target_date"]);
+    let payloads = w.echo_payloads(&write);
+    assert_eq!(payloads.len(), 3, "one delivery per changed field");
+    for (payload, field) in payloads.iter().zip(&fields) {
+        let v: Value = json::from_str(payload).unwrap();
+        let activity = self::field(&v, "activity");
+        assert_eq!(str_of(self::field(activity, "actor"), "id"), w.me.id);
+        assert_eq!(str_of(activity, "field"), *field);
+        assert_eq!(str_of(self::field(&v, "data"), "id"), id);
+    }
+    let target = &write.changes[2];
+    assert_eq!(target.old.as_deref(), Some("2026-06-10"));
+    assert_eq!(target.new.as_deref(), Some("2026-06-12"));
+
+    // A create echoes once, action "created".
+    let path = items_path(&fp, "WEB");
+    send(&fp, "POST", &path, r#"{"name":"Fresh"}"#);
+    let w = fp.world();
+    let write = w.api_writes.last().unwrap();
+    assert_eq!(write.action, "created");
+    let echo = w.echo_payloads(write);
+    assert_eq!(echo.len(), 1);
+    assert!(echo[0].contains(r#""action":"created""#));
+
+    // Sending the same values again changes nothing and echoes nothing.
+    assert_eq!(send(&fp, "PATCH", &item_path, &body).status, 200);
+    let w = fp.world();
+    let write = w.api_writes.last().unwrap();
+    assert_eq!((write.action.as_str(), write.changes.len()), ("updated", 0));
+    assert!(w.echo_payloads(write).is_empty());
+}
+
+#[test]
+fn one_date_patch_is_checked_against_the_stored_date_only_when_asked() {
+    let fp = one_project(3);
+    let (id, item_path) = dated_item(&fp);
+    // CE 1.3.1: only dates in the same body are compared.
+    let r = send(&fp, "PATCH", &item_path, r#"{"start_date":"2026-06-20"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let it = fp.world().item(&id).unwrap().clone();
+    assert_eq!(
+        (it.start_date.as_deref(), it.target_date.as_deref()),
+        (Some("2026-06-20"), Some("2026-06-10"))
+    );
+
+    // Newer Plane: checked against the stored target; clearing and unrelated edits pass.
+    fp.with_world(|w| w.check_dates_against_item = true);
+    let r = send(&fp, "PATCH", &item_path, r#"{"target_date":"2026-06-15"}"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body,
+        r#"{"non_field_errors":["Start date cannot exceed target date"]}"#
+    );
+    assert_eq!(
+        send(&fp, "PATCH", &item_path, r#"{"name":"x"}"#).status,
+        200
+    );
+    assert_eq!(
+        send(&fp, "PATCH", &item_path, r#"{"target_date":"2026-06-20"}"#).status,
+        200
+    );
+    assert_eq!(
+        send(&fp, "PATCH", &item_path, r#"{"start_date":null}"#).status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// calplanebot's PlaneClient against the fake
+// ---------------------------------------------------------------------------------------
+
+use calplanebot::config::Secret;
+use calplanebot::plane::{Created, ItemPatch, NewWorkItem, PlaneClient, PlaneError, Timestamp};
+
+fn client(fp: &FakePlane) -> PlaneClient {
+    let w = fp.world();
+    let mut c = PlaneClient::new(
+        &fp.base_url(),
+        &w.slug,
+        Secret::new(w.api_key),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    c.set_retry_delay(Duration::from_millis(10));
+    c
+}
+
+fn project_id(fp: &FakePlane, ident: &str) -> String {
+    fp.with_world(|w| w.project(ident).id.clone())
+}
+
+fn writes(fp: &FakePlane) -> Vec<(String, u16, String)> {
+    fp.requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| (r.method, r.status, r.body))
+        .collect()
+}
+
+#[test]
+fn client_patches_only_the_given_fields_and_clears_a_date() {
+    let fp = one_project(5);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    let before = fp.world().item(&id).unwrap().clone();
+    let mut plane = client(&fp);
+    let patch = ItemPatch {
+        name: Some("Moved «here»".into()),
+        target_date: Some(None),
+        ..ItemPatch::default()
+    };
+    let item = plane.update_work_item(&pid, &id, &patch).unwrap();
+    assert_eq!(item.name, "Moved «here»");
+    assert_eq!(item.target_date, None);
+    assert_eq!(item.start_date.as_deref(), Some("2026-06-01"));
+    assert_eq!(item.state.id, before.state, "unexpanded state id");
+    assert_eq!(
+        writes(&fp),
+        [(
+            "PATCH".to_string(),
+            200,
+            r#"{"name":"Moved «here»","target_date":null}"#.to_string()
+        )]
+    );
+    let after = fp.world().item(&id).unwrap().clone();
+    assert_eq!(
+        (after.priority, after.labels, after.start_date),
+        (before.priority, before.labels, before.start_date),
+        "fields not in the patch are untouched"
+    );
+}
+
+#[test]
+fn client_create_then_repeat_gives_the_existing_id() {
+    let fp = one_project(3);
+    let pid = project_id(&fp, "WEB");
+    let mut plane = client(&fp);
+    let new = NewWorkItem {
+        name: "Dentist".into(),
+        target_date: Some("2026-06-02".into()),
+        external_id: "uid-1@cal".into(),
+        external_source: "calplanebot".into(),
+        ..NewWorkItem::default()
+    };
+    let Created::New(item) = plane.create_work_item(&pid, &new).unwrap() else {
+        panic!("not created");
+    };
+    assert_eq!(item.external_id.as_deref(), Some("uid-1@cal"));
+    assert_eq!(item.target_date.as_deref(), Some("2026-06-02"));
+    assert_eq!(
+        plane.create_work_item(&pid, &new).unwrap(),
+        Created::Existing(item.id.clone())
+    );
+    let statuses: Vec<u16> = writes(&fp).iter().map(|w| w.1).collect();
+    assert_eq!(statuses, [201, 409]);
+
+    let unsafe_create = NewWorkItem {
+        external_id: String::new(),
+        ..new
+    };
+    assert!(matches!(
+        plane.create_work_item(&pid, &unsafe_create),
+        Err(PlaneError::Setup(_))
+    ));
+    assert_eq!(fp.requests().len(), 2, "refused before sending");
+    assert!(fp.requests().iter().all(|r| r.method != "PUT"));
+}
+
+#[test]
+fn client_lists_states_across_pages() {
+    let fp = one_project(3);
+    fp.with_world(|w| w.max_per_page = 2);
+    let pid = project_id(&fp, "WEB");
+    let states = client(&fp).states(&pid).unwrap();
+    let groups: Vec<&str> = states.iter().map(|s| s.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        [
+            "backlog",
+            "unstarted",
+            "started",
+            "started",
+            "completed",
+            "cancelled"
+        ]
+    );
+    assert!(states
+        .iter()
+        .all(|s| !s.id.is_empty() && !s.name.is_empty()));
+    assert_eq!(fp.requests().len(), 3, "three pages of two");
+}
+
+#[test]
+fn work_items_since_stops_after_the_page_that_reaches_the_watermark() {
+    // OPS renders +05:30 offsets; the watermark is given in UTC.
+    let fp = FakePlane::start(World::generate(&[2, 250], 11));
+    let pid = project_id(&fp, "OPS");
+    let mut by_update = fp
+        .world()
+        .project("OPS")
+        .visible_items()
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    by_update.sort_by_key(|i| std::cmp::Reverse(i.updated_at));
+    let mark = fmt_datetime(by_update[150].updated_at, 0);
+    let mut plane = client(&fp);
+
+    let listing = plane.work_items_since(&pid, Some(&mark)).unwrap();
+    let want: Vec<&str> = by_update[..=150].iter().map(|i| i.id.as_str()).collect();
+    let got: Vec<&str> = listing.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(got, want, "newer and equal items, newest first");
+    assert!(!listing.complete);
+    assert!(listing.bad.is_empty());
+    let queries: Vec<String> = fp.requests().into_iter().map(|r| r.query).collect();
+    assert_eq!(queries.len(), 2, "stopped after page 2: {queries:?}");
+    assert!(queries.iter().all(|q| q.contains("order_by=-updated_at")));
+    assert!(queries[1].contains("cursor=100:1:0"));
+
+    // Nothing newer: one request. No watermark: every page, complete.
+    fp.clear_requests();
+    let newest = fmt_datetime(by_update[0].updated_at + 1, 330);
+    let idle = plane.work_items_since(&pid, Some(&newest)).unwrap();
+    assert_eq!(
+        (idle.items.len(), idle.complete, fp.requests().len()),
+        (0, false, 1)
+    );
+    fp.clear_requests();
+    let all = plane.work_items_since(&pid, None).unwrap();
+    assert_eq!(
+        (all.items.len(), all.complete, fp.requests().len()),
+        (250, true, 3)
+    );
+    let (items, bad) = plane.work_items(&pid).unwrap();
+    assert_eq!((items.len(), bad.len()), (250, 0));
+}
+
+#[test]
+fn a_write_answer_is_stale_and_the_next_listing_shows_the_bump() {
+    let fp = one_project(5);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    let mut plane = client(&fp);
+    let patch = ItemPatch {
+        name: Some("Ours".into()),
+        ..ItemPatch::default()
+    };
+    let answered = plane.update_work_item(&pid, &id, &patch).unwrap();
+    std::thread::sleep(fake_plane::BUMP_DELAY + Duration::from_millis(40));
+    let listing = plane
+        .work_items_since(&pid, Some(&answered.updated_at))
+        .unwrap();
+    assert_eq!(listing.items[0].id, id);
+    assert!(listing.items[0].updated() > answered.updated());
+    assert!(Timestamp::parse(&answered.updated_at).is_some());
+}
+
+#[test]
+fn client_retries_a_patch_after_503() {
+    let fp = one_project(3);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    fp.with_world(|w| w.push_fault_for("/work-items/", Fault::Status(503)));
+    let mut plane = client(&fp);
+    let patch = ItemPatch {
+        target_date: Some(Some("2026-06-11".into())),
+        ..ItemPatch::default()
+    };
+    let item = plane.update_work_item(&pid, &id, &patch).unwrap();
+    assert_eq!(item.target_date.as_deref(), Some("2026-06-11"));
+    let body = r#"{"target_date":"2026-06-11"}"#.to_string();
+    assert_eq!(
+        writes(&fp),
+        [
+            ("PATCH".to_string(), 503, body.clone()),
+            ("PATCH".to_string(), 200, body)
+        ]
+    );
+    assert_eq!(plane.stats.retries, 1);
+}
+
+#[test]
+fn client_waits_out_a_429_then_succeeds() {
+    let fp = one_project(3);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    fp.with_world(|w| {
+        w.rate_limit = 1;
+        w.rate_window = Duration::from_secs(1);
+    });
+    let mut plane = client(&fp);
+    // Someone else (another of our requests, outside the client) used the window up, so
+    // the client has no X-RateLimit-Remaining to pace by and meets the 429.
+    assert_eq!(get(&fp, "users/me/").status, 200);
+    let started = Instant::now();
+    let patch = ItemPatch {
+        name: Some("After the limit".into()),
+        ..ItemPatch::default()
+    };
+    let item = plane.update_work_item(&pid, &id, &patch).unwrap();
+    assert_eq!(item.name, "After the limit");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited Retry-After"
+    );
+    let statuses: Vec<u16> = writes(&fp).iter().map(|w| w.1).collect();
+    assert_eq!(statuses, [429, 200]);
+    assert_eq!(plane.stats.rate_limited, 1);
+}
+
+#[test]
+fn client_paces_writes_by_x_ratelimit_remaining_instead_of_meeting_429() {
+    let fp = one_project(3);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    fp.with_world(|w| {
+        w.rate_limit = 1;
+        w.rate_window = Duration::from_secs(1);
+    });
+    let mut plane = client(&fp);
+    let started = Instant::now();
+    plane.me().unwrap(); // answers X-RateLimit-Remaining: 0
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "paused for the reset"
+    );
+    let patch = ItemPatch {
+        name: Some("Paced".into()),
+        ..ItemPatch::default()
+    };
+    plane.update_work_item(&pid, &id, &patch).unwrap();
+    assert!(fp.requests().iter().all(|r| r.status == 200));
+    assert_eq!(plane.stats.rate_limited, 0);
+}
+
+#[test]
+fn client_shows_validation_errors_with_their_field() {
+    let fp = one_project(3);
+    let (id, _) = dated_item(&fp);
+    let pid = project_id(&fp, "WEB");
+    let mut plane = client(&fp);
+    let crossed = ItemPatch {
+        start_date: Some(Some("2026-06-20".into())),
+        target_date: Some(Some("2026-06-19".into())),
+        ..ItemPatch::default()
+    };
+    let e = plane.update_work_item(&pid, &id, &crossed).unwrap_err();
+    assert!(matches!(e, PlaneError::Status { status: 400, .. }), "{e:?}");
+    let shown = e.to_string();
+    assert!(
+        shown.ends_with(&format!(
+            "/work-items/{id}/: Start date cannot exceed target date"
+        )),
+        "{shown}"
+    );
+    let blank = ItemPatch {
+        name: Some(" ".into()),
+        ..ItemPatch::default()
+    };
+    let shown = plane
+        .update_work_item(&pid, &id, &blank)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.ends_with(": name: This field may not be blank."),
+        "{shown}"
+    );
+    assert!(!shown.contains(&fp.world().api_key), "no token in errors");
+    assert_eq!(plane.stats.retries, 0, "a 400 is not retried");
 }

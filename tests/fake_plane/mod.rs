@@ -2,17 +2,28 @@
 //!
 //! Behaviour follows `shared/plane-api.md`: `X-API-Key` auth (401 missing, 403 wrong),
 //! the `per_page:page:is_prev` cursor envelope, `order_by`/`expand`/`fields`, external-id
-//! lookup, create/upsert/409, soft deletion, hidden archived/draft/triage items and a
-//! sliding-window rate limit with `X-RateLimit-*` headers and 429s. Faults (5xx, garbage,
-//! truncated JSON, delays, dropped connections) can be queued per request.
+//! lookup, create/409, PUT answered 405 (CE 1.3.1 routes no PUT), soft deletion, hidden
+//! archived/draft/triage items and a sliding-window rate limit with `X-RateLimit-*`
+//! headers and 429s. Faults (5xx, garbage, truncated JSON, delays, dropped connections)
+//! can be queued per request.
+//!
+//! Like real Plane, `updated_at` moves again ~60 ms after a PATCH or POST has answered
+//! (Plane's Celery `issue_activity` task), so a write's own answer is stale. The fake
+//! applies such a bump lazily: it is queued with its due time and applied by the first
+//! request, [`FakePlane::with_world`] or [`FakePlane::world`] that comes after it — no
+//! timer thread, and a test that looks sooner sees the stale value, as it would on Plane.
+//! [`World::bump_after_write`] turns it off.
 //!
 //! Deliberate choices where real Plane is unknown or awkward:
 //! - A path without its trailing `/` is a 404 (Django would redirect GETs): clients must
 //!   always send the slash, as the spec says.
 //! - Unknown workspace slug → 404.
 //! - `per_page` above [`World::max_per_page`] is clamped, not rejected.
-//! - Like Plane's serializer, `start_date > target_date` is only checked when both dates
-//!   are in the same request body.
+//! - Like CE 1.3.1's serializer, `start_date > target_date` is only checked when both
+//!   dates are in the same request body: a PATCH of one date can leave the item with
+//!   start after target. Newer Plane (makeplane/plane commit 14c2d77,
+//!   `tests/unit/serializers/test_issue_date_validation.py`) also checks a one-date PATCH
+//!   against the other stored date; [`World::check_dates_against_item`] models that.
 //! - Unknown `order_by` field → 500, as Django's FieldError would give.
 //! - Request bodies must be `application/json` (else 415, like DRF).
 //!
@@ -235,6 +246,44 @@ pub struct RequestLog {
     pub query: String,
     /// Status sent; 0 when the connection was dropped without a status line.
     pub status: u16,
+    /// Request body as text (lossy UTF-8); empty when there was none (GET, DELETE).
+    pub body: String,
+}
+
+/// How long after a successful PATCH or POST real Plane bumps `updated_at` again.
+pub const BUMP_DELAY: Duration = Duration::from_millis(60);
+
+/// An `updated_at` bump waiting for its due time (see [`World::bump_after_write`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingBump {
+    /// The work item.
+    pub item_id: String,
+    /// When it is applied (at the first request or world access from then on).
+    pub due: Instant,
+}
+
+/// One changed field of an API write, as a webhook's `activity` names it. Values are
+/// as the fake stores them (ids for state, comma-joined ids for labels/assignees).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldChange {
+    /// Field name (`name`, `target_date`, `state` …).
+    pub field: String,
+    /// Value before the write.
+    pub old: Option<String>,
+    /// Value after the write.
+    pub new: Option<String>,
+}
+
+/// A successful create or update made through the API by the token owner ([`World::me`]):
+/// what real Plane would echo back as webhooks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiWrite {
+    /// The work item.
+    pub item_id: String,
+    /// `created` or `updated`.
+    pub action: String,
+    /// The fields that changed (empty for a create, or a PATCH that changed nothing).
+    pub changes: Vec<FieldChange>,
 }
 
 /// The whole fake workspace plus server knobs. Fields are public so tests can set up any
@@ -267,6 +316,15 @@ pub struct World {
     /// When true, new timestamps follow the wall clock (the demo); otherwise a fake clock
     /// advances ~1 s per change so tests are deterministic.
     pub real_clock: bool,
+    /// Model Plane's delayed `updated_at` bump after API writes (default true).
+    pub bump_after_write: bool,
+    /// Bumps queued by API writes, not yet applied.
+    pub pending_bumps: Vec<PendingBump>,
+    /// Check a PATCH of one date against the other date stored on the item, like Plane
+    /// after CE 1.3.1 (default false: CE 1.3.1 checks only dates in the same body).
+    pub check_dates_against_item: bool,
+    /// Creates and updates made through the API, oldest first (for echo webhooks).
+    pub api_writes: Vec<ApiWrite>,
     clock: i64,
     rng: Rng,
 }
@@ -292,6 +350,10 @@ impl World {
             max_per_page: 100,
             faults: VecDeque::new(),
             real_clock: false,
+            bump_after_write: true,
+            pending_bumps: Vec::new(),
+            check_dates_against_item: false,
+            api_writes: Vec::new(),
             clock: DEFAULT_NOW_UNIX * 1_000_000,
             rng,
         }
@@ -555,6 +617,107 @@ impl World {
             ("activity", activity),
         ]))
     }
+
+    /// The webhooks real Plane would send for an API write by the token owner: one per
+    /// changed field for an update (a 3-field PATCH → 3 deliveries, a PATCH that changed
+    /// nothing → none), one for a create, each with `activity.actor` = [`World::me`] —
+    /// what echo suppression must drop.
+    pub fn echo_payloads(&self, write: &ApiWrite) -> Vec<String> {
+        if write.action == "created" {
+            return vec![self.webhook_payload(&write.item_id, &write.action, &self.me.id, None)];
+        }
+        write
+            .changes
+            .iter()
+            .map(|c| {
+                let change = (c.field.as_str(), c.old.as_deref(), c.new.as_deref());
+                self.webhook_payload(&write.item_id, &write.action, &self.me.id, Some(change))
+            })
+            .collect()
+    }
+
+    /// Applies the queued `updated_at` bumps whose time has come (the server calls this
+    /// before each request and world access).
+    pub fn apply_due_bumps(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<PendingBump>, Vec<PendingBump>) =
+            std::mem::take(&mut self.pending_bumps)
+                .into_iter()
+                .partition(|b| b.due <= now);
+        self.pending_bumps = later;
+        for bump in due {
+            if let Some((pi, ii)) = self.locate(&bump.item_id) {
+                let t = self.tick();
+                self.projects[pi].items[ii].updated_at = t;
+            }
+        }
+    }
+
+    /// Records a successful API write: its echo, and the delayed bump when enabled.
+    fn after_api_write(&mut self, item_id: &str, action: &str, changes: Vec<FieldChange>) {
+        self.api_writes.push(ApiWrite {
+            item_id: item_id.to_string(),
+            action: action.to_string(),
+            changes,
+        });
+        if self.bump_after_write {
+            // One pending bump per item: a second write before the first bump replaces it.
+            self.pending_bumps.retain(|b| b.item_id != item_id);
+            self.pending_bumps.push(PendingBump {
+                item_id: item_id.to_string(),
+                due: Instant::now() + BUMP_DELAY,
+            });
+        }
+    }
+}
+
+/// The webhook-visible fields that differ between two versions of an item.
+fn changed_fields(before: &WorkItem, after: &WorkItem) -> Vec<FieldChange> {
+    let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
+    let pairs: [(&str, Option<String>, Option<String>); 9] = [
+        ("name", Some(before.name.clone()), Some(after.name.clone())),
+        (
+            "description_html",
+            Some(before.description_html.clone()),
+            Some(after.description_html.clone()),
+        ),
+        (
+            "state",
+            Some(before.state.clone()),
+            Some(after.state.clone()),
+        ),
+        ("parent", before.parent.clone(), after.parent.clone()),
+        (
+            "priority",
+            Some(before.priority.clone()),
+            Some(after.priority.clone()),
+        ),
+        (
+            "start_date",
+            before.start_date.clone(),
+            after.start_date.clone(),
+        ),
+        (
+            "target_date",
+            before.target_date.clone(),
+            after.target_date.clone(),
+        ),
+        ("labels", joined(&before.labels), joined(&after.labels)),
+        (
+            "assignees",
+            joined(&before.assignees),
+            joined(&after.assignees),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(field, old, new)| FieldChange {
+            field: field.to_string(),
+            old,
+            new,
+        })
+        .collect()
 }
 
 /// `X-Plane-Signature` for a webhook body: lowercase hex HMAC-SHA256 keyed by the secret.
@@ -953,13 +1116,16 @@ impl FakePlane {
     }
 
     /// Runs `f` on the world under the server lock (set up or mutate between syncs).
+    /// Due `updated_at` bumps are applied first.
     pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        f(&mut lock(&self.shared.inner).world)
+        let world = &mut lock(&self.shared.inner).world;
+        world.apply_due_bumps();
+        f(world)
     }
 
-    /// A snapshot of the world.
+    /// A snapshot of the world, due `updated_at` bumps applied.
     pub fn world(&self) -> World {
-        lock(&self.shared.inner).world.clone()
+        self.with_world(|w| w.clone())
     }
 
     /// Every request seen since start or the last [`FakePlane::clear_requests`].
@@ -1267,12 +1433,14 @@ impl Shared {
             path: req.path.clone(),
             query: req.query.clone(),
             status,
+            body: String::from_utf8_lossy(&req.body).into_owned(),
         });
         reply
     }
 
     fn serve(&self, req: &HttpRequest) -> Response {
         let mut inner = lock(&self.inner);
+        inner.world.apply_due_bumps();
         api(&mut inner, req)
     }
 }
@@ -1541,7 +1709,6 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
             match m {
                 "GET" => list_items(w, pi, q),
                 "POST" => create_item(w, pi, req),
-                "PUT" => upsert_item(w, pi, req),
                 _ => not_allowed(m),
             }
         }
@@ -1556,7 +1723,7 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
             match m {
                 "GET" => json_resp(200, &render_item(w, p, &p.items[ii], q)),
                 "PATCH" => match parse_body(req) {
-                    Ok(body) => patch_item(w, pi, ii, &body, 200),
+                    Ok(body) => patch_item(w, pi, ii, &body),
                     Err(r) => r,
                 },
                 "DELETE" => {
@@ -1885,13 +2052,7 @@ fn parse_patch(
     patch.target_date = opt_date(body, "target_date")?;
     if let (Some(Some(st)), Some(Some(tg))) = (&patch.start_date, &patch.target_date) {
         if st > tg {
-            return Err(error(
-                400,
-                vec![(
-                    "non_field_errors",
-                    arr_of(&["Start date cannot exceed target date"]),
-                )],
-            ));
+            return Err(date_order_error());
         }
     }
     let members: Vec<&str> = w
@@ -1986,16 +2147,7 @@ fn create_from(w: &mut World, pi: usize, body: &Object) -> Response {
         body_str(body, "external_source"),
     ) {
         if let Some(id) = external_conflict(&w.projects[pi], eid, src, None) {
-            return error(
-                409,
-                vec![
-                    (
-                        "error",
-                        s("Issue with the same external id and external source already exists"),
-                    ),
-                    ("id", s(&id)),
-                ],
-            );
+            return conflict(&id);
         }
     }
     let patch = match parse_patch(w, &w.projects[pi], body, true) {
@@ -2006,14 +2158,29 @@ fn create_from(w: &mut World, pi: usize, body: &Object) -> Response {
     let now = w.tick();
     let me = w.me.id.clone();
     let p = &w.projects[pi];
-    let mut it = new_item(p, id, String::new(), &me, now);
+    let mut it = new_item(p, id.clone(), String::new(), &me, now);
     apply_patch(p, &mut it, patch, now);
     let v = item_json(w, p, &it, &[]);
     w.projects[pi].items.push(it);
+    w.after_api_write(&id, "created", Vec::new());
     json_resp(201, &v)
 }
 
-fn patch_item(w: &mut World, pi: usize, ii: usize, body: &Object, status: u16) -> Response {
+/// 409 for a repeated external id, with the existing item's id (real CE's body).
+fn conflict(existing_id: &str) -> Response {
+    error(
+        409,
+        vec![
+            (
+                "error",
+                s("Issue with the same external id and external source already exists"),
+            ),
+            ("id", s(existing_id)),
+        ],
+    )
+}
+
+fn patch_item(w: &mut World, pi: usize, ii: usize, body: &Object) -> Response {
     let p = &w.projects[pi];
     let it = &p.items[ii];
     let eid = body_str(body, "external_id").or(it.external_id.as_deref());
@@ -2021,16 +2188,7 @@ fn patch_item(w: &mut World, pi: usize, ii: usize, body: &Object, status: u16) -
     if body.contains_key("external_id") || body.contains_key("external_source") {
         if let (Some(eid), Some(src)) = (eid, src) {
             if let Some(id) = external_conflict(p, eid, src, Some(&it.id)) {
-                return error(
-                    409,
-                    vec![
-                        (
-                            "error",
-                            s("Issue with the same external id and external source already exists"),
-                        ),
-                        ("id", s(&id)),
-                    ],
-                );
+                return conflict(&id);
             }
         }
     }
@@ -2038,40 +2196,42 @@ fn patch_item(w: &mut World, pi: usize, ii: usize, body: &Object, status: u16) -
         Ok(p) => p,
         Err(r) => return r,
     };
+    if w.check_dates_against_item && dates_cross_stored(it, &patch) {
+        return date_order_error();
+    }
     let now = w.tick();
     let me = w.me.id.clone();
     let project = w.projects[pi].clone();
+    let before = project.items[ii].clone();
     let it = &mut w.projects[pi].items[ii];
     apply_patch(&project, it, patch, now);
     it.updated_at = now;
     it.updated_by = me;
-    let it = &w.projects[pi].items[ii];
-    json_resp(status, &item_json(w, &w.projects[pi], it, &[]))
+    let changes = changed_fields(&before, it);
+    let v = item_json(w, &w.projects[pi], &w.projects[pi].items[ii], &[]);
+    w.after_api_write(&before.id, "updated", changes);
+    json_resp(200, &v)
 }
 
-fn upsert_item(w: &mut World, pi: usize, req: &HttpRequest) -> Response {
-    let body = match parse_body(req) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let (Some(eid), Some(src)) = (
-        body_str(&body, "external_id"),
-        body_str(&body, "external_source"),
-    ) else {
-        return error(
-            400,
-            vec![("error", s("external_id and external_source are required"))],
-        );
-    };
-    let p = &w.projects[pi];
-    match p.items.iter().position(|i| {
-        i.deleted_at.is_none()
-            && i.external_id.as_deref() == Some(eid)
-            && i.external_source.as_deref() == Some(src)
-    }) {
-        Some(ii) => patch_item(w, pi, ii, &body, 200),
-        None => create_from(w, pi, &body),
-    }
+/// Newer Plane's check: a PATCH that sets a date must keep start ≤ target, taking the
+/// other date from the item when the body lacks it. Clearing a date never fails, and a
+/// PATCH without dates does not re-validate dates already stored.
+fn dates_cross_stored(it: &WorkItem, patch: &ItemPatch) -> bool {
+    let sets_a_date =
+        matches!(patch.start_date, Some(Some(_))) || matches!(patch.target_date, Some(Some(_)));
+    let start = patch.start_date.clone().unwrap_or(it.start_date.clone());
+    let target = patch.target_date.clone().unwrap_or(it.target_date.clone());
+    sets_a_date && matches!((start, target), (Some(s), Some(t)) if s > t)
+}
+
+fn date_order_error() -> Response {
+    error(
+        400,
+        vec![(
+            "non_field_errors",
+            arr_of(&["Start date cannot exceed target date"]),
+        )],
+    )
 }
 
 // ---------------------------------------------------------------------------------------
