@@ -11,10 +11,10 @@ use std::time::Duration;
 use ureq::http::{Method, Request};
 
 use super::auth::{self, Challenge, DigestSession};
-use super::href::{normalize_etag, parent_of, split_url, with_slash};
+use super::href::{normalize_etag, parent_of, same_collection, split_url, with_slash};
 // Kept public here for the callers that predate `caldav::href`.
 pub use super::href::{path_of, percent_decode, percent_encode_segment, same_href};
-use super::DavError;
+use super::{DavError, SyncRefusal};
 use crate::config::{AuthType, Secret};
 use crate::davxml::{self, Element, CALDAV, CALSERVER, DAV};
 
@@ -80,6 +80,36 @@ pub enum WriteOutcome {
     PreconditionFailed,
     /// 404: nothing there (DELETE only).
     NotFound,
+}
+
+/// What a calendar collection says about its own version (one Depth-0 PROPFIND). Each
+/// value is opaque: compare it with the one seen last, nothing more.
+///
+/// Seen on real servers: Radicale and Xandikos give all three (Radicale's ctag is its
+/// collection ETag, Xandikos' ctag is its sync-token); SabreDAV 1.8 gives only a ctag, a
+/// counter that grows by one per write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionState {
+    /// `CS:getctag`: changes whenever anything in the calendar changes.
+    pub ctag: Option<String>,
+    /// `DAV:sync-token` (RFC 6578): present when the server supports sync-collection.
+    pub sync_token: Option<String>,
+    /// The collection's own `DAV:getetag` (normalised to the quoted form).
+    pub etag: Option<String>,
+}
+
+/// What changed in a calendar since a sync token (RFC 6578 sync-collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDelta {
+    /// The token to send next time.
+    pub token: String,
+    /// Members created or modified since the old token, with their new ETags (all members
+    /// on an initial sync).
+    pub changed: Vec<ObjectRef>,
+    /// Paths of members removed since the old token, as the server wrote them.
+    pub removed: Vec<String>,
+    /// The server sent only part of the changes (RFC 6578 §3.6): ask again with `token`.
+    pub truncated: bool,
 }
 
 /// Request counts by method, for summaries, tests and benchmarks.
@@ -157,22 +187,35 @@ fn propfind_body(props: &[(&str, &str)]) -> String {
     Element::new(DAV, "propfind").with_child(prop).to_xml()
 }
 
-fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError> {
-    let malformed = |message: String| DavError::Malformed {
+fn malformed(path: &str, message: String) -> DavError {
+    DavError::Malformed {
         path: path.to_string(),
         message,
-    };
-    let root = davxml::parse(body).map_err(|e| malformed(format!("invalid XML: {e}")))?;
-    if !root.is(DAV, "multistatus") {
-        return Err(malformed(format!(
-            "expected a DAV multistatus, got <{}>",
-            root.name
-        )));
     }
+}
+
+fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError> {
+    responses_of(path, &multistatus_root(path, body)?)
+}
+
+/// The `DAV:multistatus` root of a 207 body.
+fn multistatus_root(path: &str, body: &str) -> Result<Element, DavError> {
+    let root = davxml::parse(body).map_err(|e| malformed(path, format!("invalid XML: {e}")))?;
+    if !root.is(DAV, "multistatus") {
+        return Err(malformed(
+            path,
+            format!("expected a DAV multistatus, got <{}>", root.name),
+        ));
+    }
+    Ok(root)
+}
+
+/// The `<response>` elements of a multistatus, hrefs reduced to paths.
+fn responses_of(path: &str, root: &Element) -> Result<Vec<MsResponse>, DavError> {
     let mut out = Vec::new();
     for r in root.children_named(DAV, "response") {
         let Some(href) = r.child(DAV, "href").map(|h| h.text_trimmed().to_string()) else {
-            return Err(malformed("a <response> without <href>".into()));
+            return Err(malformed(path, "a <response> without <href>".into()));
         };
         let status = r
             .child(DAV, "status")
@@ -194,6 +237,104 @@ fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError
         });
     }
     Ok(out)
+}
+
+/// What one `<response>` of a sync-collection answer means (RFC 6578 §3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncEntry {
+    /// A member created or modified.
+    Changed(ObjectRef),
+    /// A member removed: status 404 and no propstat.
+    Removed(String),
+    /// 507 on the request-URI: more changes than the server sent (§3.6).
+    Truncated,
+    /// The collection itself, a sub-collection, or a status we do not act on.
+    Skipped,
+}
+
+fn sync_entry(calendar: &str, r: MsResponse) -> SyncEntry {
+    match r.status {
+        // RFC 6578 puts the 507 on the request-URI; some servers write that href in another
+        // form, and a 507 means nothing else on a member, so any 507 is a truncation.
+        Some(507) => SyncEntry::Truncated,
+        // iCloud lists the collection itself, with an ETag, among the changes; members
+        // are never collections in a calendar (RFC 4791 §4.2), so any `/` href is skipped.
+        _ if r.href.ends_with('/') || same_collection(&r.href, calendar) => SyncEntry::Skipped,
+        Some(404) => SyncEntry::Removed(r.href),
+        None | Some(200..=299) => SyncEntry::Changed(ObjectRef {
+            etag: r.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
+            href: r.href,
+        }),
+        Some(status) => {
+            log::debug!("sync-collection {calendar}: {} has status {status}", r.href);
+            SyncEntry::Skipped
+        }
+    }
+}
+
+/// Reads the 207 answer to a sync-collection REPORT on `calendar`.
+fn parse_sync_collection(calendar: &str, body: &str) -> Result<SyncDelta, DavError> {
+    let root = multistatus_root(calendar, body)?;
+    let token = root
+        .child(DAV, "sync-token")
+        .map(|t| t.text_trimmed().to_string())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            malformed(
+                calendar,
+                "a sync-collection answer without <sync-token>".into(),
+            )
+        })?;
+    let mut delta = SyncDelta {
+        token,
+        changed: Vec::new(),
+        removed: Vec::new(),
+        truncated: false,
+    };
+    for r in responses_of(calendar, &root)? {
+        match sync_entry(calendar, r) {
+            SyncEntry::Changed(object) => delta.changed.push(object),
+            SyncEntry::Removed(href) => delta.removed.push(href),
+            SyncEntry::Truncated => delta.truncated = true,
+            SyncEntry::Skipped => {}
+        }
+    }
+    Ok(delta)
+}
+
+/// The precondition elements of a `DAV:error` body (RFC 4918 §16); none for other bodies.
+fn error_conditions(body: &str) -> Vec<Element> {
+    davxml::parse(body)
+        .ok()
+        .filter(|e| e.is(DAV, "error"))
+        .map(|e| e.children)
+        .unwrap_or_default()
+}
+
+/// Whether a refused sync-collection REPORT is one the caller recovers from by a full
+/// listing, and why. `token_sent`: the request carried a token (not an initial sync).
+///
+/// Answers seen to a token the server does not know ("http://radicale.org/ns/sync/garbage",
+/// "data:,bogus", "1", a token of another calendar):
+/// - Radicale 3 (also behind the Apache Digest proxy): 403 `<valid-sync-token/>`.
+/// - Xandikos: 412 `<valid-sync-token/>` plus a `responsedescription`.
+/// - SabreDAV 1.8 does not implement sync-collection: 403 with `<d:supported-report/>` (after
+///   a Sabre `s:exception` element), whatever the token.
+///
+/// RFC 6578 §3.2 asks for 403 or 409 with `valid-sync-token`; other servers are known to
+/// answer 400 or 412 or a bare 403, so with a token those statuses count too.
+fn sync_refusal(status: u16, body: &str, token_sent: bool) -> Option<SyncRefusal> {
+    let conditions = error_conditions(body);
+    let has = |name: &str| conditions.iter().any(|c| c.is(DAV, name));
+    if has("valid-sync-token") {
+        Some(SyncRefusal::InvalidToken)
+    } else if has("supported-report") || matches!(status, 405 | 501) {
+        Some(SyncRefusal::Unsupported)
+    } else if token_sent && matches!(status, 400 | 403 | 409 | 412) {
+        Some(SyncRefusal::InvalidToken)
+    } else {
+        None
+    }
 }
 
 /// `HTTP/1.1 200 OK` → 200.
@@ -411,6 +552,67 @@ impl CalDavClient {
                 href: r.href,
             })
             .collect())
+    }
+
+    /// The ctag, sync-token and ETag of one calendar (one Depth-0 PROPFIND): when they
+    /// equal the last ones seen, the calendar has not changed and need not be listed.
+    pub fn collection_state(&mut self, calendar: &str) -> Result<CollectionState, DavError> {
+        let body = propfind_body(&[
+            (CALSERVER, "getctag"),
+            (DAV, "sync-token"),
+            (DAV, "getetag"),
+        ]);
+        let r = self.send("PROPFIND", calendar, &[("Depth", "0")], Some(&body))?;
+        self.expect(&r, 207, "PROPFIND", calendar)?;
+        let responses = parse_multistatus(calendar, &r.body)?;
+        let Some(own) = responses
+            .iter()
+            .find(|r| same_collection(&r.href, calendar))
+            .or(responses.first())
+        else {
+            return Err(malformed(calendar, "an empty multistatus".into()));
+        };
+        Ok(CollectionState {
+            ctag: own.text(CALSERVER, "getctag"),
+            sync_token: own.text(DAV, "sync-token"),
+            etag: own.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
+        })
+    }
+
+    /// The members changed and removed since `token` (RFC 6578 sync-collection REPORT,
+    /// sync-level 1, ETags only); `None` asks for an initial sync: every member and a
+    /// token. When the answer is `truncated`, call again with its token for the rest.
+    ///
+    /// A token the server no longer accepts, or a server without sync-collection, gives
+    /// [`DavError::SyncRefused`] (see [`DavError::is_invalid_sync_token`]): list the
+    /// calendar with [`CalDavClient::objects`] instead.
+    pub fn sync_collection(
+        &mut self,
+        calendar: &str,
+        token: Option<&str>,
+    ) -> Result<SyncDelta, DavError> {
+        let report = Element::new(DAV, "sync-collection")
+            .with_child(Element::new(DAV, "sync-token").with_text(token.unwrap_or("")))
+            .with_child(Element::new(DAV, "sync-level").with_text("1"))
+            .with_child(Element::new(DAV, "prop").with_child(Element::new(DAV, "getetag")));
+        // RFC 6578 §3.2: the Depth header must be 0; sync-level says how deep to go.
+        let r = self.send(
+            "REPORT",
+            calendar,
+            &[("Depth", "0")],
+            Some(&report.to_xml()),
+        )?;
+        if r.status == 207 {
+            return parse_sync_collection(calendar, &r.body);
+        }
+        match sync_refusal(r.status, &r.body, token.is_some()) {
+            Some(reason) => Err(DavError::SyncRefused {
+                path: calendar.to_string(),
+                status: r.status,
+                reason,
+            }),
+            None => Err(self.status_error(&r, "REPORT", calendar)),
+        }
     }
 
     /// Reads several objects in one `calendar-multiget` REPORT per 100 hrefs. Hrefs the
@@ -800,5 +1002,212 @@ mod tests {
         assert!(
             parse_multistatus("/cal/", "<d:multistatus xmlns:d=\"DAV:\"><d:response>").is_err()
         );
+    }
+
+    fn object(href: &str, etag: &str) -> ObjectRef {
+        ObjectRef {
+            href: href.to_string(),
+            etag: Some(etag.to_string()),
+        }
+    }
+
+    /// After the examples of RFC 6578 §3.8: full URLs as hrefs, a propstat 404 for a
+    /// property next to a 200 getetag, the token after the responses.
+    #[test]
+    fn sync_rfc6578_examples() {
+        let initial = r#"<?xml version="1.0" encoding="utf-8" ?>
+<D:multistatus xmlns:D="DAV:">
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/test.doc</D:href>
+    <D:propstat><D:prop><D:getetag>"00001-abcd1"</D:getetag>
+      <R:bigbox xmlns:R="urn:ns.example.com:boxschema"><R:BoxType>Box type A</R:BoxType></R:bigbox>
+    </D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/vcard.vcf</D:href>
+    <D:propstat><D:prop><D:getetag>"00002-abcd1"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+    <D:propstat><D:prop><R:bigbox xmlns:R="urn:ns.example.com:boxschema"/></D:prop>
+      <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+  </D:response>
+  <D:sync-token>http://example.com/ns/sync/1234</D:sync-token>
+</D:multistatus>"#;
+        let d = parse_sync_collection("/home/cyrusdaboo/", initial).unwrap();
+        assert_eq!(d.token, "http://example.com/ns/sync/1234");
+        assert_eq!(
+            d.changed,
+            [
+                object("/home/cyrusdaboo/test.doc", "\"00001-abcd1\""),
+                object("/home/cyrusdaboo/vcard.vcf", "\"00002-abcd1\"")
+            ]
+        );
+        assert!(d.removed.is_empty() && !d.truncated);
+
+        let later = r#"<D:multistatus xmlns:D="DAV:">
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/file.xml</D:href>
+    <D:propstat><D:prop><D:getetag>"00004-abcd1"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/vcard.vcf</D:href>
+    <D:propstat><D:prop><D:getetag>"00002-abcd2"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/test.doc</D:href>
+    <D:status>HTTP/1.1 404 Not Found</D:status>
+  </D:response>
+  <D:sync-token>http://example.com/ns/sync/1238</D:sync-token>
+</D:multistatus>"#;
+        let d = parse_sync_collection("/home/cyrusdaboo/", later).unwrap();
+        assert_eq!(d.token, "http://example.com/ns/sync/1238");
+        assert_eq!(
+            d.changed,
+            [
+                object("/home/cyrusdaboo/file.xml", "\"00004-abcd1\""),
+                object("/home/cyrusdaboo/vcard.vcf", "\"00002-abcd2\"")
+            ]
+        );
+        assert_eq!(d.removed, ["/home/cyrusdaboo/test.doc"]);
+        assert!(!d.truncated);
+    }
+
+    /// RFC 6578 §3.6: the request-URI with 507 marks a partial answer; it is no member.
+    #[test]
+    fn sync_truncation_is_flagged_not_listed() {
+        let body = r#"<d:multistatus xmlns:d="DAV:">
+ <d:response><d:href>/cal/a.ics</d:href>
+  <d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response><d:href>http://h/cal</d:href>
+  <d:status>HTTP/1.1 507 Insufficient Storage</d:status>
+  <d:error><d:number-of-matches-within-limits/></d:error>
+ </d:response>
+ <d:sync-token>data:,7</d:sync-token>
+</d:multistatus>"#;
+        let d = parse_sync_collection("/cal/", body).unwrap();
+        assert!(d.truncated);
+        assert_eq!(d.changed, [object("/cal/a.ics", "\"1\"")]);
+        assert!(d.removed.is_empty());
+        assert_eq!(d.token, "data:,7");
+    }
+
+    #[test]
+    fn sync_removed_only_and_empty() {
+        let body = r#"<multistatus xmlns="DAV:"><sync-token>t2</sync-token>
+ <response><href>/cal/a.ics</href><status>HTTP/1.1 404 Not Found</status></response>
+ <response><href>/cal/b.ics</href><status>HTTP/1.1 404 Not Found</status></response>
+</multistatus>"#;
+        let d = parse_sync_collection("/cal/", body).unwrap();
+        assert_eq!(d.removed, ["/cal/a.ics", "/cal/b.ics"]);
+        assert!(d.changed.is_empty() && !d.truncated);
+        // Radicale's answer when nothing changed.
+        let none = "<?xml version='1.0' encoding='utf-8'?>\n<multistatus xmlns=\"DAV:\"><sync-token>http://radicale.org/ns/sync/e3b0</sync-token></multistatus>";
+        let d = parse_sync_collection("/alice/cal/", none).unwrap();
+        assert_eq!(d.token, "http://radicale.org/ns/sync/e3b0");
+        assert!(d.changed.is_empty() && d.removed.is_empty() && !d.truncated);
+    }
+
+    /// Hrefs stay as the server wrote them (Radicale `%40`, Xandikos a bare `@`); only the
+    /// URL part goes. The collection itself and sub-collections are never members.
+    #[test]
+    fn sync_hrefs_encodings_and_collections() {
+        let body = r#"<ns0:multistatus xmlns:ns0="DAV:"><ns0:response><ns0:href>/user/calendars/c/a@x.ics</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>"f571"</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>https://h:8443/user/calendars/c/b%40x%20y.ics</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>bare</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/gone%40x.ics</ns0:href><ns0:status>HTTP/1.1 404 Not Found</ns0:status></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>"col"</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/sub/</ns0:href><ns0:status>HTTP/1.1 404 Not Found</ns0:status></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/secret.ics</ns0:href><ns0:status>HTTP/1.1 403 Forbidden</ns0:status></ns0:response>
+<ns0:sync-token>095a4ea5</ns0:sync-token></ns0:multistatus>"#;
+        let d = parse_sync_collection("/user/calendars/c/", body).unwrap();
+        assert_eq!(
+            d.changed,
+            [
+                object("/user/calendars/c/a@x.ics", "\"f571\""),
+                object("/user/calendars/c/b%40x%20y.ics", "\"bare\"")
+            ]
+        );
+        assert!(same_href(&d.changed[0].href, "/user/calendars/c/a%40x.ics"));
+        assert_eq!(d.removed, ["/user/calendars/c/gone%40x.ics"]);
+        assert_eq!(d.token, "095a4ea5");
+    }
+
+    #[test]
+    fn sync_answer_without_token_is_malformed() {
+        for body in [
+            r#"<d:multistatus xmlns:d="DAV:"><d:response><d:href>/cal/a.ics</d:href></d:response></d:multistatus>"#,
+            r#"<d:multistatus xmlns:d="DAV:"><d:sync-token> </d:sync-token></d:multistatus>"#,
+            "<html>login</html>",
+        ] {
+            let e = parse_sync_collection("/cal/", body).unwrap_err();
+            assert!(
+                matches!(e, DavError::Malformed { ref path, .. } if path == "/cal/"),
+                "{e}"
+            );
+        }
+    }
+
+    /// The refusals the real servers send (bodies copied from their answers).
+    #[test]
+    fn sync_refusals_are_classified() {
+        let radicale = "<?xml version='1.0' encoding='utf-8'?>\n<error xmlns=\"DAV:\"><valid-sync-token /></error>";
+        let xandikos = r#"<ns0:error xmlns:ns0="DAV:"><ns0:valid-sync-token /><ns0:responsedescription>Requested sync token 1 is invalid</ns0:responsedescription></ns0:error>"#;
+        let sabre18 = r#"<?xml version="1.0" encoding="utf-8"?>
+<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">
+  <s:exception>Sabre\DAV\Exception\ReportNotSupported</s:exception>
+  <s:message/>
+  <s:sabredav-version>1.8.12</s:sabredav-version>
+  <d:supported-report/>
+</d:error>"#;
+        use SyncRefusal::*;
+        let cases: [(u16, &str, bool, Option<SyncRefusal>); 10] = [
+            (403, radicale, true, Some(InvalidToken)),
+            (412, xandikos, true, Some(InvalidToken)),
+            (409, radicale, true, Some(InvalidToken)),
+            (403, sabre18, true, Some(Unsupported)),
+            (403, sabre18, false, Some(Unsupported)),
+            (501, "", false, Some(Unsupported)),
+            (400, "bad token", true, Some(InvalidToken)),
+            (403, "<html>Forbidden</html>", true, Some(InvalidToken)),
+            // Without a token there is no token to blame.
+            (403, "<html>Forbidden</html>", false, None),
+            (500, "oops", true, None),
+        ];
+        for (status, body, token_sent, want) in cases {
+            assert_eq!(
+                sync_refusal(status, body, token_sent),
+                want,
+                "{status} {token_sent} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn sync_refusal_errors_say_what_to_do() {
+        let e = DavError::SyncRefused {
+            path: "/cal/".into(),
+            status: 412,
+            reason: SyncRefusal::InvalidToken,
+        };
+        assert!(e.is_invalid_sync_token() && !e.is_sync_unsupported());
+        assert_eq!(
+            e.to_string(),
+            "CalDAV REPORT sync-collection /cal/ answered HTTP 412: the sync token is no longer valid"
+        );
+        let e = DavError::SyncRefused {
+            path: "/cal/".into(),
+            status: 403,
+            reason: SyncRefusal::Unsupported,
+        };
+        assert!(e.is_sync_unsupported() && !e.is_invalid_sync_token());
+        assert!(e.to_string().contains("does not support sync-collection"));
+        let other = DavError::Status {
+            method: "REPORT".into(),
+            path: "/cal/".into(),
+            status: 403,
+            detail: "valid-sync-token".into(),
+        };
+        assert!(!other.is_invalid_sync_token() && !other.is_sync_unsupported());
     }
 }
