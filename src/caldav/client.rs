@@ -1,5 +1,6 @@
 //! The CalDAV client: discovery, calendar listing, MKCALENDAR, object listing, multiget,
-//! conditional PUT and DELETE. I/O only — it knows nothing of Plane or of sync.
+//! conditional PUT and DELETE, and the cheap change checks (ctag, RFC 6578
+//! sync-collection). I/O only — it knows nothing of Plane or of sync.
 //!
 //! Hrefs are handled as absolute paths (`/calendars/alice/work/x.ics`); servers may answer
 //! with full URLs or other percent-encodings, which [`path_of`] and [`same_href`] absorb.
@@ -86,8 +87,9 @@ pub enum WriteOutcome {
 /// value is opaque: compare it with the one seen last, nothing more.
 ///
 /// Seen on real servers: Radicale and Xandikos give all three (Radicale's ctag is its
-/// collection ETag, Xandikos' ctag is its sync-token); SabreDAV 1.8 gives only a ctag, a
-/// counter that grows by one per write.
+/// collection ETag, Xandikos' ctag is its sync-token); both hash the content, so a ctag
+/// can come back to an earlier value when the members do. SabreDAV 1.8 gives only a ctag,
+/// a counter that grows by one per write.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectionState {
     /// `CS:getctag`: changes whenever anything in the calendar changes.
@@ -257,8 +259,8 @@ fn sync_entry(calendar: &str, r: MsResponse) -> SyncEntry {
         // RFC 6578 puts the 507 on the request-URI; some servers write that href in another
         // form, and a 507 means nothing else on a member, so any 507 is a truncation.
         Some(507) => SyncEntry::Truncated,
-        // iCloud lists the collection itself, with an ETag, among the changes; members
-        // are never collections in a calendar (RFC 4791 §4.2), so any `/` href is skipped.
+        // Some servers (iCloud, per other clients' notes) list the collection itself, with
+        // an ETag, among the changes; calendar objects never end in `/`, collections do.
         _ if r.href.ends_with('/') || same_collection(&r.href, calendar) => SyncEntry::Skipped,
         Some(404) => SyncEntry::Removed(r.href),
         None | Some(200..=299) => SyncEntry::Changed(ObjectRef {
@@ -315,14 +317,15 @@ fn error_conditions(body: &str) -> Vec<Element> {
 /// listing, and why. `token_sent`: the request carried a token (not an initial sync).
 ///
 /// Answers seen to a token the server does not know ("http://radicale.org/ns/sync/garbage",
-/// "data:,bogus", "1", a token of another calendar):
+/// "data:,bogus", "1", a token of another calendar; tests/caldav_sync.rs):
 /// - Radicale 3 (also behind the Apache Digest proxy): 403 `<valid-sync-token/>`.
 /// - Xandikos: 412 `<valid-sync-token/>` plus a `responsedescription`.
 /// - SabreDAV 1.8 does not implement sync-collection: 403 with `<d:supported-report/>` (after
-///   a Sabre `s:exception` element), whatever the token.
+///   a Sabre `s:exception` element), with or without a token.
 ///
-/// RFC 6578 §3.2 asks for 403 or 409 with `valid-sync-token`; other servers are known to
-/// answer 400 or 412 or a bare 403, so with a token those statuses count too.
+/// RFC 6578 §3.2 asks for 403 or 409 with `valid-sync-token`; servers also answer 412
+/// (Xandikos), 400 or a bare 403, so with a token those statuses count too. A wrong guess
+/// costs one full listing, which fails on its own if the calendar is really unreadable.
 fn sync_refusal(status: u16, body: &str, token_sent: bool) -> Option<SyncRefusal> {
     let conditions = error_conditions(body);
     let has = |name: &str| conditions.iter().any(|c| c.is(DAV, name));
