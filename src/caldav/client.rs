@@ -1,5 +1,6 @@
 //! The CalDAV client: discovery, calendar listing, MKCALENDAR, object listing, multiget,
-//! conditional PUT and DELETE. I/O only — it knows nothing of Plane or of sync.
+//! conditional PUT and DELETE, and the cheap change checks (ctag, RFC 6578
+//! sync-collection). I/O only — it knows nothing of Plane or of sync.
 //!
 //! Hrefs are handled as absolute paths (`/calendars/alice/work/x.ics`); servers may answer
 //! with full URLs or other percent-encodings, which [`path_of`] and [`same_href`] absorb.
@@ -11,7 +12,10 @@ use std::time::Duration;
 use ureq::http::{Method, Request};
 
 use super::auth::{self, Challenge, DigestSession};
-use super::DavError;
+use super::href::{normalize_etag, parent_of, same_collection, split_url, with_slash};
+// Kept public here for the callers that predate `caldav::href`.
+pub use super::href::{path_of, percent_decode, percent_encode_segment, same_href};
+use super::{DavError, SyncRefusal};
 use crate::config::{AuthType, Secret};
 use crate::davxml::{self, Element, CALDAV, CALSERVER, DAV};
 
@@ -77,6 +81,37 @@ pub enum WriteOutcome {
     PreconditionFailed,
     /// 404: nothing there (DELETE only).
     NotFound,
+}
+
+/// What a calendar collection says about its own version (one Depth-0 PROPFIND). Each
+/// value is opaque: compare it with the one seen last, nothing more.
+///
+/// Seen on real servers: Radicale and Xandikos give all three (Radicale's ctag is its
+/// collection ETag, Xandikos' ctag is its sync-token); both hash the content, so a ctag
+/// can come back to an earlier value when the members do. SabreDAV 1.8 gives only a ctag,
+/// a counter that grows by one per write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionState {
+    /// `CS:getctag`: changes whenever anything in the calendar changes.
+    pub ctag: Option<String>,
+    /// `DAV:sync-token` (RFC 6578): present when the server supports sync-collection.
+    pub sync_token: Option<String>,
+    /// The collection's own `DAV:getetag` (normalised to the quoted form).
+    pub etag: Option<String>,
+}
+
+/// What changed in a calendar since a sync token (RFC 6578 sync-collection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDelta {
+    /// The token to send next time.
+    pub token: String,
+    /// Members created or modified since the old token, with their new ETags (all members
+    /// on an initial sync).
+    pub changed: Vec<ObjectRef>,
+    /// Paths of members removed since the old token, as the server wrote them.
+    pub removed: Vec<String>,
+    /// The server sent only part of the changes (RFC 6578 §3.6): ask again with `token`.
+    pub truncated: bool,
 }
 
 /// Request counts by method, for summaries, tests and benchmarks.
@@ -146,106 +181,6 @@ impl MsResponse {
     }
 }
 
-/// Splits `http://host:port/path` into origin and path.
-fn split_url(url: &str) -> Result<(String, String), DavError> {
-    let scheme_end = url
-        .find("://")
-        .ok_or_else(|| DavError::Setup(format!("{url:?} is not an http(s) URL")))?;
-    let after = &url[scheme_end + 3..];
-    let path_start = after.find('/').unwrap_or(after.len());
-    let origin = &url[..scheme_end + 3 + path_start];
-    let path = &after[path_start..];
-    Ok((
-        origin.to_string(),
-        if path.is_empty() {
-            "/".to_string()
-        } else {
-            path.to_string()
-        },
-    ))
-}
-
-/// The path part of an href that may be a full URL.
-pub fn path_of(href: &str) -> String {
-    match href.find("://") {
-        Some(i) => {
-            let after = &href[i + 3..];
-            after
-                .find('/')
-                .map(|p| after[p..].to_string())
-                .unwrap_or_else(|| "/".into())
-        }
-        None => href.to_string(),
-    }
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as they are).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Encodes a path segment: everything but RFC 3986 unreserved characters. `@` becomes
-/// `%40`, as Python's `caldav` (used by the seed) writes it.
-pub fn percent_encode_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Whether two hrefs name the same resource despite different encodings or URL forms.
-pub fn same_href(a: &str, b: &str) -> bool {
-    percent_decode(&path_of(a)) == percent_decode(&path_of(b))
-}
-
-/// ETags are quoted strings; some servers list them bare. Normalise to quoted.
-fn normalize_etag(e: &str) -> Option<String> {
-    let e = e.trim();
-    if e.is_empty() {
-        None
-    } else if e.starts_with('"') || e.starts_with("W/\"") {
-        Some(e.to_string())
-    } else {
-        Some(format!("\"{e}\""))
-    }
-}
-
-fn parent_of(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    match trimmed.rfind('/') {
-        Some(i) => trimmed[..=i].to_string(),
-        None => "/".to_string(),
-    }
-}
-
-fn with_slash(path: String) -> String {
-    if path.ends_with('/') {
-        path
-    } else {
-        path + "/"
-    }
-}
-
 fn propfind_body(props: &[(&str, &str)]) -> String {
     let mut prop = Element::new(DAV, "prop");
     for (ns, name) in props {
@@ -254,22 +189,35 @@ fn propfind_body(props: &[(&str, &str)]) -> String {
     Element::new(DAV, "propfind").with_child(prop).to_xml()
 }
 
-fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError> {
-    let malformed = |message: String| DavError::Malformed {
+fn malformed(path: &str, message: String) -> DavError {
+    DavError::Malformed {
         path: path.to_string(),
         message,
-    };
-    let root = davxml::parse(body).map_err(|e| malformed(format!("invalid XML: {e}")))?;
-    if !root.is(DAV, "multistatus") {
-        return Err(malformed(format!(
-            "expected a DAV multistatus, got <{}>",
-            root.name
-        )));
     }
+}
+
+fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError> {
+    responses_of(path, &multistatus_root(path, body)?)
+}
+
+/// The `DAV:multistatus` root of a 207 body.
+fn multistatus_root(path: &str, body: &str) -> Result<Element, DavError> {
+    let root = davxml::parse(body).map_err(|e| malformed(path, format!("invalid XML: {e}")))?;
+    if !root.is(DAV, "multistatus") {
+        return Err(malformed(
+            path,
+            format!("expected a DAV multistatus, got <{}>", root.name),
+        ));
+    }
+    Ok(root)
+}
+
+/// The `<response>` elements of a multistatus, hrefs reduced to paths.
+fn responses_of(path: &str, root: &Element) -> Result<Vec<MsResponse>, DavError> {
     let mut out = Vec::new();
     for r in root.children_named(DAV, "response") {
         let Some(href) = r.child(DAV, "href").map(|h| h.text_trimmed().to_string()) else {
-            return Err(malformed("a <response> without <href>".into()));
+            return Err(malformed(path, "a <response> without <href>".into()));
         };
         let status = r
             .child(DAV, "status")
@@ -293,6 +241,105 @@ fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError
     Ok(out)
 }
 
+/// What one `<response>` of a sync-collection answer means (RFC 6578 §3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncEntry {
+    /// A member created or modified.
+    Changed(ObjectRef),
+    /// A member removed: status 404 and no propstat.
+    Removed(String),
+    /// 507 on the request-URI: more changes than the server sent (§3.6).
+    Truncated,
+    /// The collection itself, a sub-collection, or a status we do not act on.
+    Skipped,
+}
+
+fn sync_entry(calendar: &str, r: MsResponse) -> SyncEntry {
+    match r.status {
+        // RFC 6578 puts the 507 on the request-URI; some servers write that href in another
+        // form, and a 507 means nothing else on a member, so any 507 is a truncation.
+        Some(507) => SyncEntry::Truncated,
+        // Some servers (iCloud, per other clients' notes) list the collection itself, with
+        // an ETag, among the changes; calendar objects never end in `/`, collections do.
+        _ if r.href.ends_with('/') || same_collection(&r.href, calendar) => SyncEntry::Skipped,
+        Some(404) => SyncEntry::Removed(r.href),
+        None | Some(200..=299) => SyncEntry::Changed(ObjectRef {
+            etag: r.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
+            href: r.href,
+        }),
+        Some(status) => {
+            log::debug!("sync-collection {calendar}: {} has status {status}", r.href);
+            SyncEntry::Skipped
+        }
+    }
+}
+
+/// Reads the 207 answer to a sync-collection REPORT on `calendar`.
+fn parse_sync_collection(calendar: &str, body: &str) -> Result<SyncDelta, DavError> {
+    let root = multistatus_root(calendar, body)?;
+    let token = root
+        .child(DAV, "sync-token")
+        .map(|t| t.text_trimmed().to_string())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            malformed(
+                calendar,
+                "a sync-collection answer without <sync-token>".into(),
+            )
+        })?;
+    let mut delta = SyncDelta {
+        token,
+        changed: Vec::new(),
+        removed: Vec::new(),
+        truncated: false,
+    };
+    for r in responses_of(calendar, &root)? {
+        match sync_entry(calendar, r) {
+            SyncEntry::Changed(object) => delta.changed.push(object),
+            SyncEntry::Removed(href) => delta.removed.push(href),
+            SyncEntry::Truncated => delta.truncated = true,
+            SyncEntry::Skipped => {}
+        }
+    }
+    Ok(delta)
+}
+
+/// The precondition elements of a `DAV:error` body (RFC 4918 §16); none for other bodies.
+fn error_conditions(body: &str) -> Vec<Element> {
+    davxml::parse(body)
+        .ok()
+        .filter(|e| e.is(DAV, "error"))
+        .map(|e| e.children)
+        .unwrap_or_default()
+}
+
+/// Whether a refused sync-collection REPORT is one the caller recovers from by a full
+/// listing, and why. `token_sent`: the request carried a token (not an initial sync).
+///
+/// Answers seen to a token the server does not know ("http://radicale.org/ns/sync/garbage",
+/// "data:,bogus", "1", a token of another calendar; tests/caldav_sync.rs):
+/// - Radicale 3 (also behind the Apache Digest proxy): 403 `<valid-sync-token/>`.
+/// - Xandikos: 412 `<valid-sync-token/>` plus a `responsedescription`.
+/// - SabreDAV 1.8 does not implement sync-collection: 403 with `<d:supported-report/>` (after
+///   a Sabre `s:exception` element), with or without a token.
+///
+/// RFC 6578 §3.2 asks for 403 or 409 with `valid-sync-token`; servers also answer 412
+/// (Xandikos), 400 or a bare 403, so with a token those statuses count too. A wrong guess
+/// costs one full listing, which fails on its own if the calendar is really unreadable.
+fn sync_refusal(status: u16, body: &str, token_sent: bool) -> Option<SyncRefusal> {
+    let conditions = error_conditions(body);
+    let has = |name: &str| conditions.iter().any(|c| c.is(DAV, name));
+    if has("valid-sync-token") {
+        Some(SyncRefusal::InvalidToken)
+    } else if has("supported-report") || matches!(status, 405 | 501) {
+        Some(SyncRefusal::Unsupported)
+    } else if token_sent && matches!(status, 400 | 403 | 409 | 412) {
+        Some(SyncRefusal::InvalidToken)
+    } else {
+        None
+    }
+}
+
 /// `HTTP/1.1 200 OK` → 200.
 fn status_code(line: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
@@ -308,7 +355,8 @@ impl CalDavClient {
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
     ) -> Result<CalDavClient, DavError> {
-        let (origin, start_path) = split_url(url)?;
+        let (origin, start_path) = split_url(url)
+            .ok_or_else(|| DavError::Setup(format!("{url:?} is not an http(s) URL")))?;
         // The agent fails only on the CA file.
         let agent = crate::http::agent(timeout, ca_file)
             .map_err(|e| DavError::Setup(format!("CALDAV_CA_FILE: {e}")))?;
@@ -507,6 +555,67 @@ impl CalDavClient {
                 href: r.href,
             })
             .collect())
+    }
+
+    /// The ctag, sync-token and ETag of one calendar (one Depth-0 PROPFIND): when they
+    /// equal the last ones seen, the calendar has not changed and need not be listed.
+    pub fn collection_state(&mut self, calendar: &str) -> Result<CollectionState, DavError> {
+        let body = propfind_body(&[
+            (CALSERVER, "getctag"),
+            (DAV, "sync-token"),
+            (DAV, "getetag"),
+        ]);
+        let r = self.send("PROPFIND", calendar, &[("Depth", "0")], Some(&body))?;
+        self.expect(&r, 207, "PROPFIND", calendar)?;
+        let responses = parse_multistatus(calendar, &r.body)?;
+        let Some(own) = responses
+            .iter()
+            .find(|r| same_collection(&r.href, calendar))
+            .or(responses.first())
+        else {
+            return Err(malformed(calendar, "an empty multistatus".into()));
+        };
+        Ok(CollectionState {
+            ctag: own.text(CALSERVER, "getctag"),
+            sync_token: own.text(DAV, "sync-token"),
+            etag: own.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
+        })
+    }
+
+    /// The members changed and removed since `token` (RFC 6578 sync-collection REPORT,
+    /// sync-level 1, ETags only); `None` asks for an initial sync: every member and a
+    /// token. When the answer is `truncated`, call again with its token for the rest.
+    ///
+    /// A token the server no longer accepts, or a server without sync-collection, gives
+    /// [`DavError::SyncRefused`] (see [`DavError::is_invalid_sync_token`]): list the
+    /// calendar with [`CalDavClient::objects`] instead.
+    pub fn sync_collection(
+        &mut self,
+        calendar: &str,
+        token: Option<&str>,
+    ) -> Result<SyncDelta, DavError> {
+        let report = Element::new(DAV, "sync-collection")
+            .with_child(Element::new(DAV, "sync-token").with_text(token.unwrap_or("")))
+            .with_child(Element::new(DAV, "sync-level").with_text("1"))
+            .with_child(Element::new(DAV, "prop").with_child(Element::new(DAV, "getetag")));
+        // RFC 6578 §3.2: the Depth header must be 0; sync-level says how deep to go.
+        let r = self.send(
+            "REPORT",
+            calendar,
+            &[("Depth", "0")],
+            Some(&report.to_xml()),
+        )?;
+        if r.status == 207 {
+            return parse_sync_collection(calendar, &r.body);
+        }
+        match sync_refusal(r.status, &r.body, token.is_some()) {
+            Some(reason) => Err(DavError::SyncRefused {
+                path: calendar.to_string(),
+                status: r.status,
+                reason,
+            }),
+            None => Err(self.status_error(&r, "REPORT", calendar)),
+        }
     }
 
     /// Reads several objects in one `calendar-multiget` REPORT per 100 hrefs. Hrefs the
@@ -880,33 +989,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hrefs_compare_across_encodings() {
-        assert!(same_href(
-            "/cal/plane-issue-1%40calplanebot.ics",
-            "http://h:1/cal/plane-issue-1@calplanebot.ics"
-        ));
-        assert!(!same_href("/cal/a.ics", "/cal/b.ics"));
-        assert_eq!(
-            percent_encode_segment("plane-issue-x@calplanebot"),
-            "plane-issue-x%40calplanebot"
-        );
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%e2%9c%94"), "✔");
-    }
-
-    #[test]
-    fn url_parts() {
-        assert_eq!(
-            split_url("https://h:8443/remote.php/dav").unwrap(),
-            ("https://h:8443".to_string(), "/remote.php/dav".to_string())
-        );
-        assert_eq!(split_url("http://h").unwrap().1, "/");
-        assert_eq!(parent_of("/cal/work/"), "/cal/");
-        assert_eq!(normalize_etag("abc").as_deref(), Some("\"abc\""));
-        assert_eq!(normalize_etag("\"abc\"").as_deref(), Some("\"abc\""));
-    }
-
-    #[test]
     fn multistatus_keeps_only_ok_props() {
         let body = r#"<?xml version="1.0"?>
 <d:multistatus xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/">
@@ -923,5 +1005,212 @@ mod tests {
         assert!(
             parse_multistatus("/cal/", "<d:multistatus xmlns:d=\"DAV:\"><d:response>").is_err()
         );
+    }
+
+    fn object(href: &str, etag: &str) -> ObjectRef {
+        ObjectRef {
+            href: href.to_string(),
+            etag: Some(etag.to_string()),
+        }
+    }
+
+    /// After the examples of RFC 6578 §3.8: full URLs as hrefs, a propstat 404 for a
+    /// property next to a 200 getetag, the token after the responses.
+    #[test]
+    fn sync_rfc6578_examples() {
+        let initial = r#"<?xml version="1.0" encoding="utf-8" ?>
+<D:multistatus xmlns:D="DAV:">
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/test.doc</D:href>
+    <D:propstat><D:prop><D:getetag>"00001-abcd1"</D:getetag>
+      <R:bigbox xmlns:R="urn:ns.example.com:boxschema"><R:BoxType>Box type A</R:BoxType></R:bigbox>
+    </D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/vcard.vcf</D:href>
+    <D:propstat><D:prop><D:getetag>"00002-abcd1"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+    <D:propstat><D:prop><R:bigbox xmlns:R="urn:ns.example.com:boxschema"/></D:prop>
+      <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+  </D:response>
+  <D:sync-token>http://example.com/ns/sync/1234</D:sync-token>
+</D:multistatus>"#;
+        let d = parse_sync_collection("/home/cyrusdaboo/", initial).unwrap();
+        assert_eq!(d.token, "http://example.com/ns/sync/1234");
+        assert_eq!(
+            d.changed,
+            [
+                object("/home/cyrusdaboo/test.doc", "\"00001-abcd1\""),
+                object("/home/cyrusdaboo/vcard.vcf", "\"00002-abcd1\"")
+            ]
+        );
+        assert!(d.removed.is_empty() && !d.truncated);
+
+        let later = r#"<D:multistatus xmlns:D="DAV:">
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/file.xml</D:href>
+    <D:propstat><D:prop><D:getetag>"00004-abcd1"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/vcard.vcf</D:href>
+    <D:propstat><D:prop><D:getetag>"00002-abcd2"</D:getetag></D:prop>
+      <D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  </D:response>
+  <D:response>
+    <D:href>http://webdav.example.com/home/cyrusdaboo/test.doc</D:href>
+    <D:status>HTTP/1.1 404 Not Found</D:status>
+  </D:response>
+  <D:sync-token>http://example.com/ns/sync/1238</D:sync-token>
+</D:multistatus>"#;
+        let d = parse_sync_collection("/home/cyrusdaboo/", later).unwrap();
+        assert_eq!(d.token, "http://example.com/ns/sync/1238");
+        assert_eq!(
+            d.changed,
+            [
+                object("/home/cyrusdaboo/file.xml", "\"00004-abcd1\""),
+                object("/home/cyrusdaboo/vcard.vcf", "\"00002-abcd2\"")
+            ]
+        );
+        assert_eq!(d.removed, ["/home/cyrusdaboo/test.doc"]);
+        assert!(!d.truncated);
+    }
+
+    /// RFC 6578 §3.6: the request-URI with 507 marks a partial answer; it is no member.
+    #[test]
+    fn sync_truncation_is_flagged_not_listed() {
+        let body = r#"<d:multistatus xmlns:d="DAV:">
+ <d:response><d:href>/cal/a.ics</d:href>
+  <d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+ </d:response>
+ <d:response><d:href>http://h/cal</d:href>
+  <d:status>HTTP/1.1 507 Insufficient Storage</d:status>
+  <d:error><d:number-of-matches-within-limits/></d:error>
+ </d:response>
+ <d:sync-token>data:,7</d:sync-token>
+</d:multistatus>"#;
+        let d = parse_sync_collection("/cal/", body).unwrap();
+        assert!(d.truncated);
+        assert_eq!(d.changed, [object("/cal/a.ics", "\"1\"")]);
+        assert!(d.removed.is_empty());
+        assert_eq!(d.token, "data:,7");
+    }
+
+    #[test]
+    fn sync_removed_only_and_empty() {
+        let body = r#"<multistatus xmlns="DAV:"><sync-token>t2</sync-token>
+ <response><href>/cal/a.ics</href><status>HTTP/1.1 404 Not Found</status></response>
+ <response><href>/cal/b.ics</href><status>HTTP/1.1 404 Not Found</status></response>
+</multistatus>"#;
+        let d = parse_sync_collection("/cal/", body).unwrap();
+        assert_eq!(d.removed, ["/cal/a.ics", "/cal/b.ics"]);
+        assert!(d.changed.is_empty() && !d.truncated);
+        // Radicale's answer when nothing changed.
+        let none = "<?xml version='1.0' encoding='utf-8'?>\n<multistatus xmlns=\"DAV:\"><sync-token>http://radicale.org/ns/sync/e3b0</sync-token></multistatus>";
+        let d = parse_sync_collection("/alice/cal/", none).unwrap();
+        assert_eq!(d.token, "http://radicale.org/ns/sync/e3b0");
+        assert!(d.changed.is_empty() && d.removed.is_empty() && !d.truncated);
+    }
+
+    /// Hrefs stay as the server wrote them (Radicale `%40`, Xandikos a bare `@`); only the
+    /// URL part goes. The collection itself and sub-collections are never members.
+    #[test]
+    fn sync_hrefs_encodings_and_collections() {
+        let body = r#"<ns0:multistatus xmlns:ns0="DAV:"><ns0:response><ns0:href>/user/calendars/c/a@x.ics</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>"f571"</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>https://h:8443/user/calendars/c/b%40x%20y.ics</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>bare</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/gone%40x.ics</ns0:href><ns0:status>HTTP/1.1 404 Not Found</ns0:status></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c</ns0:href><ns0:propstat><ns0:status>HTTP/1.1 200 OK</ns0:status><ns0:prop><ns0:getetag>"col"</ns0:getetag></ns0:prop></ns0:propstat></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/sub/</ns0:href><ns0:status>HTTP/1.1 404 Not Found</ns0:status></ns0:response>
+<ns0:response><ns0:href>/user/calendars/c/secret.ics</ns0:href><ns0:status>HTTP/1.1 403 Forbidden</ns0:status></ns0:response>
+<ns0:sync-token>095a4ea5</ns0:sync-token></ns0:multistatus>"#;
+        let d = parse_sync_collection("/user/calendars/c/", body).unwrap();
+        assert_eq!(
+            d.changed,
+            [
+                object("/user/calendars/c/a@x.ics", "\"f571\""),
+                object("/user/calendars/c/b%40x%20y.ics", "\"bare\"")
+            ]
+        );
+        assert!(same_href(&d.changed[0].href, "/user/calendars/c/a%40x.ics"));
+        assert_eq!(d.removed, ["/user/calendars/c/gone%40x.ics"]);
+        assert_eq!(d.token, "095a4ea5");
+    }
+
+    #[test]
+    fn sync_answer_without_token_is_malformed() {
+        for body in [
+            r#"<d:multistatus xmlns:d="DAV:"><d:response><d:href>/cal/a.ics</d:href></d:response></d:multistatus>"#,
+            r#"<d:multistatus xmlns:d="DAV:"><d:sync-token> </d:sync-token></d:multistatus>"#,
+            "<html>login</html>",
+        ] {
+            let e = parse_sync_collection("/cal/", body).unwrap_err();
+            assert!(
+                matches!(e, DavError::Malformed { ref path, .. } if path == "/cal/"),
+                "{e}"
+            );
+        }
+    }
+
+    /// The refusals the real servers send (bodies copied from their answers).
+    #[test]
+    fn sync_refusals_are_classified() {
+        let radicale = "<?xml version='1.0' encoding='utf-8'?>\n<error xmlns=\"DAV:\"><valid-sync-token /></error>";
+        let xandikos = r#"<ns0:error xmlns:ns0="DAV:"><ns0:valid-sync-token /><ns0:responsedescription>Requested sync token 1 is invalid</ns0:responsedescription></ns0:error>"#;
+        let sabre18 = r#"<?xml version="1.0" encoding="utf-8"?>
+<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">
+  <s:exception>Sabre\DAV\Exception\ReportNotSupported</s:exception>
+  <s:message/>
+  <s:sabredav-version>1.8.12</s:sabredav-version>
+  <d:supported-report/>
+</d:error>"#;
+        use SyncRefusal::*;
+        let cases: [(u16, &str, bool, Option<SyncRefusal>); 10] = [
+            (403, radicale, true, Some(InvalidToken)),
+            (412, xandikos, true, Some(InvalidToken)),
+            (409, radicale, true, Some(InvalidToken)),
+            (403, sabre18, true, Some(Unsupported)),
+            (403, sabre18, false, Some(Unsupported)),
+            (501, "", false, Some(Unsupported)),
+            (400, "bad token", true, Some(InvalidToken)),
+            (403, "<html>Forbidden</html>", true, Some(InvalidToken)),
+            // Without a token there is no token to blame.
+            (403, "<html>Forbidden</html>", false, None),
+            (500, "oops", true, None),
+        ];
+        for (status, body, token_sent, want) in cases {
+            assert_eq!(
+                sync_refusal(status, body, token_sent),
+                want,
+                "{status} {token_sent} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn sync_refusal_errors_say_what_to_do() {
+        let e = DavError::SyncRefused {
+            path: "/cal/".into(),
+            status: 412,
+            reason: SyncRefusal::InvalidToken,
+        };
+        assert!(e.is_invalid_sync_token() && !e.is_sync_unsupported());
+        assert_eq!(
+            e.to_string(),
+            "CalDAV REPORT sync-collection /cal/ answered HTTP 412: the sync token is no longer valid"
+        );
+        let e = DavError::SyncRefused {
+            path: "/cal/".into(),
+            status: 403,
+            reason: SyncRefusal::Unsupported,
+        };
+        assert!(e.is_sync_unsupported() && !e.is_invalid_sync_token());
+        assert!(e.to_string().contains("does not support sync-collection"));
+        let other = DavError::Status {
+            method: "REPORT".into(),
+            path: "/cal/".into(),
+            status: 403,
+            detail: "valid-sync-token".into(),
+        };
+        assert!(!other.is_invalid_sync_token() && !other.is_sync_unsupported());
     }
 }

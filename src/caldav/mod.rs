@@ -2,11 +2,13 @@
 
 pub mod auth;
 pub mod client;
+pub mod href;
 
 use std::fmt;
 
 pub use client::{
-    CalDavClient, Calendar, Discovery, ObjectData, ObjectRef, Precondition, WriteOutcome,
+    CalDavClient, Calendar, CollectionState, Discovery, ObjectData, ObjectRef, Precondition,
+    SyncDelta, WriteOutcome,
 };
 
 /// Everything that can go wrong talking to the CalDAV server. Messages name the path,
@@ -44,6 +46,49 @@ pub enum DavError {
     },
     /// The calendar home could not be found.
     Discovery(String),
+    /// A sync-collection REPORT refused in a way a full listing of the calendar answers.
+    SyncRefused {
+        /// The calendar.
+        path: String,
+        /// HTTP status of the refusal.
+        status: u16,
+        /// Why.
+        reason: SyncRefusal,
+    },
+}
+
+/// Why a server refused a sync-collection REPORT (RFC 6578).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRefusal {
+    /// The sync token is unknown, expired or of another collection (`DAV:valid-sync-token`).
+    InvalidToken,
+    /// The server does not implement sync-collection (SabreDAV 1.8 and older servers).
+    Unsupported,
+}
+
+impl DavError {
+    /// Whether the server refused a sync token: start over with an initial sync or a full
+    /// listing, it is not a failure.
+    pub fn is_invalid_sync_token(&self) -> bool {
+        matches!(
+            self,
+            DavError::SyncRefused {
+                reason: SyncRefusal::InvalidToken,
+                ..
+            }
+        )
+    }
+
+    /// Whether the server does not do sync-collection at all: use the ctag and full listings.
+    pub fn is_sync_unsupported(&self) -> bool {
+        matches!(
+            self,
+            DavError::SyncRefused {
+                reason: SyncRefusal::Unsupported,
+                ..
+            }
+        )
+    }
 }
 
 impl fmt::Display for DavError {
@@ -81,6 +126,20 @@ impl fmt::Display for DavError {
                 )
             }
             DavError::Discovery(m) => write!(f, "CalDAV discovery failed: {m}"),
+            DavError::SyncRefused {
+                path,
+                status,
+                reason,
+            } => {
+                let why = match reason {
+                    SyncRefusal::InvalidToken => "the sync token is no longer valid",
+                    SyncRefusal::Unsupported => "the server does not support sync-collection",
+                };
+                write!(
+                    f,
+                    "CalDAV REPORT sync-collection {path} answered HTTP {status}: {why}"
+                )
+            }
         }
     }
 }
