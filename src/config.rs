@@ -82,6 +82,37 @@ pub enum CompletedItems {
     Keep,
 }
 
+/// SYNC_DIRECTION: whether calendar edits flow back to Plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncDirection {
+    /// Both ways (the default): calendar edits of the synced fields reach Plane.
+    Both,
+    /// Plane → calendar only: calendar edits of owned fields are overwritten.
+    PlaneToCalendar,
+}
+
+/// CONFLICT_POLICY: who wins a field changed on both sides to different values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    /// Plane's value wins (the default).
+    Plane,
+    /// The calendar's value wins.
+    Calendar,
+    /// The side changed last wins (Plane's `updated_at` against the object's
+    /// LAST-MODIFIED, or DTSTAMP when it has none); a tie goes to Plane.
+    Newest,
+}
+
+/// CALENDAR_DELETE: what an event of ours deleted in the calendar means while its work
+/// item still qualifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarDelete {
+    /// Put the event back (the default).
+    Recreate,
+    /// Clear the work item's target date in Plane.
+    ClearDate,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -125,6 +156,18 @@ pub struct Config {
     pub sync_labels: Vec<String>,
     /// Refuse a cycle that would delete more than this fraction of a calendar's objects.
     pub max_delete_fraction: f64,
+    /// Both ways, or Plane → calendar only.
+    pub sync_direction: SyncDirection,
+    /// Who wins a conflicting field.
+    pub conflict_policy: ConflictPolicy,
+    /// What deleting one of our events in the calendar means.
+    pub calendar_delete: CalendarDelete,
+    /// Whether new objects in a "Plane: X" calendar become work items.
+    pub create_from_calendar: bool,
+    /// A full Plane listing every this many cycles (incremental ones in between).
+    pub full_reconcile_every: u32,
+    /// EVENT_TIMEZONE: the zone whose dates UTC times in the calendar fall on.
+    pub event_timezone: String,
     /// Seconds before an HTTP request gives up.
     pub http_timeout_seconds: u64,
     /// Address of the webhook/health server; `None` disables it.
@@ -195,6 +238,12 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ),
     ("SYNC_LABELS", "", false),
     ("MAX_DELETE_FRACTION", "0.5", false),
+    ("SYNC_DIRECTION", "both", false),
+    ("CONFLICT_POLICY", "plane", false),
+    ("CALENDAR_DELETE", "recreate", false),
+    ("CREATE_FROM_CALENDAR", "false", false),
+    ("FULL_RECONCILE_EVERY", "12", false),
+    ("EVENT_TIMEZONE", "UTC", false),
     ("HTTP_TIMEOUT_SECONDS", "30", false),
     ("HTTP_BIND", "0.0.0.0:8765", false),
     ("PLANE_WEBHOOK_SECRET", "", true),
@@ -202,9 +251,9 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("LOG_FILE", "", false),
 ];
 
-/// Variables of the seed's `.env` that this version does not use yet; they are accepted
+/// Variables of the seed's `.env` that this version does not use; they are accepted
 /// silently rather than reported as typos.
-pub const SEED_UNUSED: &[&str] = &["EVENT_TIMEZONE"];
+pub const SEED_UNUSED: &[&str] = &[];
 
 /// The raw variables: process environment over an optional `.env` file.
 #[derive(Debug, Clone, Default)]
@@ -413,6 +462,22 @@ fn choice<T: Copy>(
         })
 }
 
+fn boolean(env: &Env, name: &str, default: bool) -> Result<bool, ConfigError> {
+    choice(
+        env,
+        name,
+        default,
+        &[
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+        ],
+    )
+}
+
 const STATE_GROUPS: &[&str] = &["backlog", "unstarted", "started", "completed", "cancelled"];
 
 impl Config {
@@ -495,6 +560,14 @@ impl Config {
                 "Plane allows 60 API requests a minute",
             ));
         }
+        let full_reconcile_every = number(env, "FULL_RECONCILE_EVERY", 12u32)?;
+        if full_reconcile_every == 0 {
+            return Err(err(
+                "FULL_RECONCILE_EVERY",
+                "must be at least 1",
+                "1 lists every work item in every cycle",
+            ));
+        }
         Ok(Config {
             plane_base_url,
             plane_web_url,
@@ -559,6 +632,37 @@ impl Config {
             sync_state_groups,
             sync_labels: list(env, "SYNC_LABELS", ""),
             max_delete_fraction,
+            sync_direction: choice(
+                env,
+                "SYNC_DIRECTION",
+                SyncDirection::Both,
+                &[
+                    ("both", SyncDirection::Both),
+                    ("plane-to-calendar", SyncDirection::PlaneToCalendar),
+                ],
+            )?,
+            conflict_policy: choice(
+                env,
+                "CONFLICT_POLICY",
+                ConflictPolicy::Plane,
+                &[
+                    ("plane", ConflictPolicy::Plane),
+                    ("calendar", ConflictPolicy::Calendar),
+                    ("newest", ConflictPolicy::Newest),
+                ],
+            )?,
+            calendar_delete: choice(
+                env,
+                "CALENDAR_DELETE",
+                CalendarDelete::Recreate,
+                &[
+                    ("recreate", CalendarDelete::Recreate),
+                    ("clear-date", CalendarDelete::ClearDate),
+                ],
+            )?,
+            create_from_calendar: boolean(env, "CREATE_FROM_CALENDAR", false)?,
+            full_reconcile_every,
+            event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
             http_timeout_seconds: number(env, "HTTP_TIMEOUT_SECONDS", 30u64)?,
             // Set but empty disables the server; unset means the seed's default port.
             http_bind: match env.vars.get("HTTP_BIND").map(|v| v.trim()) {
@@ -568,19 +672,7 @@ impl Config {
             },
             plane_webhook_secret: Some(env.secret("PLANE_WEBHOOK_SECRET")?)
                 .filter(|s| !s.is_empty()),
-            enable_sync: choice(
-                env,
-                "ENABLE_SYNC",
-                true,
-                &[
-                    ("true", true),
-                    ("1", true),
-                    ("yes", true),
-                    ("false", false),
-                    ("0", false),
-                    ("no", false),
-                ],
-            )?,
+            enable_sync: boolean(env, "ENABLE_SYNC", true)?,
             log_file: env.get("LOG_FILE").map(PathBuf::from),
         })
     }

@@ -33,6 +33,8 @@ COMMANDS:
 
 OPTIONS:
     --dry-run           With sync: print what would change, write nothing
+    --full              With sync: list every work item (not only those changed since
+                        the last cycle); finds items deleted or archived in Plane
     --env-file PATH     Read variables from PATH instead of ./.env
     -h, --help          Show this help
     -V, --version       Show the version
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
 struct Cli {
     command: String,
     dry_run: bool,
+    full: bool,
     env_file: Option<PathBuf>,
     date: Option<String>,
     project: Option<String>,
@@ -71,6 +74,7 @@ fn parse_cli() -> Result<Option<Cli>, String> {
     }
     let once = args.contains("--once");
     let dry_run = args.contains("--dry-run");
+    let full = args.contains("--full");
     let bad = |e: pico_args::Error| format!("{e} (see --help)");
     let env_file: Option<PathBuf> = args.opt_value_from_str("--env-file").map_err(bad)?;
     let date: Option<String> = args.opt_value_from_str("--date").map_err(bad)?;
@@ -105,6 +109,11 @@ fn parse_cli() -> Result<Option<Cli>, String> {
             "--dry-run only goes with sync or --once, not {command}"
         ));
     }
+    if full && command != "sync" {
+        return Err(format!(
+            "--full only goes with sync or --once, not {command}"
+        ));
+    }
     if (date.is_some() || project.is_some()) && command != "create-event" {
         return Err("--date and --project only go with create-event".to_string());
     }
@@ -126,6 +135,7 @@ fn parse_cli() -> Result<Option<Cli>, String> {
     Ok(Some(Cli {
         command,
         dry_run,
+        full,
         env_file,
         date,
         project,
@@ -159,7 +169,7 @@ fn run() -> Result<ExitCode, String> {
             println!("configuration OK");
             Ok(ExitCode::SUCCESS)
         }
-        "sync" => cmd_sync(&config, cli.dry_run),
+        "sync" => cmd_sync(&config, cli.dry_run, cli.full),
         "run" => cmd_run(&config),
         "sync-status" => cmd_sync_status(&config),
         "list" => cmd_list(&config),
@@ -214,6 +224,11 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
     }
     println!("  Skipped:   {}", s.skipped);
     println!("  Unchanged: {}", s.unchanged);
+    println!(
+        "  To Plane:  {} updated, {} created",
+        s.plane_updated, s.plane_created
+    );
+    println!("  Conflicts: {}", s.conflicts);
     if !s.errors.is_empty() {
         println!("  Errors:    {}", s.errors.len());
         for e in &s.errors {
@@ -222,13 +237,14 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
     }
 }
 
-fn cmd_sync(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
+fn cmd_sync(config: &Config, dry_run: bool, full: bool) -> Result<ExitCode, String> {
     let mut plane = plane_client(config)?;
     let mut dav = caldav_client(config)?;
     let mut journal = open_journal(config)?;
     let started = Instant::now();
     let opts = sync::Options {
         dry_run,
+        full,
         ..sync::Options::default()
     };
     let summary = sync::sync_once(config, &mut plane, &mut dav, &mut journal, &opts)
@@ -273,15 +289,8 @@ fn cmd_sync_status(config: &Config) -> Result<ExitCode, String> {
         }
         Err(_) => println!("Last write: never (no sync has run with this STATE_DIR)"),
     }
-    println!("Calendars:  {}", state.calendars.len());
-    println!("Events:     {}", state.items.len());
-    for cal in state.calendars.values() {
-        let n = state
-            .items
-            .values()
-            .filter(|r| r.project == cal.project)
-            .count();
-        println!("  {} → {} ({n} events)", cal.project, cal.href);
+    for line in calplanebot::status::journal_report(&state, clock::now_unix()) {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -105,6 +105,8 @@ pub struct ProjectRecord {
     pub watermark: Option<String>,
     /// Incremental cycles since the last full reconcile.
     pub cycles_since_full: u32,
+    /// When the last full listing ran (Unix seconds).
+    pub last_full: Option<i64>,
 }
 
 /// The in-memory state after replay: last record per key wins; `gone` removes an item.
@@ -732,6 +734,7 @@ mod tests {
             project: project.to_owned(),
             watermark: watermark.map(str::to_owned),
             cycles_since_full: 7,
+            last_full: Some(1_795_428_930),
         }
     }
 
@@ -758,8 +761,16 @@ mod tests {
         assert!(lines[2].starts_with(r#"{"t":"cal","project":"p1","href":"#));
         assert_eq!(
             lines[4],
-            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7}"#
+            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7,"last_full":1795428930}"#
         );
+        // A record written before `last_full` existed still replays (as "never").
+        let old = r#"{"t":"project","project":"p3","watermark":null,"cycles_since_full":2}"#;
+        std::fs::write(tmp.journal(), format!("{text}{old}\n")).unwrap();
+        let j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state().projects["p3"].last_full, None);
+        assert_eq!(j.state().projects["p3"].cycles_since_full, 2);
+        drop(j);
+        std::fs::write(tmp.journal(), &text).unwrap();
 
         let j = Journal::open(&tmp.0).unwrap();
         assert_eq!(j.state(), &expected);

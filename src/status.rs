@@ -156,9 +156,12 @@ impl Status {
             ("updated", summary.updated),
             ("deleted", summary.deleted),
             ("skipped", summary.skipped),
+            ("plane_updated", summary.plane_updated),
+            ("plane_created", summary.plane_created),
         ] {
             *self.items.entry(k).or_insert(0) += n as u64;
         }
+        self.conflicts += summary.conflicts as u64;
         *self.errors.entry("item").or_insert(0) +=
             (summary.errors.len() - summary.blocked.len()) as u64;
         *self.errors.entry("safety_valve").or_insert(0) += summary.blocked.len() as u64;
@@ -402,6 +405,20 @@ impl Status {
                 .collect(),
         );
         metric(
+            "calplanebot_plane_writes_total",
+            "counter",
+            "Work items changed or created in Plane from calendar edits, by action.",
+            [("updated", "plane_updated"), ("created", "plane_created")]
+                .iter()
+                .map(|(label, key)| {
+                    (
+                        format!("{{action=\"{label}\"}}"),
+                        self.items.get(key).unwrap_or(&0).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        metric(
             "calplanebot_conflicts_total",
             "counter",
             "Fields changed on both sides (two-way sync).",
@@ -426,6 +443,46 @@ impl Status {
         );
         out
     }
+}
+
+/// What the journal knows, as `sync-status` prints it: the counts, then per calendar its
+/// project, events, how the calendar is polled (sync-token, ctag or full listing) and
+/// the Plane watermark with the time of the last full listing.
+pub fn journal_report(state: &crate::state::State, now: i64) -> Vec<String> {
+    let mut out = vec![
+        format!("Calendars:  {}", state.calendars.len()),
+        format!("Events:     {}", state.items.len()),
+    ];
+    for cal in state.calendars.values() {
+        let n = state
+            .items
+            .values()
+            .filter(|r| r.project == cal.project)
+            .count();
+        out.push(format!("  {} → {} ({n} events)", cal.project, cal.href));
+        let polling = match (&cal.sync_token, &cal.ctag) {
+            (Some(t), _) => format!("sync-token {t}"),
+            (None, Some(c)) => format!("ctag {c} (no sync-token: server lacks RFC 6578)"),
+            (None, None) => "full listing every cycle (no sync-token or ctag)".to_string(),
+        };
+        out.push(format!("      calendar: {polling}"));
+        let project = state.projects.get(&cal.project);
+        let watermark = project
+            .and_then(|p| p.watermark.clone())
+            .unwrap_or_else(|| "none yet (next cycle lists every item)".into());
+        out.push(format!("      Plane watermark: {watermark}"));
+        let full = match project.and_then(|p| p.last_full) {
+            Some(t) => format!(
+                "{} ({} s ago), {} incremental cycles since",
+                clock::format_rfc3339(t),
+                now - t,
+                project.map_or(0, |p| p.cycles_since_full)
+            ),
+            None => "never".to_string(),
+        };
+        out.push(format!("      last full listing: {full}"));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,108 +1,453 @@
-//! Carries out a [`Plan`] through the CalDAV client and records each success in the
-//! journal right after it happens, so a crash loses at most the write in flight — and
-//! deterministic UIDs with `If-None-Match: *` make even that one safe to redo.
+//! Carries out a [`Plan`] through the [`CalendarStore`] and [`Tracker`] seams and records
+//! each success in the journal right after it happens, so a crash loses at most the write
+//! in flight — and deterministic UIDs with `If-None-Match: *` on one side, external ids
+//! with Plane's 409 on the other, make even that one safe to redo.
+//!
+//! For an item edited in the calendar, Plane is written first and the calendar second:
+//! the object is then re-rendered from the patched item, so both sides end with the same
+//! fields and the journal's shadow records them. A failed Plane write leaves the object
+//! alone (the user's edit stays, and is retried next cycle).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::model::{self, Desired};
-use super::plan::{Action, Plan, UpdateReason};
+use super::fields::{Completion, FieldPatch};
+use super::model::{self, Desired, Mapping};
+use super::plan::{Action, Foreign, Plan, UpdateReason};
+use super::store::{CalendarStore, Tracker};
 use super::Summary;
-use crate::caldav::{CalDavClient, DavError, ObjectData, Precondition, WriteOutcome};
-use crate::ical;
-use crate::state::{ItemRecord, Journal};
+use crate::caldav::client::percent_decode;
+use crate::caldav::{DavError, ObjectData, Precondition, WriteOutcome};
+use crate::ical::{self, Date};
+use crate::plane::{Created, ItemPatch, NewWorkItem};
+use crate::plane::{Project, State, WorkItem};
+use crate::state::{ItemRecord, Journal, Shadow};
+
+/// `external_source` of work items made from calendar objects.
+pub const EXTERNAL_SOURCE: &str = "calplanebot";
 
 /// What apply needs besides the plan.
 pub struct Context<'a> {
     /// The calendar collection.
     pub calendar: &'a str,
-    /// Desired objects by UID.
-    pub desired: &'a BTreeMap<String, &'a Desired>,
+    /// The project.
+    pub project: &'a Project,
+    /// How items are rendered.
+    pub mapping: &'a Mapping,
     /// Current time (Unix seconds) for DTSTAMP/LAST-MODIFIED.
     pub now: i64,
     /// When set, stop between two writes.
-    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// The inputs `apply` consumes: rendered objects, the work items behind them, and the
+/// objects already read while planning.
+#[derive(Debug, Default)]
+pub struct Material {
+    /// Desired objects by UID.
+    pub desired: BTreeMap<String, Desired>,
+    /// Work items by id, as Plane showed them (re-rendered after a PATCH).
+    pub items: BTreeMap<String, WorkItem>,
+    /// Objects read while planning, by decoded href.
+    pub fetched: BTreeMap<String, ObjectData>,
 }
 
 /// Runs the plan; failures of single objects are counted and logged, never fatal.
-pub fn apply(
-    client: &mut CalDavClient,
+pub fn apply<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
     journal: &mut Journal,
     ctx: &Context<'_>,
+    material: Material,
     plan: &Plan,
     summary: &mut Summary,
 ) {
     summary.unchanged += plan.unchanged;
+    let mut run = Run {
+        cal,
+        plane,
+        journal,
+        ctx,
+        summary,
+        material,
+        states: None,
+    };
+    if !run.fetch_missing(plan) {
+        return;
+    }
+    for action in &plan.actions {
+        if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return;
+        }
+        if let Err(e) = run.action(action) {
+            run.summary.error(e);
+        }
+    }
+}
 
-    // Objects to read before merging: fetched in one multiget per 100.
-    let to_fetch: Vec<String> = plan
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Update { href, .. } => Some(href.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut fetched: BTreeMap<String, ObjectData> = BTreeMap::new();
-    if !to_fetch.is_empty() {
-        match client.multiget(ctx.calendar, &to_fetch) {
+/// One apply run: the seams, the journal and what is known so far.
+struct Run<'a, 'c, C, T> {
+    cal: &'a mut C,
+    plane: &'a mut T,
+    journal: &'a mut Journal,
+    ctx: &'a Context<'c>,
+    summary: &'a mut Summary,
+    material: Material,
+    /// The project's states, read once on the first completion change.
+    states: Option<Vec<State>>,
+}
+
+impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
+    /// Reads the objects to update that planning did not read, in one multiget per 100.
+    fn fetch_missing(&mut self, plan: &Plan) -> bool {
+        let missing: Vec<String> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Update { href, .. } => Some(href.clone()),
+                _ => None,
+            })
+            .filter(|h| !self.material.fetched.contains_key(&percent_decode(h)))
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        match self.cal.multiget(self.ctx.calendar, &missing) {
             Ok(objects) => {
                 for o in objects {
-                    fetched.insert(crate::caldav::client::percent_decode(&o.href), o);
+                    self.material.fetched.insert(percent_decode(&o.href), o);
                 }
+                true
             }
             Err(e) => {
-                summary.error(format!(
+                self.summary.error(format!(
                     "reading {} events from {}: {e}",
-                    to_fetch.len(),
-                    ctx.calendar
+                    missing.len(),
+                    self.ctx.calendar
                 ));
-                return;
+                false
             }
         }
     }
 
-    for action in &plan.actions {
-        if ctx
-            .stop
-            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-        {
-            return;
-        }
-        let result = match action {
+    fn action(&mut self, action: &Action) -> Result<(), String> {
+        match action {
             Action::Create {
                 uid,
                 href,
                 recreate,
-            } => create(client, journal, ctx, uid, href, *recreate, summary),
+            } => self.create(uid, href, *recreate),
             Action::Update {
-                uid, href, reason, ..
+                uid,
+                href,
+                reason,
+                patch,
+                conflicts,
+                ..
             } => {
-                let current = fetched.remove(&crate::caldav::client::percent_decode(href));
-                update(client, journal, ctx, uid, href, *reason, current, summary)
+                for c in conflicts {
+                    log::warn!("{}: {c} (CONFLICT_POLICY)", self.label(uid));
+                }
+                self.summary.conflicts += conflicts.len();
+                if !patch.is_empty() && !self.patch_plane(uid, patch)? {
+                    return Ok(());
+                }
+                let current = self.material.fetched.remove(&percent_decode(href));
+                self.update(uid, href, *reason, current)
             }
             Action::Delete {
                 uid,
                 href,
                 etag,
                 reason,
-            } => match client.delete(href, etag.as_deref()) {
+            } => match self.cal.delete(href, etag.as_deref()) {
                 Ok(WriteOutcome::Written(_)) | Ok(WriteOutcome::NotFound) => {
-                    summary.deleted += 1;
-                    *summary.delete_reasons.entry(reason.as_str()).or_insert(0) += 1;
+                    self.summary.deleted += 1;
+                    *self
+                        .summary
+                        .delete_reasons
+                        .entry(reason.as_str())
+                        .or_insert(0) += 1;
                     log::info!("deleted {href} ({})", reason.as_str());
-                    journal.remove_item(uid).map_err(|e| e.to_string())
+                    self.journal.remove_item(uid).map_err(|e| e.to_string())
                 }
                 Ok(WriteOutcome::PreconditionFailed) => {
                     // Changed since we listed it: look again next cycle.
-                    summary.skipped += 1;
+                    self.summary.skipped += 1;
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             },
-            Action::Forget { uid } => journal.remove_item(uid).map_err(|e| e.to_string()),
+            Action::Forget { uid } => self.journal.remove_item(uid).map_err(|e| e.to_string()),
+            Action::ClearDate { uid, work_item } => self.clear_date(uid, work_item),
+            Action::CreateItem(foreign) => self.create_item(foreign),
+        }
+    }
+
+    fn label(&self, uid: &str) -> String {
+        self.material
+            .desired
+            .get(uid)
+            .map(|d| d.label.clone())
+            .unwrap_or_else(|| uid.to_string())
+    }
+
+    /// Sends calendar edits to Plane and re-renders the object from the patched item.
+    /// `Ok(false)`: Plane refused; the object is left as the user made it.
+    fn patch_plane(&mut self, uid: &str, patch: &FieldPatch) -> Result<bool, String> {
+        let Some(desired) = self.material.desired.get(uid) else {
+            return Ok(false);
         };
-        if let Err(e) = result {
-            summary.error(e);
+        let label = desired.label.clone();
+        let Some(item) = self.material.items.get(&desired.work_item).cloned() else {
+            return Ok(false);
+        };
+        let state = match patch.completion {
+            Some(c) => Some(self.state_for(c).map_err(|e| format!("{label}: {e}"))?),
+            None => None,
+        };
+        let body = item_patch(&item, patch, state.as_ref());
+        let answer = self
+            .plane
+            .update_work_item(&self.ctx.project.id, &item.id, &body);
+        let updated = match answer {
+            Ok(updated) => updated,
+            Err(e) => {
+                self.summary.skipped += 1;
+                return Err(format!(
+                    "{label}: Plane refused the calendar edit ({}): {e}; the event is left as it is",
+                    patch.describe()
+                ));
+            }
+        };
+        self.summary.plane_updated += 1;
+        log::info!("{label}: {} → Plane", patch.describe());
+        let patched = patched_item(item, &body, state, &updated.updated_at);
+        let rerendered = model::render(&patched, self.ctx.project, self.ctx.mapping);
+        self.material.items.insert(patched.id.clone(), patched);
+        match rerendered {
+            Ok(mut d) => {
+                d.uid = uid.to_string();
+                self.material.desired.insert(uid.to_string(), d);
+                Ok(true)
+            }
+            Err(why) => {
+                // The edit took the item out of the calendar (its next cycle deletes the
+                // object); remember what Plane has now, so it is not sent again.
+                log::info!("{label}: {} after the calendar edit", why.as_str());
+                self.remember_fields(uid, patch)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Records a PATCH in the journal's shadow when no re-rendered object follows.
+    fn remember_fields(&mut self, uid: &str, patch: &FieldPatch) -> Result<(), String> {
+        let Some(mut r) = self.journal.state().items.get(uid).cloned() else {
+            return Ok(());
+        };
+        apply_to_shadow(&mut r.shadow, patch);
+        self.journal.put_item(r).map_err(|e| e.to_string())
+    }
+
+    /// The first state of the group a completion maps to (Plane lists states in their
+    /// workflow order).
+    fn state_for(&mut self, c: Completion) -> Result<State, String> {
+        if self.states.is_none() {
+            let states = self
+                .plane
+                .states(&self.ctx.project.id)
+                .map_err(|e| e.to_string())?;
+            self.states = Some(states);
+        }
+        let group = c.target_group();
+        self.states
+            .iter()
+            .flatten()
+            .find(|s| s.group == group)
+            .cloned()
+            .ok_or_else(|| format!("project has no state in group {group}"))
+    }
+
+    fn clear_date(&mut self, uid: &str, work_item: &str) -> Result<(), String> {
+        let label = self.label(uid);
+        let body = ItemPatch {
+            target_date: Some(None),
+            ..ItemPatch::default()
+        };
+        self.plane
+            .update_work_item(&self.ctx.project.id, work_item, &body)
+            .map_err(|e| format!("{label}: clearing the target date in Plane: {e}"))?;
+        self.summary.plane_updated += 1;
+        log::info!("{label}: event deleted in the calendar; target date cleared in Plane");
+        self.journal.remove_item(uid).map_err(|e| e.to_string())
+    }
+
+    fn create_item(&mut self, f: &Foreign) -> Result<(), String> {
+        let state = match f.fields.completion {
+            Completion::Open => None,
+            c => Some(self.state_for(c)?.id),
+        };
+        let new = NewWorkItem {
+            name: f.fields.name.clone(),
+            start_date: f.fields.start.map(|d| d.to_iso()),
+            target_date: f.fields.target.map(|d| d.to_iso()),
+            state,
+            external_id: f.uid.clone(),
+            external_source: EXTERNAL_SOURCE.to_string(),
+        };
+        let id = match self
+            .plane
+            .create_work_item(&self.ctx.project.id, &new)
+            .map_err(|e| format!("creating a work item from {}: {e}", f.href))?
+        {
+            Created::New(item) => item.id,
+            // A crash after an earlier POST: Plane knows the external id already.
+            Created::Existing(id) => id,
+        };
+        self.summary.plane_created += 1;
+        log::info!(
+            "created work item {:?} in {} from the calendar",
+            f.fields.name,
+            self.ctx.project.identifier
+        );
+        let shadow = Shadow {
+            name: f.fields.name.clone(),
+            start_date: f.fields.start.map(|d| d.to_iso()),
+            target_date: f.fields.target.map(|d| d.to_iso()),
+            state_group: f.fields.completion.target_group().to_string(),
+            content_hash: String::new(),
+        };
+        // An empty content hash: the next cycle renders the item into the object (our
+        // prefix, link and properties), keeping the user's UID, href and additions.
+        self.journal
+            .put_item(ItemRecord {
+                uid: f.uid.clone(),
+                work_item: id,
+                project: self.ctx.project.id.clone(),
+                href: f.href.clone(),
+                etag: f.etag.clone(),
+                plane_updated_at: String::new(),
+                sequence: 0,
+                shadow,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn create(&mut self, uid: &str, href: &str, recreate: bool) -> Result<(), String> {
+        let Some(desired) = self.material.desired.get(uid) else {
+            return Ok(());
+        };
+        let label = desired.label.clone();
+        let body = model::new_object(desired, self.ctx.now);
+        let refusal = match self.cal.put(href, &body, Precondition::Create) {
+            Ok(WriteOutcome::Written(etag)) => {
+                self.summary.created += 1;
+                if recreate {
+                    log::info!("recreated {label} (deleted in the calendar)");
+                }
+                let r = record(desired, href, etag, 0);
+                return self.journal.put_item(r).map_err(|e| e.to_string());
+            }
+            Ok(_) => "HTTP 412".to_string(),
+            // Servers refuse a second object with the same UID: Radicale with 409, others
+            // with 403 (CalDAV no-uid-conflict); Xandikos answers 412 instead.
+            Err(
+                e @ DavError::Status {
+                    status: 403 | 409, ..
+                },
+            ) => e.to_string(),
+            Err(e) => return Err(format!("{label}: {e}")),
+        };
+        // The object exists already — at our href (a crash after the PUT, a listing that
+        // did not show it) or elsewhere (the seed's events): adopt it, never duplicate it.
+        let here = self.cal.get(href).map_err(|e| format!("{label}: {e}"))?;
+        if let Some(current) = here {
+            return self.update(uid, href, UpdateReason::Adopt, Some(current));
+        }
+        let elsewhere = self
+            .cal
+            .find_by_uid(self.ctx.calendar, uid)
+            .map_err(|e| format!("{label}: {e}"))?;
+        match elsewhere {
+            Some(found) => {
+                log::info!("adopting {label} at {}", found.href);
+                let at = found.href.clone();
+                self.update(uid, &at, UpdateReason::Adopt, Some(found))
+            }
+            None => Err(format!(
+                "{label}: the server refused to create {href} ({refusal})"
+            )),
+        }
+    }
+
+    fn update(
+        &mut self,
+        uid: &str,
+        href: &str,
+        reason: UpdateReason,
+        current: Option<ObjectData>,
+    ) -> Result<(), String> {
+        let Some(desired) = self.material.desired.get(uid).cloned() else {
+            return Ok(());
+        };
+        let Some(current) = current else {
+            // Listed a moment ago, gone now: create it again.
+            return self.create(uid, href, true);
+        };
+        let cal = ical::parse(&current.ical).map_err(|e| {
+            self.summary.skipped += 1;
+            format!("{href} is not valid iCalendar ({e}); left unchanged")
+        })?;
+        let Some(existing) = model::find_item(&cal, uid) else {
+            self.summary.skipped += 1;
+            return Err(format!("{href} does not hold UID {uid}; left unchanged"));
+        };
+        let journal_seq = self
+            .journal
+            .state()
+            .items
+            .get(uid)
+            .map(|r| r.sequence)
+            .unwrap_or(0);
+        let sequence = model::sequence_of(existing).max(journal_seq);
+        if model::same_content(existing, &desired.component) {
+            // Only the ETag moved (a client rewrote it, a user added an alarm): remember it.
+            self.summary.unchanged += 1;
+            let r = record(&desired, href, current.etag, sequence);
+            return self.journal.put_item(r).map_err(|e| e.to_string());
+        }
+        if reason == UpdateReason::CalendarChanged {
+            log::info!(
+                "{}: calendar edits of Plane-owned properties are overwritten",
+                desired.label
+            );
+        }
+        let Some(body) = model::merge(&cal, &desired, sequence + 1, self.ctx.now) else {
+            return Err(format!("{href} does not hold UID {uid}; left unchanged"));
+        };
+        let Some(etag) = current.etag.as_deref() else {
+            self.summary.skipped += 1;
+            return Err(format!("{href} has no ETag; not updated"));
+        };
+        let outcome = self
+            .cal
+            .put(href, &body, Precondition::Replace(etag))
+            .map_err(|e| format!("{}: {e}", desired.label))?;
+        match outcome {
+            WriteOutcome::Written(new_etag) => {
+                self.summary.updated += 1;
+                let r = record(&desired, href, new_etag, sequence + 1);
+                self.journal.put_item(r).map_err(|e| e.to_string())
+            }
+            _ => {
+                self.summary.skipped += 1;
+                log::info!(
+                    "{} changed while we updated it; retrying next cycle",
+                    desired.label
+                );
+                Ok(())
+            }
         }
     }
 }
@@ -120,153 +465,77 @@ fn record(desired: &Desired, href: &str, etag: Option<String>, sequence: u32) ->
     }
 }
 
-fn create(
-    client: &mut CalDavClient,
-    journal: &mut Journal,
-    ctx: &Context<'_>,
-    uid: &str,
-    href: &str,
-    recreate: bool,
-    summary: &mut Summary,
-) -> Result<(), String> {
-    let Some(desired) = ctx.desired.get(uid) else {
-        return Ok(());
-    };
-    let body = model::new_object(desired, ctx.now);
-    let refusal = match client.put(href, &body, Precondition::Create) {
-        Ok(WriteOutcome::Written(etag)) => {
-            summary.created += 1;
-            if recreate {
-                log::info!("recreated {} (deleted in the calendar)", desired.label);
-            }
-            return journal
-                .put_item(record(desired, href, etag, 0))
-                .map_err(|e| e.to_string());
+/// The PATCH body for `patch`. Plane refuses a start after the target ("Start date cannot
+/// exceed target date"), and in due mode the calendar cannot show the start: when a new
+/// target date falls before the item's start, the start moves by the same number of days
+/// (keeping the item's length), but never past the new target.
+pub fn item_patch(item: &WorkItem, patch: &FieldPatch, state: Option<&State>) -> ItemPatch {
+    let iso = |d: Option<Date>| d.map(|d| d.to_iso());
+    let mut start = patch.start.map(iso);
+    if let (Some(Some(new_target)), None) = (patch.target, patch.start) {
+        let old_start = item.start_date.as_deref().and_then(Date::parse_iso);
+        let old_target = item.target_date.as_deref().and_then(Date::parse_iso);
+        if let Some(s) = old_start.filter(|s| *s > new_target) {
+            let shift = old_target
+                .map(|t| new_target.days_since_epoch() - t.days_since_epoch())
+                .unwrap_or(0);
+            let moved = s.add_days(shift);
+            start = Some(Some(
+                if moved > new_target {
+                    new_target
+                } else {
+                    moved
+                }
+                .to_iso(),
+            ));
         }
-        Ok(_) => "HTTP 412".to_string(),
-        // Servers refuse a second object with the same UID: Radicale with 409, others
-        // with 403 (CalDAV no-uid-conflict); Xandikos answers 412 instead.
-        Err(
-            e @ DavError::Status {
-                status: 403 | 409, ..
-            },
-        ) => e.to_string(),
-        Err(e) => return Err(context(desired, e)),
-    };
-    // The object exists already — at our href (a crash after the PUT, a listing that
-    // did not show it) or elsewhere (the seed's events): adopt it, never duplicate it.
-    if let Some(current) = client.get(href).map_err(|e| context(desired, e))? {
-        return update(
-            client,
-            journal,
-            ctx,
-            uid,
-            href,
-            UpdateReason::Adopt,
-            Some(current),
-            summary,
-        );
     }
-    match client
-        .find_by_uid(ctx.calendar, uid)
-        .map_err(|e| context(desired, e))?
-    {
-        Some(found) => {
-            log::info!("adopting {} at {}", desired.label, found.href);
-            let at = found.href.clone();
-            update(
-                client,
-                journal,
-                ctx,
-                uid,
-                &at,
-                UpdateReason::Adopt,
-                Some(found),
-                summary,
-            )
-        }
-        None => Err(format!(
-            "{}: the server refused to create {href} ({refusal})",
-            desired.label
-        )),
+    ItemPatch {
+        name: patch.name.clone(),
+        start_date: start,
+        target_date: patch.target.map(iso),
+        state: state.map(|s| s.id.clone()),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn update(
-    client: &mut CalDavClient,
-    journal: &mut Journal,
-    ctx: &Context<'_>,
-    uid: &str,
-    href: &str,
-    reason: UpdateReason,
-    current: Option<ObjectData>,
-    summary: &mut Summary,
-) -> Result<(), String> {
-    let Some(desired) = ctx.desired.get(uid) else {
-        return Ok(());
-    };
-    let Some(current) = current else {
-        // Listed a moment ago, gone now: create it again.
-        return create(client, journal, ctx, uid, href, true, summary);
-    };
-    let cal = ical::parse(&current.ical).map_err(|e| {
-        summary.skipped += 1;
-        format!("{href} is not valid iCalendar ({e}); left unchanged")
-    })?;
-    let Some(existing) = model::find_item(&cal, uid) else {
-        summary.skipped += 1;
-        return Err(format!("{href} does not hold UID {uid}; left unchanged"));
-    };
-    let journal_seq = journal
-        .state()
-        .items
-        .get(uid)
-        .map(|r| r.sequence)
-        .unwrap_or(0);
-    if model::same_content(existing, &desired.component) {
-        // Only the ETag moved (a client rewrote it, a user added an alarm): remember it.
-        summary.unchanged += 1;
-        let seq = model::sequence_of(existing).max(journal_seq);
-        return journal
-            .put_item(record(desired, href, current.etag, seq))
-            .map_err(|e| e.to_string());
+/// The work item as it is after a successful PATCH of `body` (the PATCH answer carries
+/// state, labels and assignees as bare ids, so we keep the listed, expanded item).
+fn patched_item(
+    mut item: WorkItem,
+    body: &ItemPatch,
+    state: Option<State>,
+    updated_at: &str,
+) -> WorkItem {
+    if let Some(name) = &body.name {
+        item.name = name.clone();
     }
-    if reason == UpdateReason::CalendarChanged {
-        log::warn!(
-            "{} was edited in the calendar; Plane's values win (one-way sync)",
-            desired.label
-        );
+    if let Some(start) = &body.start_date {
+        item.start_date = start.clone();
     }
-    let sequence = model::sequence_of(existing).max(journal_seq) + 1;
-    let Some(body) = model::merge(&cal, desired, sequence, ctx.now) else {
-        return Err(format!("{href} does not hold UID {uid}; left unchanged"));
-    };
-    let Some(etag) = current.etag.as_deref() else {
-        summary.skipped += 1;
-        return Err(format!("{href} has no ETag; not updated"));
-    };
-    match client
-        .put(href, &body, Precondition::Replace(etag))
-        .map_err(|e| context(desired, e))?
-    {
-        WriteOutcome::Written(new_etag) => {
-            summary.updated += 1;
-            journal
-                .put_item(record(desired, href, new_etag, sequence))
-                .map_err(|e| e.to_string())
-        }
-        _ => {
-            summary.skipped += 1;
-            log::info!(
-                "{} changed while we updated it; retrying next cycle",
-                desired.label
-            );
-            Ok(())
-        }
+    if let Some(target) = &body.target_date {
+        item.target_date = target.clone();
     }
+    if let Some(s) = state {
+        item.state = s;
+    }
+    if !updated_at.is_empty() {
+        item.updated_at = updated_at.to_string();
+    }
+    item
 }
 
-fn context(desired: &Desired, e: DavError) -> String {
-    format!("{}: {e}", desired.label)
+/// Writes the patched fields into a shadow.
+fn apply_to_shadow(shadow: &mut Shadow, patch: &FieldPatch) {
+    if let Some(name) = &patch.name {
+        shadow.name = name.clone();
+    }
+    if let Some(start) = patch.start {
+        shadow.start_date = start.map(|d| d.to_iso());
+    }
+    if let Some(target) = patch.target {
+        shadow.target_date = target.map(|d| d.to_iso());
+    }
+    if let Some(c) = patch.completion {
+        shadow.state_group = c.target_group().to_string();
+    }
 }

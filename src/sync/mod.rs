@@ -1,11 +1,16 @@
-//! Plane → CalDAV sync: [`model`] renders work items, [`plan`] decides (pure), [`apply`]
-//! writes. [`sync_once`] wires them for every project.
+//! Two-way sync between Plane and CalDAV: [`model`] renders work items, [`fields`] reads
+//! what users change in calendars and merges it (pure), [`plan`] decides (pure), [`apply`]
+//! writes through the [`store`] seams, [`project`] runs one project's cycle, and
+//! [`sync_once`] runs it for every project.
 
 pub mod apply;
+pub mod fields;
 pub mod model;
 pub mod plan;
+pub mod project;
+pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,7 +18,8 @@ use crate::caldav::{CalDavClient, Calendar, DavError};
 use crate::config::{Config, ItemKind};
 use crate::plane::{PlaneClient, PlaneError, Project};
 use crate::state::{CalendarRecord, Journal, JournalError};
-use model::{Desired, Excluded, Mapping};
+use crate::tz::Zone;
+use model::{Desired, Mapping};
 use plan::Action;
 
 /// Counts of one sync run, printed like the seed's summary.
@@ -33,6 +39,12 @@ pub struct Summary {
     pub unchanged: usize,
     /// Objects left alone this time (changed under us, unreadable); retried next cycle.
     pub skipped: usize,
+    /// Work items changed in Plane from calendar edits (PATCHes, cleared dates included).
+    pub plane_updated: usize,
+    /// Work items created in Plane from new calendar objects.
+    pub plane_created: usize,
+    /// Fields changed on both sides to different values (CONFLICT_POLICY decided).
+    pub conflicts: usize,
     /// Calendars the safety valve stopped.
     pub blocked: Vec<String>,
     /// One line per failure.
@@ -98,6 +110,8 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// Sync only the project with this id (a webhook named it).
     pub only_project: Option<&'a str>,
+    /// List every work item, whatever the watermark says (`--full`).
+    pub full: bool,
     /// Set by a signal handler: finish the current write, then stop. Every write is
     /// journaled as it happens, so stopping between two leaves a consistent state.
     pub stop: Option<&'a AtomicBool>,
@@ -143,18 +157,29 @@ pub fn sync_item(
         ..Summary::default()
     };
     let item = plane.work_item(&project.id, item_id)?;
-    let mut desired = Vec::new();
+    let mut material = apply::Material::default();
     let mut excluded = BTreeMap::new();
-    match item.as_ref().map(|i| model::render(i, project, &mapping)) {
-        Some(Ok(d)) => desired.push(d),
-        Some(Err(why)) => {
-            excluded.insert(item_id.to_string(), why);
+    let record = journal
+        .state()
+        .items
+        .values()
+        .find(|r| r.work_item == item_id)
+        .cloned();
+    if let Some(item) = item {
+        match model::render(&item, project, &mapping) {
+            Ok(mut d) => {
+                if let Some(r) = &record {
+                    d.uid = r.uid.clone();
+                }
+                material.desired.insert(d.uid.clone(), d);
+            }
+            Err(why) => {
+                excluded.insert(item_id.to_string(), why);
+            }
         }
-        // 404: deleted or archived; absent from a complete "listing" of this one item.
-        None => {}
+        material.items.insert(item.id.clone(), item);
     }
-    let uid = model::uid_for(item_id);
-    let record = journal.state().items.get(&uid).cloned();
+    // 404 (deleted or archived): absent from a complete "listing" of this one item.
     let listing: Vec<crate::caldav::ObjectRef> = record
         .iter()
         .map(|r| crate::caldav::ObjectRef {
@@ -163,31 +188,51 @@ pub fn sync_item(
         })
         .collect();
     let records: Vec<&crate::state::ItemRecord> = record.iter().collect();
+    let desired: Vec<Desired> = material.desired.values().cloned().collect();
     let planned = plan::plan(&plan::Input {
         calendar: &calendar.href,
         desired: &desired,
         excluded: &excluded,
+        gone: &BTreeSet::new(),
         plane_listed: 1,
         plane_complete: true,
         listing: &listing,
         adoptable: &BTreeMap::new(),
+        observed: &BTreeMap::new(),
+        foreign: &[],
         journal: &records,
         max_delete_fraction: config.max_delete_fraction,
+        two_way: two_way(config),
     });
-    let by_uid: BTreeMap<String, &Desired> = desired.iter().map(|d| (d.uid.clone(), d)).collect();
-    apply::apply(
-        dav,
-        journal,
-        &apply::Context {
-            calendar: &calendar.href,
-            desired: &by_uid,
-            now: crate::clock::now_unix(),
-            stop: None,
-        },
-        &planned,
-        &mut summary,
-    );
+    let ctx = apply::Context {
+        calendar: &calendar.href,
+        project,
+        mapping: &mapping,
+        now: crate::clock::now_unix(),
+        stop: None,
+    };
+    apply::apply(dav, plane, journal, &ctx, material, &planned, &mut summary);
     Ok(summary)
+}
+
+/// The two-way options of a configuration.
+pub fn two_way(config: &Config) -> plan::TwoWay {
+    plan::TwoWay {
+        direction: config.sync_direction,
+        policy: config.conflict_policy,
+        calendar_delete: config.calendar_delete,
+    }
+}
+
+/// EVENT_TIMEZONE, or UTC (with a warning) when the system has no such zone.
+pub fn event_zone(config: &Config) -> Zone {
+    match Zone::load(&config.event_timezone) {
+        Ok(z) => z,
+        Err(e) => {
+            log::warn!("{e}; using UTC for times in calendar events");
+            Zone::utc()
+        }
+    }
 }
 
 /// SYNC_ASSIGNEES may name users by e-mail; work items reliably carry only user ids.
@@ -245,8 +290,9 @@ pub fn find_calendar<'a>(
         })
 }
 
-/// One full Plane → CalDAV sync of every selected project. With `dry_run`, nothing is
-/// written (no calendar, object or journal write) and `Summary::planned` says what would be.
+/// One sync of every selected project (each incremental or full, see
+/// [`project::sync_project`]). With `dry_run`, nothing is written (no calendar, object,
+/// work item or journal write) and `Summary::planned` says what would be.
 pub fn sync_once(
     config: &Config,
     plane: &mut PlaneClient,
@@ -254,8 +300,8 @@ pub fn sync_once(
     journal: &mut Journal,
     opts: &Options<'_>,
 ) -> Result<Summary, SyncError> {
-    let dry_run = opts.dry_run;
     let mapping = mapping_for(config, plane)?;
+    let zone = event_zone(config);
     let mut summary = Summary::default();
     let mut projects = select_projects(plane.projects()?, &config.plane_projects);
     summary.project_list = projects.clone();
@@ -275,242 +321,174 @@ pub fn sync_once(
             break;
         }
         summary.projects += 1;
+        let full = opts.full || full_listing_due(config, journal, &project.id);
         log::info!(
-            "[{}/{}] {} ({}): reading work items",
+            "[{}/{}] {} ({}): reading {} work items",
             n + 1,
             projects.len(),
             project.name,
-            project.identifier
+            project.identifier,
+            if full { "all" } else { "changed" }
         );
-        let (items, bad) = match plane.work_items(&project.id) {
-            Ok(x) => x,
-            Err(e) => {
-                summary.error(format!("project {}: {e}", project.identifier));
-                continue;
-            }
-        };
-        for e in &bad {
-            summary.error(format!("project {}: {e}; item skipped", project.identifier));
-        }
-
-        let mut desired: Vec<Desired> = Vec::new();
-        let mut excluded: BTreeMap<String, Excluded> = BTreeMap::new();
-        for item in &items {
-            match model::render(item, project, &mapping) {
-                Ok(d) => desired.push(d),
-                Err(why) => {
-                    excluded.insert(item.id.clone(), why);
-                }
-            }
-        }
-
-        // The calendar: known, adopted by name, or made now.
-        let calendar = match find_calendar(&calendars, journal.state(), project) {
-            Some(c) => c.clone(),
-            None if dry_run => {
-                summary.planned.push(format!(
-                    "{}: would create calendar \"{}\" with {} events",
-                    project.identifier,
-                    model::calendar_name(project),
-                    desired.len()
-                ));
-                for d in &desired {
-                    summary
-                        .planned
-                        .push(format!("  + {} ({})", d.label, date_of(d)));
-                }
-                continue;
-            }
-            None if desired.is_empty() => continue,
-            None => match make_calendar(dav, &home, &calendars, project, &mapping) {
-                Ok(c) => {
-                    calendars.push(c.clone());
-                    c
-                }
-                Err(e) => {
-                    summary.error(format!("project {}: {e}", project.identifier));
-                    continue;
-                }
-            },
-        };
-        if mapping.kind == ItemKind::Todo
-            && !calendar.components.is_empty()
-            && !calendar.components.iter().any(|c| c == "VTODO")
-        {
-            summary.error(format!(
-                "project {}: calendar {} does not accept tasks (VTODO) (hint: rename or delete it, or use ITEM_KIND=vevent)",
-                project.identifier, calendar.href
-            ));
+        let Some(calendar) = calendar_for(
+            plane,
+            dav,
+            &home,
+            &mut calendars,
+            journal,
+            project,
+            &mapping,
+            opts,
+            &mut summary,
+        ) else {
             continue;
-        }
-        let first_contact = !journal.state().calendars.contains_key(&project.id);
-        if !dry_run {
-            let record = CalendarRecord {
+        };
+        let known = journal.state().calendars.get(&project.id).cloned();
+        let first_contact = known.is_none();
+        if !opts.dry_run && known.as_ref().map(|k| &k.href) != Some(&calendar.href) {
+            // The mapping is recorded before anything is written; the version (ctag,
+            // sync-token) only after a clean cycle.
+            journal.put_calendar(CalendarRecord {
                 project: project.id.clone(),
                 href: calendar.href.clone(),
-                ctag: calendar.ctag.clone(),
-                sync_token: calendar.sync_token.clone(),
-            };
-            journal.put_calendar(record)?;
+                ctag: None,
+                sync_token: None,
+            })?;
         }
-
-        let listing = match dav.objects(&calendar.href) {
-            Ok(l) => l,
-            Err(e) => {
-                summary.error(format!("project {}: {e}", project.identifier));
-                continue;
-            }
+        let seen = CalendarRecord {
+            project: project.id.clone(),
+            href: calendar.href.clone(),
+            ctag: calendar.ctag.clone(),
+            sync_token: calendar.sync_token.clone(),
         };
-        let adoptable = if first_contact {
-            match adoptable_objects(dav, &calendar.href, &listing, journal) {
-                Ok(a) => a,
-                Err(e) => {
-                    summary.error(format!("project {}: {e}", project.identifier));
-                    continue;
-                }
-            }
-        } else {
-            BTreeMap::new()
-        };
-        let records: Vec<&crate::state::ItemRecord> = journal
-            .state()
-            .items
-            .values()
-            .filter(|r| r.project == project.id)
-            .collect();
-        let planned = plan::plan(&plan::Input {
+        let step = project::Step {
+            project,
             calendar: &calendar.href,
-            desired: &desired,
-            excluded: &excluded,
-            plane_listed: items.len() + bad.len(),
-            plane_complete: bad.is_empty(),
-            listing: &listing,
-            adoptable: &adoptable,
-            journal: &records,
+            seen: &seen,
+            first_contact,
+            mapping: &mapping,
+            two_way: two_way(config),
+            create_from_calendar: config.create_from_calendar,
             max_delete_fraction: config.max_delete_fraction,
-        });
-        if let Some(reason) = &planned.blocked {
-            let m = format!(
-                "project {}: safety valve: {reason}; calendar left unchanged",
-                project.identifier
-            );
-            summary.error(m.clone());
-            summary.blocked.push(m);
-            continue;
-        }
-        let by_uid: BTreeMap<String, &Desired> =
-            desired.iter().map(|d| (d.uid.clone(), d)).collect();
-        if dry_run {
-            summary.unchanged += planned.unchanged;
-            for a in &planned.actions {
-                summary.planned.push(describe(a, &by_uid, project));
-            }
-            continue;
-        }
-        apply::apply(
-            dav,
-            journal,
-            &apply::Context {
-                calendar: &calendar.href,
-                desired: &by_uid,
-                now,
-                stop: opts.stop,
-            },
-            &planned,
-            &mut summary,
-        );
+            zone: &zone,
+            full,
+            opts,
+            now,
+        };
+        project::sync_project(dav, plane, journal, &step, &mut summary)?;
     }
-    if !dry_run {
+    if !opts.dry_run {
         journal.compact_if_needed()?;
     }
     Ok(summary)
 }
 
-/// On first contact with a calendar (one we adopted by name, or after the journal was
-/// lost), objects whose hrefs do not follow our naming may still be ours: the seed chose
-/// its own file names. Read them once and keep those with our UID prefix. Servers that
-/// enforce unique UIDs would refuse our copy anyway; SabreDAV 1.8 does not, and would
-/// end up with duplicates.
-fn adoptable_objects(
+/// Whether this project's next listing must be a full one: never listed, or
+/// FULL_RECONCILE_EVERY cycles since the last full listing.
+fn full_listing_due(config: &Config, journal: &Journal, project: &str) -> bool {
+    match journal.state().projects.get(project) {
+        Some(r) if r.watermark.is_some() => r.cycles_since_full + 1 >= config.full_reconcile_every,
+        _ => true,
+    }
+}
+
+/// The project's calendar: known, adopted by name, or made now (`None` after an error,
+/// in a dry run that would create it, or when a VTODO calendar is needed and it is not).
+#[allow(clippy::too_many_arguments)]
+fn calendar_for(
+    plane: &mut PlaneClient,
     dav: &mut CalDavClient,
-    calendar: &str,
-    listing: &[crate::caldav::ObjectRef],
+    home: &str,
+    calendars: &mut Vec<Calendar>,
     journal: &Journal,
-) -> Result<BTreeMap<String, crate::caldav::ObjectRef>, DavError> {
-    let known: Vec<&str> = journal
-        .state()
-        .items
-        .values()
-        .map(|r| r.href.as_str())
-        .collect();
-    let unknown: Vec<String> = listing
-        .iter()
-        .filter(|o| model::uid_from_href(&o.href).is_none())
-        .filter(|o| {
-            !known
-                .iter()
-                .any(|k| crate::caldav::client::same_href(k, &o.href))
-        })
-        .map(|o| o.href.clone())
-        .collect();
-    let mut out = BTreeMap::new();
-    if unknown.is_empty() {
-        return Ok(out);
-    }
-    for o in dav.multiget(calendar, &unknown)? {
-        let Ok(cal) = crate::ical::parse(&o.ical) else {
-            continue;
-        };
-        for c in cal
-            .components
-            .iter()
-            .filter(|c| matches!(c.name.as_str(), "VEVENT" | "VTODO"))
-        {
-            if let Some(uid) = c.text("UID") {
-                if uid.starts_with(model::UID_PREFIX) && uid.ends_with(model::UID_SUFFIX) {
-                    out.insert(
-                        uid,
-                        crate::caldav::ObjectRef {
-                            href: o.href.clone(),
-                            etag: o.etag.clone(),
-                        },
-                    );
-                }
+    project: &Project,
+    mapping: &Mapping,
+    opts: &Options<'_>,
+    summary: &mut Summary,
+) -> Option<Calendar> {
+    let calendar = match find_calendar(calendars, journal.state(), project) {
+        Some(c) => c.clone(),
+        None if opts.dry_run => {
+            summary.planned.push(format!(
+                "{}: would create calendar \"{}\"",
+                project.identifier,
+                model::calendar_name(project),
+            ));
+            match plane.work_items(&project.id) {
+                Ok((items, _)) => summary.planned.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| model::render(i, project, mapping).ok())
+                        .map(|d| format!("  + {} ({})", d.label, date_of(&d))),
+                ),
+                Err(e) => summary.error(format!("project {}: {e}", project.identifier)),
             }
+            return None;
         }
+        None => match make_calendar(dav, home, calendars, project, mapping) {
+            Ok(c) => {
+                calendars.push(c.clone());
+                c
+            }
+            Err(e) => {
+                summary.error(format!("project {}: {e}", project.identifier));
+                return None;
+            }
+        },
+    };
+    if mapping.kind == ItemKind::Todo
+        && !calendar.components.is_empty()
+        && !calendar.components.iter().any(|c| c == "VTODO")
+    {
+        summary.error(format!(
+            "project {}: calendar {} does not accept tasks (VTODO) (hint: rename or delete it, or use ITEM_KIND=vevent)",
+            project.identifier, calendar.href
+        ));
+        return None;
     }
-    Ok(out)
+    Some(calendar)
 }
 
 fn date_of(d: &Desired) -> String {
     d.shadow.target_date.clone().unwrap_or_default()
 }
 
-fn describe(a: &Action, desired: &BTreeMap<String, &Desired>, project: &Project) -> String {
+/// One line of `--dry-run` output.
+fn describe(a: &Action, desired: &BTreeMap<String, Desired>, project: &Project) -> String {
     let label = |uid: &str| {
         desired
             .get(uid)
             .map(|d| format!("{} ({})", d.label, date_of(d)))
             .unwrap_or_else(|| uid.to_string())
     };
+    let p = &project.identifier;
     match a {
-        Action::Create { uid, .. } => format!("{}: + create {}", project.identifier, label(uid)),
+        Action::Create { uid, .. } => format!("{p}: + create {}", label(uid)),
+        Action::Update {
+            uid, reason, patch, ..
+        } if !patch.is_empty() => format!(
+            "{p}: ~ update {} ({}; to Plane: {})",
+            label(uid),
+            reason.as_str(),
+            patch.describe()
+        ),
         Action::Update { uid, reason, .. } => {
-            format!(
-                "{}: ~ update {} ({})",
-                project.identifier,
-                label(uid),
-                reason.as_str()
-            )
+            format!("{p}: ~ update {} ({})", label(uid), reason.as_str())
         }
         Action::Delete { href, reason, .. } => {
+            format!("{p}: - delete {href} ({})", reason.as_str())
+        }
+        Action::Forget { uid } => format!("{p}: forget {uid} (already gone)"),
+        Action::ClearDate { uid, .. } => {
             format!(
-                "{}: - delete {href} ({})",
-                project.identifier,
-                reason.as_str()
+                "{p}: clear the target date of {} in Plane (event deleted)",
+                label(uid)
             )
         }
-        Action::Forget { uid } => format!("{}: forget {uid} (already gone)", project.identifier),
+        Action::CreateItem(f) => format!(
+            "{p}: + create work item {:?} from {} in the calendar",
+            f.fields.name, f.href
+        ),
     }
 }
 

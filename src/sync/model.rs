@@ -111,6 +111,11 @@ pub fn uid_for(work_item_id: &str) -> String {
     format!("{UID_PREFIX}{work_item_id}{UID_SUFFIX}")
 }
 
+/// The work item id in one of our UIDs (`plane-issue-{id}@calplanebot`).
+pub fn work_item_of(uid: &str) -> Option<&str> {
+    uid.strip_prefix(UID_PREFIX)?.strip_suffix(UID_SUFFIX)
+}
+
 /// The UID our naming scheme gives the object at `href`, if it follows it.
 pub fn uid_from_href(href: &str) -> Option<String> {
     let decoded = crate::caldav::client::percent_decode(href.trim_end_matches('/'));

@@ -1,18 +1,24 @@
-//! The pure planning step: one project's desired objects, its calendar listing and the
-//! journal in, a list of actions out. No I/O — every sync decision is made here and
-//! table-tested below.
+//! The pure planning step: one project's items as Plane shows them, the calendar listing,
+//! the calendar objects that changed, and the journal in; a list of actions for either side
+//! out. No I/O — every sync decision is made here and table-tested below.
 //!
-//! Identity is the UID (deterministic from the work item id). For each UID we look at
-//! three facts, as vdirsyncer does with its (href, etag) status:
-//! D — the item should have an object (rendered, with a content hash);
-//! J — the journal knows an object we wrote (href, etag, shadow);
+//! Identity is the UID (deterministic from the work item id, or the UID of a calendar
+//! object that became a work item). For each UID we look at three facts, as vdirsyncer
+//! does with its (href, etag) status:
+//! D — the item should have an object (rendered, with its synced fields and a content hash);
+//! J — the journal knows an object we synced (href, etag, shadow);
 //! R — the calendar listing has an object at that href (with its current etag).
+//! When R's ETag differs from J's, the caller has read the object: [`Observed`] holds the
+//! fields a user can edit, and a per-field three-way merge against J's shadow decides what
+//! flows to Plane.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::fields::{self, Conflict, ConflictPolicy, FieldPatch, Fields};
 use super::model::{self, Desired, Excluded};
 use crate::caldav::client::{path_of, percent_decode};
 use crate::caldav::ObjectRef;
+use crate::config::{CalendarDelete, SyncDirection};
 use crate::state::ItemRecord;
 
 /// One step for `apply`.
@@ -27,8 +33,9 @@ pub enum Action {
         /// Why it is created when the journal already knew it (deleted in the calendar).
         recreate: bool,
     },
-    /// Read the object, merge our owned properties into it, and PUT it with `If-Match`
-    /// when something changed (else only record its new ETag).
+    /// Change Plane first when `patch` says so; then read the object, merge our owned
+    /// properties into it, and PUT it with `If-Match` when something changed (else only
+    /// record its new ETag).
     Update {
         /// Object UID.
         uid: String,
@@ -39,6 +46,10 @@ pub enum Action {
         /// Why: the item changed in Plane, the object changed in the calendar, or we
         /// found an object of ours the journal did not know (adoption).
         reason: UpdateReason,
+        /// Calendar edits that flow to Plane (empty: Plane is not written).
+        patch: FieldPatch,
+        /// Fields changed on both sides, and who won.
+        conflicts: Vec<Conflict>,
     },
     /// DELETE with `If-Match`.
     Delete {
@@ -56,6 +67,16 @@ pub enum Action {
         /// Object UID.
         uid: String,
     },
+    /// CALENDAR_DELETE=clear-date: the user deleted our event; clear the work item's
+    /// target date in Plane, then forget the record.
+    ClearDate {
+        /// Object UID.
+        uid: String,
+        /// The work item.
+        work_item: String,
+    },
+    /// CREATE_FROM_CALENDAR: a new object in the project's calendar becomes a work item.
+    CreateItem(Foreign),
 }
 
 /// Why an object is updated.
@@ -63,7 +84,7 @@ pub enum Action {
 pub enum UpdateReason {
     /// The work item changed in Plane.
     PlaneChanged,
-    /// Someone changed the object in the calendar (compare owned fields; Plane wins).
+    /// Someone changed the object in the calendar (and maybe the item in Plane too).
     CalendarChanged,
     /// An object of ours the journal does not know (lost journal, or the seed's events).
     Adopt,
@@ -99,6 +120,49 @@ impl DeleteReason {
     }
 }
 
+/// A calendar object of ours whose ETag moved, as read by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The synced fields it shows (fields it cannot show are the shadow's).
+    pub fields: Fields,
+    /// Its LAST-MODIFIED (or DTSTAMP), Unix seconds, for CONFLICT_POLICY=newest.
+    pub modified: Option<i64>,
+}
+
+/// A calendar object without our markers that CREATE_FROM_CALENDAR turns into a work item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreign {
+    /// Its UID: the work item's `external_id`, and the UID we keep syncing it under.
+    pub uid: String,
+    /// Where it is.
+    pub href: String,
+    /// Its ETag.
+    pub etag: Option<String>,
+    /// Name, dates and completion read from it.
+    pub fields: Fields,
+}
+
+/// How the two directions are combined (from the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoWay {
+    /// SYNC_DIRECTION.
+    pub direction: SyncDirection,
+    /// CONFLICT_POLICY.
+    pub policy: ConflictPolicy,
+    /// CALENDAR_DELETE.
+    pub calendar_delete: CalendarDelete,
+}
+
+impl Default for TwoWay {
+    fn default() -> TwoWay {
+        TwoWay {
+            direction: SyncDirection::Both,
+            policy: ConflictPolicy::Plane,
+            calendar_delete: CalendarDelete::Recreate,
+        }
+    }
+}
+
 /// Everything `plan` looks at for one project's calendar.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -108,20 +172,29 @@ pub struct Input<'a> {
     pub desired: &'a [Desired],
     /// Items listed in Plane that should not have an object, and why.
     pub excluded: &'a BTreeMap<String, Excluded>,
+    /// Work items Plane answered 404 for when asked one by one (deleted or archived).
+    pub gone: &'a BTreeSet<String>,
     /// How many work items Plane listed for the project (all, qualifying or not).
     pub plane_listed: usize,
     /// Whether the Plane listing is complete and trustworthy: false when some items could
-    /// not be read, so absence proves nothing and no "gone" deletion may happen.
+    /// not be read, or the listing was incremental, so absence proves nothing and no
+    /// "gone" deletion may happen.
     pub plane_complete: bool,
     /// The calendar's objects.
     pub listing: &'a [ObjectRef],
     /// Objects at hrefs outside our naming scheme that hold one of our UIDs, by UID (the
-    /// seed's events; read once, on first contact with a calendar).
+    /// seed's events, or objects that became work items; read on first contact).
     pub adoptable: &'a BTreeMap<String, ObjectRef>,
+    /// Objects of ours whose ETag moved since the journal's, read, by UID.
+    pub observed: &'a BTreeMap<String, Observed>,
+    /// New objects to turn into work items (empty unless CREATE_FROM_CALENDAR).
+    pub foreign: &'a [Foreign],
     /// Journal records of this project.
     pub journal: &'a [&'a ItemRecord],
     /// MAX_DELETE_FRACTION.
     pub max_delete_fraction: f64,
+    /// How the directions combine.
+    pub two_way: TwoWay,
 }
 
 /// The plan for one calendar.
@@ -141,6 +214,16 @@ const VALVE_MIN_DELETES: usize = 3;
 
 fn key(href: &str) -> String {
     percent_decode(&path_of(href))
+}
+
+/// The facts about one UID.
+struct Facts<'a> {
+    uid: String,
+    work_item: String,
+    href: String,
+    d: Option<&'a Desired>,
+    j: Option<&'a ItemRecord>,
+    r: Option<&'a ObjectRef>,
 }
 
 /// Plans one calendar.
@@ -172,78 +255,161 @@ pub fn plan(input: &Input<'_>) -> Plan {
             (None, Some(found)) => path_of(&found.href),
             (None, None) => model::href_for(input.calendar, &uid),
         };
-        let r = remote.get(&key(&href)).copied();
-        let work_item = uid
-            .strip_prefix(model::UID_PREFIX)
-            .and_then(|s| s.strip_suffix(model::UID_SUFFIX))
-            .unwrap_or("");
-        let action = match (d, j, r) {
-            (Some(_), None, None) => Some(Action::Create {
-                uid,
-                href,
-                recreate: false,
-            }),
-            (Some(_), Some(_), None) => Some(Action::Create {
-                uid,
-                href,
-                recreate: true,
-            }),
-            (Some(_), None, Some(r)) => Some(Action::Update {
-                uid,
-                href,
-                etag: r.etag.clone(),
-                reason: UpdateReason::Adopt,
-            }),
-            (Some(d), Some(j), Some(r)) => {
-                if r.etag.is_none() || r.etag != j.etag {
-                    Some(Action::Update {
-                        uid,
-                        href,
-                        etag: r.etag.clone(),
-                        reason: UpdateReason::CalendarChanged,
-                    })
-                } else if d.shadow.content_hash != j.shadow.content_hash {
-                    Some(Action::Update {
-                        uid,
-                        href,
-                        etag: r.etag.clone(),
-                        reason: UpdateReason::PlaneChanged,
-                    })
-                } else {
-                    None
-                }
-            }
-            (None, _, Some(r)) => {
-                let reason = match input.excluded.get(work_item) {
-                    Some(e) => Some(DeleteReason::Excluded(*e)),
-                    None if input.plane_complete => Some(DeleteReason::Gone),
-                    // Not listed, but the listing had holes: keep the object for now.
-                    None => None,
-                };
-                reason.map(|reason| Action::Delete {
-                    uid,
-                    href,
-                    etag: r.etag.clone(),
-                    reason,
-                })
-            }
-            (None, Some(_), None) => Some(Action::Forget { uid }),
-            (None, None, None) => None,
+        let work_item = match (d, j) {
+            (Some(d), _) => d.work_item.clone(),
+            (None, Some(j)) => j.work_item.clone(),
+            (None, None) => model::work_item_of(&uid).unwrap_or_default().to_string(),
         };
-        match action {
+        let facts = Facts {
+            r: remote.get(&key(&href)).copied(),
+            uid,
+            work_item,
+            href,
+            d,
+            j,
+        };
+        match decide(input, facts) {
             Some(a) => out.actions.push(a),
             None => out.unchanged += 1,
         }
     }
+    if input.two_way.direction == SyncDirection::Both {
+        out.actions
+            .extend(input.foreign.iter().cloned().map(Action::CreateItem));
+    }
+    match valve(input, &out, journal.len()) {
+        Some(reason) => Plan {
+            actions: Vec::new(),
+            blocked: Some(reason),
+            unchanged: 0,
+        },
+        None => out,
+    }
+}
 
-    // The safety valve (vdirsyncer's lesson): a Plane answer that suddenly lists nothing,
-    // or a cycle that would delete much of a calendar, is more likely a fault than intent.
-    let deletes = out
+/// The action for one UID, or `None` when it needs nothing.
+fn decide(input: &Input<'_>, f: Facts<'_>) -> Option<Action> {
+    let Facts {
+        uid,
+        work_item,
+        href,
+        d,
+        j,
+        r,
+    } = f;
+    match (d, j, r) {
+        (Some(_), None, None) => Some(Action::Create {
+            uid,
+            href,
+            recreate: false,
+        }),
+        (Some(d), Some(j), None) => Some(deleted_in_calendar(input, d, j, uid, href)),
+        (Some(_), None, Some(r)) => Some(update(uid, href, r, UpdateReason::Adopt)),
+        (Some(d), Some(j), Some(r)) => {
+            if r.etag.is_none() || r.etag != j.etag {
+                Some(calendar_changed(input, d, j, r, uid, href))
+            } else if d.shadow.content_hash != j.shadow.content_hash {
+                Some(update(uid, href, r, UpdateReason::PlaneChanged))
+            } else {
+                None
+            }
+        }
+        (None, _, Some(r)) => {
+            let reason = match input.excluded.get(&work_item) {
+                Some(e) => Some(DeleteReason::Excluded(*e)),
+                None if input.plane_complete || input.gone.contains(&work_item) => {
+                    Some(DeleteReason::Gone)
+                }
+                // Not listed, but the listing had holes or was incremental: keep it.
+                None => None,
+            };
+            reason.map(|reason| Action::Delete {
+                uid,
+                href,
+                etag: r.etag.clone(),
+                reason,
+            })
+        }
+        (None, Some(_), None) => Some(Action::Forget { uid }),
+        (None, None, None) => None,
+    }
+}
+
+fn update(uid: String, href: String, r: &ObjectRef, reason: UpdateReason) -> Action {
+    Action::Update {
+        uid,
+        href,
+        etag: r.etag.clone(),
+        reason,
+        patch: FieldPatch::default(),
+        conflicts: Vec::new(),
+    }
+}
+
+/// The object's ETag moved: merge what the user changed with what Plane changed.
+fn calendar_changed(
+    input: &Input<'_>,
+    d: &Desired,
+    j: &ItemRecord,
+    r: &ObjectRef,
+    uid: String,
+    href: String,
+) -> Action {
+    let mut action = update(uid, href, r, UpdateReason::CalendarChanged);
+    let observed = input.observed.get(j.uid.as_str());
+    if let (SyncDirection::Both, Some(seen)) = (input.two_way.direction, observed) {
+        let plane = Fields::of_shadow(&d.shadow);
+        let shadow = Fields::of_shadow(&j.shadow);
+        let newer = fields::newer_side(&d.updated_at, seen.modified);
+        let merged = fields::merge(&plane, &shadow, &seen.fields, input.two_way.policy, newer);
+        if let Action::Update {
+            patch, conflicts, ..
+        } = &mut action
+        {
+            *patch = FieldPatch::between(&plane, &merged.fields);
+            *conflicts = merged.conflicts;
+        }
+    }
+    action
+}
+
+/// Our object is gone from the calendar while the item still qualifies.
+fn deleted_in_calendar(
+    input: &Input<'_>,
+    d: &Desired,
+    j: &ItemRecord,
+    uid: String,
+    href: String,
+) -> Action {
+    // Clearing the date only answers the user's deletion when Plane still has the date
+    // they deleted; a date Plane changed since is news, shown again.
+    let clear = input.two_way.direction == SyncDirection::Both
+        && input.two_way.calendar_delete == CalendarDelete::ClearDate
+        && d.shadow.target_date == j.shadow.target_date;
+    if clear {
+        Action::ClearDate {
+            uid,
+            work_item: d.work_item.clone(),
+        }
+    } else {
+        Action::Create {
+            uid,
+            href,
+            recreate: true,
+        }
+    }
+}
+
+/// The safety valve (vdirsyncer's lesson): a Plane answer that suddenly lists nothing,
+/// or a cycle that would delete much of a calendar, is more likely a fault than intent.
+/// Clearing dates in Plane because events vanished counts as deleting.
+fn valve(input: &Input<'_>, plan: &Plan, journaled: usize) -> Option<String> {
+    let deletes = plan
         .actions
         .iter()
-        .filter(|a| matches!(a, Action::Delete { .. }))
+        .filter(|a| matches!(a, Action::Delete { .. } | Action::ClearDate { .. }))
         .count();
-    let mapped = journal.len().max(
+    let mapped = journaled.max(
         input
             .listing
             .iter()
@@ -251,10 +417,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .count()
             + input.adoptable.len(),
     );
-    let reason = if deletes > 0 && input.plane_listed == 0 && !journal.is_empty() {
+    if deletes > 0 && input.plane_listed == 0 && journaled > 0 && input.plane_complete {
         Some(format!(
-            "Plane listed no work items but {} are synced; refusing to delete {deletes} events",
-            journal.len()
+            "Plane listed no work items but {journaled} are synced; refusing to delete {deletes} events"
         ))
     } else if deletes >= VALVE_MIN_DELETES
         && deletes as f64 > input.max_delete_fraction * mapped as f64
@@ -265,15 +430,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         ))
     } else {
         None
-    };
-    if let Some(reason) = reason {
-        return Plan {
-            actions: Vec::new(),
-            blocked: Some(reason),
-            unchanged: 0,
-        };
     }
-    out
 }
 
 #[cfg(test)]
@@ -329,7 +486,11 @@ mod tests {
         journal: Vec<ItemRecord>,
         listing: Vec<ObjectRef>,
         adoptable: Vec<(String, ObjectRef)>,
+        observed: Vec<(String, Observed)>,
+        foreign: Vec<Foreign>,
+        gone: Vec<&'static str>,
         complete: bool,
+        two_way: TwoWay,
     }
 
     impl Case {
@@ -340,7 +501,11 @@ mod tests {
                 journal: vec![],
                 listing: vec![],
                 adoptable: vec![],
+                observed: vec![],
+                foreign: vec![],
+                gone: vec![],
                 complete: true,
+                two_way: TwoWay::default(),
             }
         }
         fn run(&self) -> Plan {
@@ -351,7 +516,13 @@ mod tests {
                 .collect();
             let journal: Vec<&ItemRecord> = self.journal.iter().collect();
             let adoptable: BTreeMap<String, ObjectRef> = self.adoptable.iter().cloned().collect();
+            let observed: BTreeMap<String, Observed> = self.observed.iter().cloned().collect();
+            let gone: BTreeSet<String> = self.gone.iter().map(|s| s.to_string()).collect();
             plan(&Input {
+                observed: &observed,
+                foreign: &self.foreign,
+                gone: &gone,
+                two_way: self.two_way,
                 adoptable: &adoptable,
                 calendar: CAL,
                 desired: &self.desired,
@@ -372,9 +543,16 @@ mod tests {
                 Action::Create { uid, recreate, .. } => {
                     format!("create{} {uid}", if *recreate { "*" } else { "" })
                 }
+                Action::Update {
+                    uid, reason, patch, ..
+                } if !patch.is_empty() => {
+                    format!("update({reason:?}) {uid} → plane: {}", patch.describe())
+                }
                 Action::Update { uid, reason, .. } => format!("update({reason:?}) {uid}"),
                 Action::Delete { uid, reason, .. } => format!("delete({}) {uid}", reason.as_str()),
                 Action::Forget { uid } => format!("forget {uid}"),
+                Action::ClearDate { uid, .. } => format!("clear-date {uid}"),
+                Action::CreateItem(f) => format!("create-item {}", f.uid),
             })
             .map(|s| s.replace("plane-issue-", "").replace("@calplanebot", ""))
             .collect()
@@ -530,6 +708,203 @@ mod tests {
             assert_eq!(p.unchanged, unchanged, "{name}");
             assert_eq!(p.blocked, None, "{name}");
         }
+    }
+
+    fn shadow(name: &str, target: &str, hash: &str) -> Shadow {
+        Shadow {
+            name: name.into(),
+            target_date: Some(target.into()),
+            state_group: "unstarted".into(),
+            content_hash: hash.into(),
+            ..Shadow::default()
+        }
+    }
+
+    /// Item `a`: synced as ("a", 2026-12-01) with ETag e1; Plane now shows `plane`, the
+    /// calendar (ETag e2) shows `calendar`.
+    fn two_way(plane: (&str, &str), calendar: (&str, &str)) -> Case {
+        let mut c = Case::new();
+        let mut d = desired("a", "h1");
+        d.shadow = shadow(
+            plane.0,
+            plane.1,
+            if plane == ("a", "2026-12-01") {
+                "h1"
+            } else {
+                "h2"
+            },
+        );
+        c.desired = vec![d];
+        let mut r = record("a", "e1", "h1");
+        r.shadow = shadow("a", "2026-12-01", "h1");
+        c.journal = vec![r];
+        let etag = if calendar == ("a", "2026-12-01") {
+            "e2"
+        } else {
+            "e3"
+        };
+        c.listing = vec![remote("a", etag)];
+        let seen = Observed {
+            fields: Fields::of_shadow(&shadow(calendar.0, calendar.1, "")),
+            modified: Some(1_795_428_931), // 2026-11-23T10:15:31Z
+        };
+        c.observed = vec![(model::uid_for("a"), seen)];
+        c
+    }
+
+    #[test]
+    fn two_way_table() {
+        use crate::config::ConflictPolicy as P;
+        let synced = ("a", "2026-12-01");
+        let mut cases: Vec<(&str, Case, Vec<&str>)> = Vec::new();
+
+        cases.push((
+            "calendar moved the date → Plane",
+            two_way(synced, ("a", "2026-12-05")),
+            vec!["update(CalendarChanged) a → plane: target date"],
+        ));
+        cases.push((
+            "calendar renamed → Plane",
+            two_way(synced, ("b", "2026-12-01")),
+            vec!["update(CalendarChanged) a → plane: name"],
+        ));
+        cases.push((
+            "a client rewrote the object without changing fields → no Plane write",
+            two_way(synced, synced),
+            vec!["update(CalendarChanged) a"],
+        ));
+        cases.push((
+            "Plane renamed, calendar moved → each flows to the other side",
+            two_way(("p", "2026-12-01"), ("a", "2026-12-05")),
+            vec!["update(CalendarChanged) a → plane: target date"],
+        ));
+        let mut c = two_way(synced, ("a", "2026-12-05"));
+        c.two_way.direction = SyncDirection::PlaneToCalendar;
+        cases.push((
+            "plane-to-calendar: calendar edits are overwritten",
+            c,
+            vec!["update(CalendarChanged) a"],
+        ));
+        let conflict = || two_way(("p", "2026-12-01"), ("c", "2026-12-01"));
+        let mut c = conflict();
+        c.two_way.policy = P::Plane;
+        cases.push((
+            "conflict, policy plane",
+            c,
+            vec!["update(CalendarChanged) a"],
+        ));
+        let mut c = conflict();
+        c.two_way.policy = P::Calendar;
+        cases.push((
+            "conflict, policy calendar",
+            c,
+            vec!["update(CalendarChanged) a → plane: name"],
+        ));
+        let mut c = conflict();
+        c.two_way.policy = P::Newest;
+        // Plane's updated_at 10:00:00 < the object's LAST-MODIFIED 10:15:31.
+        cases.push((
+            "conflict, policy newest, calendar newer",
+            c,
+            vec!["update(CalendarChanged) a → plane: name"],
+        ));
+        let mut c = conflict();
+        c.two_way.policy = P::Newest;
+        c.desired[0].updated_at = "2026-11-23T11:00:00+00:00".into();
+        cases.push((
+            "conflict, policy newest, Plane newer",
+            c,
+            vec!["update(CalendarChanged) a"],
+        ));
+
+        let mut c = two_way(synced, synced);
+        c.listing.clear();
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        cases.push(("deleted in calendar, clear-date", c, vec!["clear-date a"]));
+        let mut c = two_way(("a", "2026-12-09"), synced);
+        c.listing.clear();
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        cases.push((
+            "deleted in calendar, but Plane moved the date since → recreate",
+            c,
+            vec!["create* a"],
+        ));
+        let mut c = two_way(synced, synced);
+        c.listing.clear();
+        cases.push(("deleted in calendar, recreate", c, vec!["create* a"]));
+
+        let mut c = two_way(synced, synced);
+        c.desired.clear();
+        c.complete = false;
+        c.listing = vec![remote("a", "e1")];
+        cases.push(("incremental listing: unlisted item is kept", c, vec![]));
+        let mut c = two_way(synced, synced);
+        c.desired.clear();
+        c.complete = false;
+        c.gone = vec!["a"];
+        cases.push((
+            "incremental listing: item Plane answered 404 for → delete",
+            c,
+            vec!["delete(issue deleted or archived) a"],
+        ));
+
+        let foreign = Foreign {
+            uid: "phone-123".into(),
+            href: "/cal/work/phone-123.ics".into(),
+            etag: Some("f".into()),
+            fields: Fields::of_shadow(&shadow("Dentist", "2026-12-07", "")),
+        };
+        let mut c = Case::new();
+        c.foreign = vec![foreign.clone()];
+        cases.push((
+            "a new event in the calendar → work item",
+            c,
+            vec!["create-item phone-123"],
+        ));
+        let mut c = Case::new();
+        c.foreign = vec![foreign];
+        c.two_way.direction = SyncDirection::PlaneToCalendar;
+        cases.push(("plane-to-calendar creates no work items", c, vec![]));
+
+        for (name, case, want) in cases {
+            let p = case.run();
+            assert_eq!(kinds(&p), want, "{name}");
+            assert_eq!(p.blocked, None, "{name}");
+        }
+    }
+
+    #[test]
+    fn conflicts_are_reported_with_the_winner() {
+        let mut c = two_way(("p", "2026-12-01"), ("c", "2026-12-03"));
+        c.two_way.policy = crate::config::ConflictPolicy::Calendar;
+        let p = c.run();
+        let Action::Update {
+            patch, conflicts, ..
+        } = &p.actions[0]
+        else {
+            panic!("{p:?}");
+        };
+        assert_eq!(patch.name.as_deref(), Some("c"));
+        assert_eq!(conflicts.len(), 1, "only the name conflicts: {conflicts:?}");
+        assert_eq!(conflicts[0].winner, super::fields::Side::Calendar);
+        assert_eq!(
+            patch.target,
+            Some(crate::ical::Date::parse_iso("2026-12-03"))
+        );
+    }
+
+    #[test]
+    fn mass_clear_date_trips_the_valve() {
+        let mut c = Case::new();
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        for i in 0..6 {
+            let id = format!("i{i}");
+            c.desired.push(desired(&id, "h"));
+            c.journal.push(record(&id, "e", "h"));
+        }
+        let p = c.run();
+        assert!(p.actions.is_empty());
+        assert!(p.blocked.unwrap().contains("6 of 6"));
     }
 
     #[test]

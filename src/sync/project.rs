@@ -1,0 +1,1024 @@
+//! One project's cycle: read Plane and the calendar, plan, apply, and remember how far we
+//! got. Everything here goes through the [`Tracker`] and [`CalendarStore`] seams, so a
+//! whole cycle can run against in-memory fakes as well as real servers.
+//!
+//! Reading is as cheap as the two sides allow:
+//! - Plane: an incremental cycle lists work items newest change first and stops at the
+//!   project's watermark (design §2b); every FULL_RECONCILE_EVERY cycles a full listing
+//!   finds deletions and archivals, which Plane announces nowhere.
+//! - Calendar: only objects whose ETag moved since the journal's are read (to see what
+//!   the user changed); with CREATE_FROM_CALENDAR, objects without our markers too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::apply::{self, Context, Material, EXTERNAL_SOURCE};
+use super::fields::{self, Fields};
+use super::model::{self, Excluded, Mapping};
+use super::plan::{self, Foreign, Input, Observed, TwoWay};
+use super::store::{CalendarStore, Tracker};
+use super::{Options, Summary};
+use crate::caldav::client::{percent_decode, same_href};
+use crate::caldav::{ObjectData, ObjectRef};
+use crate::config::SyncDirection;
+use crate::ical::{self, Component};
+use crate::plane::{Project, WorkItem};
+use crate::state::{CalendarRecord, ItemRecord, Journal, JournalError, ProjectRecord};
+use crate::tz::Zone;
+
+/// What one project's cycle needs to know besides the two sides and the journal.
+pub struct Step<'a> {
+    /// The project.
+    pub project: &'a Project,
+    /// Its calendar collection (path ending in `/`).
+    pub calendar: &'a str,
+    /// The calendar's ctag and sync-token as the server showed them at the start of this
+    /// cycle; stored after a cycle without errors, so the next one can skip or shorten the
+    /// listing.
+    pub seen: &'a CalendarRecord,
+    /// Whether the journal did not know this calendar before (objects of ours at other
+    /// hrefs are looked for once).
+    pub first_contact: bool,
+    /// How items are rendered.
+    pub mapping: &'a Mapping,
+    /// How the two directions combine.
+    pub two_way: TwoWay,
+    /// CREATE_FROM_CALENDAR.
+    pub create_from_calendar: bool,
+    /// MAX_DELETE_FRACTION.
+    pub max_delete_fraction: f64,
+    /// EVENT_TIMEZONE.
+    pub zone: &'a Zone,
+    /// List every work item (else stop at the watermark).
+    pub full: bool,
+    /// Dry run, stop flag.
+    pub opts: &'a Options<'a>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// Plane's side of one project, rendered.
+#[derive(Debug, Default)]
+pub struct PlaneView {
+    /// Listed (or fetched) items that qualify, by UID, and the items behind them.
+    pub material: Material,
+    /// Listed items that do not qualify, and why.
+    pub excluded: BTreeMap<String, Excluded>,
+    /// Items Plane answered 404 for when fetched one by one.
+    pub gone: BTreeSet<String>,
+    /// How many items Plane listed.
+    pub listed: usize,
+    /// Whether every work item was listed (no watermark).
+    pub full: bool,
+    /// Whether absence from the listing proves deletion (full, and every item readable).
+    pub complete: bool,
+    /// `updated_at` of the newest listed item: the next incremental listing stops there.
+    pub newest: Option<String>,
+}
+
+/// Syncs one project with its calendar. Failures are recorded in `summary`; only a journal
+/// that cannot be written stops the run.
+pub fn sync_project<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
+    journal: &mut Journal,
+    step: &Step<'_>,
+    summary: &mut Summary,
+) -> Result<(), JournalError> {
+    let errors_before = summary.errors.len();
+    let ident = &step.project.identifier;
+    let Some(mut view) = read_plane(plane, journal, step, summary) else {
+        return Ok(());
+    };
+    let records: Vec<ItemRecord> = journal
+        .state()
+        .items
+        .values()
+        .filter(|r| r.project == step.project.id)
+        .cloned()
+        .collect();
+    let stored = journal.state().calendars.get(&step.project.id);
+    let listing = match list_calendar(cal, step, stored, &records) {
+        Ok(l) => l,
+        Err(e) => {
+            summary.error(format!("project {ident}: {e}"));
+            return Ok(());
+        }
+    };
+    let mut fetched = BTreeMap::new();
+    let read = read_changed(
+        cal,
+        plane,
+        step,
+        &records,
+        &listing,
+        &mut view,
+        &mut fetched,
+    );
+    let (observed, adoptable, foreign) = match read {
+        Ok(x) => x,
+        Err(e) => {
+            summary.error(format!("project {ident}: {e}"));
+            return Ok(());
+        }
+    };
+    view.material.fetched = fetched;
+    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
+    let journal_refs: Vec<&ItemRecord> = records.iter().collect();
+    let planned = plan::plan(&Input {
+        calendar: step.calendar,
+        desired: &desired,
+        excluded: &view.excluded,
+        gone: &view.gone,
+        plane_listed: view.listed,
+        plane_complete: view.complete,
+        listing: &listing,
+        adoptable: &adoptable,
+        observed: &observed,
+        foreign: &foreign,
+        journal: &journal_refs,
+        max_delete_fraction: step.max_delete_fraction,
+        two_way: step.two_way,
+    });
+    if let Some(reason) = &planned.blocked {
+        let m = format!("project {ident}: safety valve: {reason}; calendar left unchanged");
+        summary.error(m.clone());
+        summary.blocked.push(m);
+        return Ok(());
+    }
+    if step.opts.dry_run {
+        summary.unchanged += planned.unchanged;
+        for a in &planned.actions {
+            summary
+                .planned
+                .push(super::describe(a, &view.material.desired, step.project));
+        }
+        return Ok(());
+    }
+    let ctx = Context {
+        calendar: step.calendar,
+        project: step.project,
+        mapping: step.mapping,
+        now: step.now,
+        stop: step.opts.stop,
+    };
+    let (newest, full) = (view.newest.take(), view.full);
+    apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+    if step.opts.stopped() {
+        return Ok(());
+    }
+    // A cycle with errors keeps the old watermark and calendar version, so the next one
+    // looks at the same items and objects again.
+    let clean = summary.errors.len() == errors_before;
+    if clean {
+        journal.put_calendar(step.seen.clone())?;
+    }
+    remember_listing(journal, step, full, newest.filter(|_| clean))
+}
+
+/// The calendar's objects with their ETags, as cheaply as the server allows: unchanged
+/// sync-token or ctag → the journal's view, no request; a stored sync-token → the
+/// journal's view patched with one sync-collection REPORT; otherwise (first contact, an
+/// expired token, a server without RFC 6578) a full PROPFIND listing.
+fn list_calendar<C: CalendarStore>(
+    cal: &mut C,
+    step: &Step<'_>,
+    stored: Option<&CalendarRecord>,
+    records: &[ItemRecord],
+) -> Result<Vec<ObjectRef>, crate::caldav::DavError> {
+    let stored = match stored {
+        Some(s)
+            if !step.first_contact && crate::caldav::client::same_href(&s.href, step.calendar) =>
+        {
+            s
+        }
+        _ => return cal.objects(step.calendar),
+    };
+    let seen = step.seen;
+    let unchanged = match (&seen.sync_token, &seen.ctag) {
+        (Some(t), _) => stored.sync_token.as_ref() == Some(t),
+        (None, Some(c)) => stored.ctag.as_ref() == Some(c),
+        (None, None) => false,
+    };
+    let mut view: BTreeMap<String, ObjectRef> = records
+        .iter()
+        .map(|r| {
+            let o = ObjectRef {
+                href: r.href.clone(),
+                etag: r.etag.clone(),
+            };
+            (percent_decode(&r.href), o)
+        })
+        .collect();
+    if unchanged {
+        return Ok(view.into_values().collect());
+    }
+    let Some(token) = &stored.sync_token else {
+        return cal.objects(step.calendar);
+    };
+    match cal.changes(step.calendar, token) {
+        Ok(delta) if !delta.truncated => {
+            for o in delta.changed {
+                view.insert(percent_decode(&o.href), o);
+            }
+            for href in delta.removed {
+                view.remove(&percent_decode(&href));
+            }
+            Ok(view.into_values().collect())
+        }
+        Ok(_) => cal.objects(step.calendar),
+        Err(e) if e.is_invalid_sync_token() || e.is_sync_unsupported() => {
+            log::info!("{}: {e}; listing the whole calendar", step.calendar);
+            cal.objects(step.calendar)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Lists and renders the project's work items (incrementally unless `step.full`).
+fn read_plane<T: Tracker>(
+    plane: &mut T,
+    journal: &Journal,
+    step: &Step<'_>,
+    summary: &mut Summary,
+) -> Option<PlaneView> {
+    let ident = &step.project.identifier;
+    let watermark = journal
+        .state()
+        .projects
+        .get(&step.project.id)
+        .and_then(|r| r.watermark.clone())
+        .filter(|_| !step.full);
+    let listing = match plane.work_items_since(&step.project.id, watermark.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            summary.error(format!("project {ident}: {e}"));
+            return None;
+        }
+    };
+    for e in &listing.bad {
+        summary.error(format!("project {ident}: {e}; item skipped"));
+    }
+    let mut view = PlaneView {
+        full: watermark.is_none(),
+        listed: listing.items.len() + listing.bad.len(),
+        complete: watermark.is_none() && listing.complete && listing.bad.is_empty(),
+        newest: listing
+            .items
+            .first()
+            .map(|i| i.updated_at.clone())
+            .filter(|_| listing.bad.is_empty()),
+        ..PlaneView::default()
+    };
+    let uids = uid_index(journal, &step.project.id);
+    for item in listing.items {
+        add_item(&mut view, item, step, &uids);
+    }
+    Some(view)
+}
+
+/// Work item id → UID, for items whose UID is not derived from their id (objects that
+/// became work items).
+fn uid_index(journal: &Journal, project: &str) -> BTreeMap<String, String> {
+    journal
+        .state()
+        .items
+        .values()
+        .filter(|r| r.project == project)
+        .filter(|r| model::work_item_of(&r.uid) != Some(r.work_item.as_str()))
+        .map(|r| (r.work_item.clone(), r.uid.clone()))
+        .collect()
+}
+
+/// Renders one item into the view.
+fn add_item(
+    view: &mut PlaneView,
+    item: WorkItem,
+    step: &Step<'_>,
+    uids: &BTreeMap<String, String>,
+) {
+    match model::render(&item, step.project, step.mapping) {
+        Ok(mut d) => {
+            // An item made from a calendar object keeps that object's UID: the journal
+            // knows it, and so does Plane (external_id), even after a lost journal.
+            let external = (item.external_source.as_deref() == Some(EXTERNAL_SOURCE))
+                .then(|| item.external_id.clone())
+                .flatten();
+            if let Some(uid) = uids.get(&item.id).cloned().or(external) {
+                d.uid = uid;
+            }
+            view.material.desired.insert(d.uid.clone(), d);
+        }
+        Err(why) => {
+            view.excluded.insert(item.id.clone(), why);
+        }
+    }
+    view.material.items.insert(item.id.clone(), item);
+}
+
+/// Objects read while planning: the fields of our changed objects, objects of ours at
+/// foreign hrefs (first contact), and new objects to turn into work items.
+type CalendarReads = (
+    BTreeMap<String, Observed>,
+    BTreeMap<String, ObjectRef>,
+    Vec<Foreign>,
+);
+
+/// Reads what planning needs from the calendar: one multiget for the objects whose ETag
+/// moved (and, on first contact or with CREATE_FROM_CALENDAR, the objects at hrefs we
+/// do not know). Items changed in the calendar but missing from an incremental Plane
+/// listing are fetched from Plane one by one.
+fn read_changed<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
+    step: &Step<'_>,
+    records: &[ItemRecord],
+    listing: &[ObjectRef],
+    view: &mut PlaneView,
+    fetched: &mut BTreeMap<String, ObjectData>,
+) -> Result<CalendarReads, String> {
+    let two_way = step.two_way.direction == SyncDirection::Both;
+    let etags: BTreeMap<String, Option<&str>> = listing
+        .iter()
+        .map(|o| (percent_decode(&o.href), o.etag.as_deref()))
+        .collect();
+    let changed: Vec<&ItemRecord> = records
+        .iter()
+        .filter(|r| match etags.get(&percent_decode(&r.href)) {
+            Some(etag) => etag.is_none() || *etag != r.etag.as_deref(),
+            None => false,
+        })
+        .collect();
+    let unknown: Vec<&ObjectRef> = listing
+        .iter()
+        .filter(|o| model::uid_from_href(&o.href).is_none())
+        .filter(|o| !records.iter().any(|r| same_href(&r.href, &o.href)))
+        .collect();
+    let look_at_unknown = step.first_contact || (step.create_from_calendar && two_way);
+    let mut hrefs: Vec<String> = Vec::new();
+    if two_way {
+        hrefs.extend(changed.iter().map(|r| r.href.clone()));
+    }
+    if look_at_unknown {
+        hrefs.extend(unknown.iter().map(|o| o.href.clone()));
+    }
+    if !hrefs.is_empty() {
+        let objects = cal
+            .multiget(step.calendar, &hrefs)
+            .map_err(|e| e.to_string())?;
+        for o in objects {
+            fetched.insert(percent_decode(&o.href), o);
+        }
+    }
+    fetch_unlisted(plane, step, &changed, view)?;
+    let mut observed = BTreeMap::new();
+    for r in changed.iter().filter(|_| two_way) {
+        let Some(o) = fetched.get(&percent_decode(&r.href)) else {
+            continue;
+        };
+        if let Some(seen) = observe(o, r, step) {
+            observed.insert(r.uid.clone(), seen);
+        }
+    }
+    let mut adoptable = BTreeMap::new();
+    let mut foreign = Vec::new();
+    for o in unknown.iter().filter(|_| look_at_unknown) {
+        let Some(data) = fetched.get(&percent_decode(&o.href)) else {
+            continue;
+        };
+        match classify_unknown(data, view, step) {
+            Unknown::Ours(uid) => {
+                adoptable.insert(
+                    uid,
+                    ObjectRef {
+                        href: o.href.clone(),
+                        etag: data.etag.clone(),
+                    },
+                );
+            }
+            Unknown::NewItem(f) if step.create_from_calendar => foreign.push(f),
+            _ => {}
+        }
+    }
+    Ok((observed, adoptable, foreign))
+}
+
+/// Items edited in the calendar that an incremental listing did not include (unchanged in
+/// Plane since the watermark): read them one by one, so the edit can be merged.
+fn fetch_unlisted<T: Tracker>(
+    plane: &mut T,
+    step: &Step<'_>,
+    changed: &[&ItemRecord],
+    view: &mut PlaneView,
+) -> Result<(), String> {
+    let uids = BTreeMap::from_iter(changed.iter().map(|r| (r.work_item.clone(), r.uid.clone())));
+    for r in changed {
+        let listed = view.material.items.contains_key(&r.work_item);
+        if listed || view.complete {
+            continue;
+        }
+        match plane
+            .work_item(&step.project.id, &r.work_item)
+            .map_err(|e| e.to_string())?
+        {
+            Some(item) => add_item(view, item, step, &uids),
+            None => {
+                view.gone.insert(r.work_item.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fields a user may have changed in one of our objects.
+fn observe(o: &ObjectData, r: &ItemRecord, step: &Step<'_>) -> Option<Observed> {
+    let cal = ical::parse(&o.ical).ok()?;
+    let c = model::find_item(&cal, &r.uid)?;
+    let base = Fields::of_shadow(&r.shadow);
+    Some(Observed {
+        fields: fields::of_calendar(c, step.mapping, step.zone, &base),
+        modified: fields::modified_at(c),
+    })
+}
+
+/// What an object at an href we do not know is.
+enum Unknown {
+    /// One of our objects (its UID is ours, or an item's external id).
+    Ours(String),
+    /// A user's event or task that can become a work item.
+    NewItem(Foreign),
+    /// Something else (recurring, undated, unreadable): never touched.
+    Other,
+}
+
+fn classify_unknown(o: &ObjectData, view: &PlaneView, step: &Step<'_>) -> Unknown {
+    let Ok(cal) = ical::parse(&o.ical) else {
+        return Unknown::Other;
+    };
+    let Some(c) = cal
+        .components
+        .iter()
+        .find(|c| matches!(c.name.as_str(), "VEVENT" | "VTODO"))
+    else {
+        return Unknown::Other;
+    };
+    let Some(uid) = c.text("UID") else {
+        return Unknown::Other;
+    };
+    let ours = (uid.starts_with(model::UID_PREFIX) && uid.ends_with(model::UID_SUFFIX))
+        || view.material.desired.contains_key(&uid);
+    if ours {
+        return Unknown::Ours(uid);
+    }
+    match new_item_fields(c, step) {
+        Some(fields) => Unknown::NewItem(Foreign {
+            uid,
+            href: o.href.clone(),
+            etag: o.etag.clone(),
+            fields,
+        }),
+        None => Unknown::Other,
+    }
+}
+
+/// The fields of a user's event or task that may become a work item: one that is not
+/// recurring, carries none of our markers, and has a date.
+fn new_item_fields(c: &Component, step: &Step<'_>) -> Option<Fields> {
+    let marked = c.property("X-PLANE-WORK-ITEM-ID").is_some();
+    let recurring = c.property("RRULE").is_some() || c.property("RECURRENCE-ID").is_some();
+    if marked || recurring {
+        return None;
+    }
+    let base = Fields::new("", None, None, fields::Completion::Open);
+    let f = fields::of_calendar(c, step.mapping, step.zone, &base);
+    (f.target.is_some() && !f.name.trim().is_empty()).then_some(f)
+}
+
+/// After a cycle: the watermark for the next incremental listing (when given), and how
+/// many incremental cycles ran since the last full one.
+fn remember_listing(
+    journal: &mut Journal,
+    step: &Step<'_>,
+    full: bool,
+    newest: Option<String>,
+) -> Result<(), JournalError> {
+    let old = journal.state().projects.get(&step.project.id).cloned();
+    let record = ProjectRecord {
+        project: step.project.id.clone(),
+        watermark: newest.or_else(|| old.as_ref().and_then(|o| o.watermark.clone())),
+        cycles_since_full: if full {
+            0
+        } else {
+            old.as_ref().map_or(0, |o| o.cycles_since_full) + 1
+        },
+        last_full: if full {
+            Some(step.now)
+        } else {
+            old.and_then(|o| o.last_full)
+        },
+    };
+    journal.put_project(record)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Whole project cycles against the in-memory calendar and Plane: what a user does on
+    //! either side, and what each side then receives.
+
+    use super::*;
+    use crate::config::{CalendarDelete, CompletedItems, ConflictPolicy, DateMode, ItemKind};
+    use crate::ical::Property;
+    use crate::sync::store::memory::{MemoryCalendar, MemoryPlane, UidConflict};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const CAL: &str = "/cal/p/";
+
+    struct World {
+        cal: MemoryCalendar,
+        plane: MemoryPlane,
+        journal: Option<Journal>,
+        dir: PathBuf,
+        mapping: Mapping,
+        two_way: TwoWay,
+        create_from_calendar: bool,
+        full: bool,
+        project: Project,
+    }
+
+    impl Drop for World {
+        fn drop(&mut self) {
+            self.journal = None;
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp_dir() -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cpb-project-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    impl World {
+        fn new(kind: ItemKind) -> World {
+            let dir = temp_dir();
+            let mut plane = MemoryPlane::new();
+            plane.add("a", "Write report", "2026-12-01");
+            plane.add("b", "Call Bob", "2026-12-02");
+            World {
+                cal: MemoryCalendar::new(UidConflict::Conflict409),
+                plane,
+                journal: Some(Journal::open(&dir).unwrap()),
+                dir,
+                mapping: Mapping {
+                    kind,
+                    date_mode: DateMode::Due,
+                    completed: CompletedItems::Delete,
+                    web_url: "https://plane.example.com".into(),
+                    slug: "acme".into(),
+                    state_groups: ["backlog", "unstarted", "started", "completed", "cancelled"]
+                        .map(String::from)
+                        .to_vec(),
+                    assignees: vec![],
+                    labels: vec![],
+                },
+                two_way: TwoWay::default(),
+                create_from_calendar: false,
+                full: true,
+                project: Project {
+                    id: "p".into(),
+                    identifier: "P".into(),
+                    name: "Project".into(),
+                },
+            }
+        }
+
+        fn journal(&mut self) -> &mut Journal {
+            self.journal.as_mut().unwrap()
+        }
+
+        fn cycle(&mut self) -> Summary {
+            let zone = Zone::utc();
+            let opts = Options::default();
+            let first_contact = self.journal().state().calendars.is_empty();
+            if first_contact {
+                let record = CalendarRecord {
+                    project: "p".into(),
+                    href: CAL.into(),
+                    ctag: None,
+                    sync_token: None,
+                };
+                self.journal().put_calendar(record).unwrap();
+            }
+            // What the home PROPFIND shows: SabreDAV 1.8 has a ctag, the others a token.
+            let version = self.cal.token();
+            let seen = CalendarRecord {
+                project: "p".into(),
+                href: CAL.into(),
+                ctag: Some(version.clone()),
+                sync_token: Some(version).filter(|_| self.cal.sync_collection),
+            };
+            let step = Step {
+                project: &self.project,
+                calendar: CAL,
+                seen: &seen,
+                first_contact,
+                mapping: &self.mapping,
+                two_way: self.two_way,
+                create_from_calendar: self.create_from_calendar,
+                max_delete_fraction: 0.5,
+                zone: &zone,
+                full: self.full,
+                opts: &opts,
+                now: 1_795_500_000,
+            };
+            let mut summary = Summary::default();
+            let journal = self.journal.as_mut().unwrap();
+            sync_project(&mut self.cal, &mut self.plane, journal, &step, &mut summary).unwrap();
+            summary
+        }
+
+        /// Runs cycles until one changes nothing, then asserts three more stay idle.
+        fn settle(&mut self) {
+            for _ in 0..3 {
+                let s = self.cycle();
+                if s.created + s.updated + s.deleted + s.plane_updated + s.plane_created == 0 {
+                    break;
+                }
+            }
+            let (writes, patches) = (self.cal.writes(), self.plane.patches.len());
+            for n in 0..3 {
+                let s = self.cycle();
+                assert!(s.errors.is_empty(), "idle cycle {n}: {:?}", s.errors);
+                assert_eq!(
+                    self.cal.writes(),
+                    writes,
+                    "idle cycle {n} wrote to the calendar"
+                );
+                assert_eq!(
+                    self.plane.patches.len(),
+                    patches,
+                    "idle cycle {n} wrote to Plane"
+                );
+                assert!(self.plane.posts.iter().all(|_| true));
+            }
+        }
+
+        fn href(&self, id: &str) -> String {
+            model::href_for(CAL, &model::uid_for(id))
+        }
+
+        fn object(&self, id: &str) -> Component {
+            let (_, text) = &self.cal.objects[&percent_decode(&self.href(id))];
+            let cal = ical::parse(text).unwrap();
+            model::find_item(&cal, &model::uid_for(id)).unwrap().clone()
+        }
+
+        /// Changes an object as a calendar app would (new ETag).
+        fn user_edits(&mut self, id: &str, f: impl FnOnce(&mut Component)) {
+            let key = percent_decode(&self.href(id));
+            let (_, text) = self.cal.objects[&key].clone();
+            let mut cal = ical::parse(&text).unwrap();
+            let c = cal
+                .components
+                .iter_mut()
+                .find(|c| c.name == "VEVENT" || c.name == "VTODO")
+                .unwrap();
+            f(c);
+            c.set(Property::new("LAST-MODIFIED", "20261123T120000Z"));
+            self.cal.insert(&key, &ical::write(&cal));
+        }
+    }
+
+    fn prop(c: &Component, name: &str) -> String {
+        c.property(name)
+            .map(|p| p.value.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn first_cycle_creates_then_nothing_more() {
+        let mut w = World::new(ItemKind::Event);
+        let s = w.cycle();
+        assert_eq!((s.created, s.errors.len()), (2, 0), "{s:?}");
+        w.settle();
+        assert!(w.plane.patches.is_empty());
+    }
+
+    #[test]
+    fn idle_cycles_cost_one_plane_request_and_no_calendar_request() {
+        for sync_collection in [true, false] {
+            let mut w = World::new(ItemKind::Event);
+            w.cal.sync_collection = sync_collection;
+            w.settle();
+            w.full = false;
+            w.cycle();
+            let (plane, dav) = (w.plane.requests, w.cal.requests.values().sum::<u32>());
+            w.cycle();
+            assert_eq!(
+                w.plane.requests,
+                plane + 1,
+                "sync-collection: {sync_collection}"
+            );
+            assert_eq!(
+                w.cal.requests.values().sum::<u32>(),
+                dav,
+                "{:?}",
+                w.cal.requests
+            );
+            // An edit: one REPORT (sync-collection) or one PROPFIND (ctag), then a multiget.
+            w.user_edits("b", |c| {
+                c.set(Property::text("SUMMARY", "[P-2] Call Bobby"))
+            });
+            w.cycle();
+            assert_eq!(w.plane.item("b").name, "Call Bobby");
+            let listing = if sync_collection {
+                "REPORT"
+            } else {
+                "PROPFIND"
+            };
+            assert!(w.cal.count(listing) > 0, "{:?}", w.cal.requests);
+            w.settle();
+        }
+    }
+
+    #[test]
+    fn a_date_moved_in_the_calendar_reaches_plane_once() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::new("DTSTART", "20261205").with_param("VALUE", "DATE"));
+            c.set(Property::new("DTEND", "20261206").with_param("VALUE", "DATE"));
+        });
+        let s = w.cycle();
+        assert_eq!(s.plane_updated, 1, "{s:?}");
+        assert_eq!(w.plane.patches.len(), 1);
+        let (id, patch) = &w.plane.patches[0];
+        assert_eq!(id, "a");
+        assert_eq!(patch.target_date, Some(Some("2026-12-05".into())));
+        assert_eq!((patch.name.clone(), patch.state.clone()), (None, None));
+        assert_eq!(w.plane.item("a").target_date.as_deref(), Some("2026-12-05"));
+        assert_eq!(w.plane.item("b").target_date.as_deref(), Some("2026-12-02"));
+        w.settle();
+        assert_eq!(w.plane.patches.len(), 1, "no echo");
+    }
+
+    #[test]
+    fn a_rename_reaches_plane_and_the_prefix_comes_back() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::text("SUMMARY", "Write the annual report"))
+        });
+        w.cycle();
+        assert_eq!(w.plane.item("a").name, "Write the annual report");
+        assert_eq!(
+            w.object("a").text("SUMMARY").unwrap(),
+            "[P-1] Write the annual report"
+        );
+        w.settle();
+        assert_eq!(w.plane.patches.len(), 1);
+    }
+
+    #[test]
+    fn a_client_rewrite_without_changes_writes_nothing() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        let writes = w.cal.writes();
+        w.user_edits("a", |c| {
+            c.set(Property::new("DTSTAMP", "20261124T000000Z"));
+            c.push(Property::new("X-CLIENT-SEEN", "1"));
+            c.properties.reverse();
+        });
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{s:?}");
+        assert_eq!(w.cal.writes(), writes, "no PUT for a rewrite");
+        assert!(w.plane.patches.is_empty());
+        w.settle();
+    }
+
+    #[test]
+    fn tasks_ticked_and_unticked() {
+        let mut w = World::new(ItemKind::Todo);
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::new("STATUS", "COMPLETED"));
+            c.set(Property::new("COMPLETED", "20261123T120000Z"));
+        });
+        w.cycle();
+        assert_eq!(w.plane.item("a").state.group, "completed");
+        assert_eq!(w.plane.patches[0].1.state.as_deref(), Some("Done"));
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::new("STATUS", "NEEDS-ACTION"));
+            c.remove("COMPLETED");
+        });
+        w.cycle();
+        assert_eq!(w.plane.item("a").state.id, "Todo");
+        w.settle();
+        assert_eq!(w.plane.patches.len(), 2);
+    }
+
+    fn conflict(policy: ConflictPolicy, plane_newer: bool) -> World {
+        let mut w = World::new(ItemKind::Event);
+        w.two_way.policy = policy;
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::text("SUMMARY", "[P-1] Calendar name"))
+        });
+        w.plane.edit("a", |i| i.name = "Plane name".into());
+        if plane_newer {
+            // LAST-MODIFIED of the calendar edit is 2026-11-23T12:00:00Z.
+            let a = w.plane.items.iter_mut().find(|i| i.id == "a").unwrap();
+            a.updated_at = "2026-11-23T13:00:00Z".into();
+        }
+        let s = w.cycle();
+        assert_eq!(s.conflicts, 1, "{s:?}");
+        w.settle();
+        w
+    }
+
+    #[test]
+    fn conflicts_follow_the_policy() {
+        let w = conflict(ConflictPolicy::Plane, false);
+        assert_eq!(w.plane.item("a").name, "Plane name");
+        assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] Plane name");
+        assert!(w.plane.patches.is_empty());
+
+        let w = conflict(ConflictPolicy::Calendar, true);
+        assert_eq!(w.plane.item("a").name, "Calendar name");
+        assert_eq!(
+            w.object("a").text("SUMMARY").unwrap(),
+            "[P-1] Calendar name"
+        );
+
+        let w = conflict(ConflictPolicy::Newest, false);
+        assert_eq!(
+            w.plane.item("a").name,
+            "Calendar name",
+            "calendar edited last"
+        );
+        let w = conflict(ConflictPolicy::Newest, true);
+        assert_eq!(w.plane.item("a").name, "Plane name", "Plane edited last");
+        assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] Plane name");
+    }
+
+    #[test]
+    fn deleted_events_come_back_or_clear_the_date() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        let href = percent_decode(&w.href("a"));
+        w.cal.remove(&href);
+        let s = w.cycle();
+        assert_eq!(s.created, 1, "recreated: {s:?}");
+        w.settle();
+
+        w.two_way.calendar_delete = CalendarDelete::ClearDate;
+        w.cal.remove(&href);
+        let s = w.cycle();
+        assert_eq!(s.plane_updated, 1, "{s:?}");
+        assert_eq!(w.plane.item("a").target_date, None);
+        assert!(!w.cal.objects.contains_key(&href));
+        w.settle();
+        assert!(!w.cal.objects.contains_key(&href), "not recreated");
+    }
+
+    #[test]
+    fn plane_to_calendar_overwrites_calendar_edits() {
+        let mut w = World::new(ItemKind::Event);
+        w.two_way.direction = SyncDirection::PlaneToCalendar;
+        w.settle();
+        w.user_edits("a", |c| c.set(Property::text("SUMMARY", "[P-1] Mine")));
+        w.cycle();
+        assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] Write report");
+        assert_eq!(w.plane.item("a").name, "Write report");
+        w.settle();
+        assert!(w.plane.patches.is_empty());
+    }
+
+    #[test]
+    fn plane_refusal_leaves_the_edit_for_next_time() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.user_edits("a", |c| c.set(Property::text("SUMMARY", "[P-1] New name")));
+        w.plane.fail_next_patch = Some(400);
+        let s = w.cycle();
+        assert_eq!(s.errors.len(), 1, "{s:?}");
+        assert!(s.errors[0].contains("Plane refused"), "{:?}", s.errors);
+        assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] New name");
+        w.cycle();
+        assert_eq!(w.plane.item("a").name, "New name");
+        w.settle();
+    }
+
+    #[test]
+    fn moving_before_the_start_keeps_the_items_length() {
+        let mut w = World::new(ItemKind::Event);
+        w.plane
+            .edit("a", |i| i.start_date = Some("2026-11-28".into()));
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::new("DTSTART", "20261120").with_param("VALUE", "DATE"));
+        });
+        w.cycle();
+        let a = w.plane.item("a");
+        assert_eq!(a.target_date.as_deref(), Some("2026-11-20"));
+        assert_eq!(a.start_date.as_deref(), Some("2026-11-17"));
+        w.settle();
+    }
+
+    #[test]
+    fn incremental_cycles_still_see_calendar_edits() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.full = false;
+        w.cycle();
+        let before = w.plane.requests;
+        w.cycle();
+        assert_eq!(w.plane.requests, before + 1, "an idle cycle is one listing");
+        // The watermark hides "b" from the listing; its calendar edit needs one GET.
+        w.plane.edit("a", |i| i.name = "Touched".into());
+        w.user_edits("b", |c| {
+            c.set(Property::text("SUMMARY", "[P-2] Call Bobby"))
+        });
+        w.cycle();
+        assert_eq!(w.plane.item("b").name, "Call Bobby");
+        assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] Touched");
+        w.settle();
+    }
+
+    #[test]
+    fn new_calendar_events_become_work_items_once() {
+        let mut w = World::new(ItemKind::Event);
+        w.create_from_calendar = true;
+        w.settle();
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//phone//EN\r\nBEGIN:VEVENT\r\n\
+                    UID:phone-1\r\nDTSTAMP:20261123T100000Z\r\nSUMMARY:Dentist\r\n\
+                    DTSTART;VALUE=DATE:20261207\r\nLOCATION:Main St\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        w.cal.insert("/cal/p/phone-1.ics", text);
+        let s = w.cycle();
+        assert_eq!(s.plane_created, 1, "{s:?}");
+        let new = w.plane.items.last().unwrap().clone();
+        assert_eq!(new.name, "Dentist");
+        assert_eq!(new.target_date.as_deref(), Some("2026-12-07"));
+        assert_eq!(new.external_id.as_deref(), Some("phone-1"));
+        // A crash that lost the journal record after the POST: the item's external id
+        // ties it to the object again.
+        w.journal().remove_item("phone-1").unwrap();
+        let s = w.cycle();
+        assert_eq!((s.plane_created, s.errors.len()), (0, 0), "{s:?}");
+        assert_eq!(w.plane.items.len(), 3, "no duplicate work item");
+        assert_eq!(w.plane.posts.len(), 1);
+        w.settle();
+        let (_, text) = &w.cal.objects["/cal/p/phone-1.ics"];
+        assert!(text.contains("SUMMARY:[P-3] Dentist"), "{text}");
+        assert!(text.contains("LOCATION:Main St"), "{text}");
+        assert_eq!(w.cal.objects.len(), 3, "owned in place, not copied");
+    }
+
+    #[test]
+    fn a_lost_journal_adopts_instead_of_duplicating() {
+        for conflict in [
+            UidConflict::Conflict409,
+            UidConflict::Precondition412,
+            UidConflict::Accept,
+        ] {
+            let mut w = World::new(ItemKind::Event);
+            w.cal.uid_conflict = conflict;
+            // The seed's event for "a" at a name of its own.
+            let seed = format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:seed\r\nBEGIN:VEVENT\r\nUID:{}\r\n\
+                 DTSTAMP:20261101T000000Z\r\nSUMMARY:old\r\nDTSTART;VALUE=DATE:20261201\r\n\
+                 END:VEVENT\r\nEND:VCALENDAR\r\n",
+                model::uid_for("a")
+            );
+            w.cal.insert("/cal/p/seed-a.ics", &seed);
+            let s = w.cycle();
+            assert!(s.errors.is_empty(), "{conflict:?}: {s:?}");
+            assert_eq!(
+                w.cal.objects.len(),
+                2,
+                "{conflict:?}: {:?}",
+                w.cal.objects.keys()
+            );
+            let (_, text) = &w.cal.objects["/cal/p/seed-a.ics"];
+            assert!(text.contains("[P-1] Write report"), "{conflict:?}: {text}");
+            w.settle();
+        }
+    }
+
+    #[test]
+    fn timed_events_map_to_their_day() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.user_edits("a", |c| {
+            c.set(Property::new("DTSTART", "20261209T090000").with_param("TZID", "Europe/Berlin"));
+            c.set(Property::new("DTEND", "20261209T100000").with_param("TZID", "Europe/Berlin"));
+        });
+        w.cycle();
+        assert_eq!(w.plane.item("a").target_date.as_deref(), Some("2026-12-09"));
+        assert_eq!(prop(&w.object("a"), "DTSTART"), "20261209", "all-day again");
+        w.settle();
+    }
+}
