@@ -335,34 +335,26 @@ fn header(bytes: &[u8], at: usize) -> Result<(u8, Counts), Fault> {
         types: count(4),
         chars: count(5),
     };
+    // `i` is the count's position among the header's six, for the error offset.
+    let bad = |i: usize, field, count: usize, allowed: String| {
+        let problem = format!("{count}, allowed: {allowed}");
+        Err(Fault::new(field, at + 20 + 4 * i, problem))
+    };
     let per_type = |n| n == 0 || n == c.types;
-    let checks = [
-        ("isutcnt", c.isut, per_type(c.isut), "0 or typecnt"),
-        ("isstdcnt", c.isstd, per_type(c.isstd), "0 or typecnt"),
-        (
-            "leapcnt",
-            c.leap,
-            c.leap <= MAX_TRANSITIONS,
-            "at most 10000",
-        ),
-        (
-            "timecnt",
-            c.time,
-            c.time <= MAX_TRANSITIONS,
-            "at most 10000",
-        ),
-        (
-            "typecnt",
-            c.types,
-            (1..=MAX_TYPES).contains(&c.types),
-            "1 to 256",
-        ),
-    ];
-    for (i, (field, count, ok, allowed)) in checks.into_iter().enumerate() {
-        if !ok {
-            let problem = format!("{count}, allowed: {allowed}");
-            return Err(Fault::new(field, at + 20 + 4 * i, problem));
-        }
+    if !per_type(c.isut) {
+        return bad(0, "isutcnt", c.isut, "0 or typecnt".into());
+    }
+    if !per_type(c.isstd) {
+        return bad(1, "isstdcnt", c.isstd, "0 or typecnt".into());
+    }
+    if c.leap > MAX_TRANSITIONS {
+        return bad(2, "leapcnt", c.leap, format!("at most {MAX_TRANSITIONS}"));
+    }
+    if c.time > MAX_TRANSITIONS {
+        return bad(3, "timecnt", c.time, format!("at most {MAX_TRANSITIONS}"));
+    }
+    if !(1..=MAX_TYPES).contains(&c.types) {
+        return bad(4, "typecnt", c.types, format!("1 to {MAX_TYPES}"));
     }
     Ok((h[4], c))
 }
