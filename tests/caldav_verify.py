@@ -439,13 +439,13 @@ def day_of(value):
     return value.date() if isinstance(value, dt.datetime) else value
 
 
-def set_date(comp, name, value):
-    """Replaces a date property in place (same position), keeping a custom TZID name."""
+def set_date(comp, name, value, keep_tzid=False):
+    """Replaces a date property in place (same position). `keep_tzid`: the value kept its
+    zone, so keep the TZID text as written (a custom name icalendar would not reproduce)."""
     old = comp.get(name)
     new = icalendar.vDDDTypes(value)
     old_tzid = getattr(old, "params", {}).get("TZID") if old is not None else None
-    zoned = isinstance(value, dt.datetime) and value.tzinfo is not None and value.utcoffset() != dt.timedelta(0)
-    if old_tzid and zoned and "TZID" in new.params:
+    if keep_tzid and old_tzid and "TZID" in new.params:
         new.params["TZID"] = old_tzid
     comp[name] = new
 
@@ -459,7 +459,7 @@ def move_to(comp, day):
     delta = day - day_of(comp[anchor].dt)
     for name in ("DTSTART", "DTEND", "DUE"):
         if name in comp:
-            set_date(comp, name, comp[name].dt + delta)
+            set_date(comp, name, comp[name].dt + delta, keep_tzid=True)
 
 
 def timed(comp, at, tz):
@@ -578,7 +578,10 @@ def apply_edit(text, args, tz=None):
 def cmd_edit(args):
     changes = args.move_to or args.timed or args.complete or args.uncomplete or args.rewrite_only
     if args.summary is None and not changes:
-        raise UsageError("nothing to edit: give --summary, --move-to, --timed, --complete, --uncomplete or --rewrite-only")
+        raise UsageError(
+            "nothing to edit: give --summary, --move-to, --timed, --complete, --uncomplete"
+            " or --rewrite-only"
+        )
     if (args.tzid or args.utc) and not args.timed:
         raise UsageError("--tzid and --utc only go with --timed")
     tz = zone_arg(args)
@@ -590,12 +593,12 @@ def cmd_edit(args):
     text = apply_edit(body, args, tz)
     headers = {"Content-Type": "text/calendar; charset=utf-8", "If-Match": etag}
     r = client.request(args.url, "PUT", text, headers)
-    res = {"url": args.url, "href": urlparse(args.url).path, "status": r.status, "etag_before": etag}
+    res = {"url": args.url, "href": urlparse(args.url).path, "status": r.status}
+    res.update(etag_before=etag, etag_after=None)
     if r.status == 412:
-        res["etag_after"] = None
-        raise Failure(f"PUT {args.url} -> HTTP 412: the object changed since the GET (If-Match {etag})", res)
+        why = f"the object changed since the GET (If-Match {etag})"
+        raise Failure(f"PUT {args.url} -> HTTP 412: {why}", res)
     if not 200 <= r.status < 300:
-        res["etag_after"] = None
         raise Failure(f"PUT {args.url} -> HTTP {r.status}", res)
     res["etag_after"] = r.headers.get("ETag") or etag_of(client, args.url)
     return res
@@ -726,7 +729,8 @@ def build_parser():
     p.add_argument("--components", default="VEVENT,VTODO")
     p = add("delete", cmd_delete, "DELETE an object or a calendar")
     p.add_argument("--if-match")
-    add_edit_args(add("edit", cmd_edit, "edit one object like a calendar app (GET, change, PUT If-Match)"))
+    p = add("edit", cmd_edit, "edit one object like a calendar app (GET, change, PUT If-Match)")
+    add_edit_args(p)
     p = add("new", cmd_new, "create a minimal all-day VEVENT or VTODO as a foreign app would")
     p.add_argument("--uid", required=True)
     p.add_argument("--summary", required=True)
@@ -738,18 +742,19 @@ def build_parser():
 
 
 def add_edit_args(p):
+    flag = {"action": "store_true"}
     p.add_argument("--summary", help="new SUMMARY")
-    p.add_argument("--move-to", type=date_arg, metavar="YYYY-MM-DD", help="move the dates, keeping durations")
-    p.add_argument("--timed", type=time_arg, metavar="HH:MM", help="make it a one-hour timed event at HH:MM")
+    p.add_argument("--move-to", type=date_arg, metavar="YYYY-MM-DD", help="move, keep durations")
+    p.add_argument("--timed", type=time_arg, metavar="HH:MM", help="one-hour timed event at HH:MM")
     zone = p.add_mutually_exclusive_group()
-    zone.add_argument("--tzid", metavar="ZONE", help="with --timed: local time in this zone (e.g. Europe/Berlin)")
-    zone.add_argument("--utc", action="store_true", help="with --timed: UTC time")
+    zone.add_argument("--tzid", metavar="ZONE", help="with --timed: in this zone (Europe/Berlin)")
+    zone.add_argument("--utc", **flag, help="with --timed: UTC time")
     done = p.add_mutually_exclusive_group()
-    done.add_argument("--complete", action="store_true", help="VTODO: mark completed")
-    done.add_argument("--uncomplete", action="store_true", help="VTODO: mark needs-action again")
-    p.add_argument("--rewrite-only", action="store_true", help="reorder, mark seen, split CATEGORIES, refold")
-    p.add_argument("--keep-stamps", action="store_true", help="leave SEQUENCE, DTSTAMP, LAST-MODIFIED alone")
-    p.add_argument("--if-match", metavar="ETAG", help="send this ETag instead of the GET's (a stale app)")
+    done.add_argument("--complete", **flag, help="VTODO: mark completed")
+    done.add_argument("--uncomplete", **flag, help="VTODO: mark needs-action again")
+    p.add_argument("--rewrite-only", **flag, help="reorder, mark seen, split CATEGORIES, refold")
+    p.add_argument("--keep-stamps", **flag, help="leave SEQUENCE, DTSTAMP, LAST-MODIFIED alone")
+    p.add_argument("--if-match", metavar="ETAG", help="send this ETag, not the GET's (a stale app)")
 
 
 def main(argv=None):
