@@ -12,10 +12,10 @@ errors are one line on stderr):
        [--conflict error|remote-wins|local-wins]
       Writes the vdirsyncer config and status under D/.vdirsyncer/ (nothing in $HOME), then
       runs `vdirsyncer discover` and `vdirsyncer sync`. CAL_URL is used as the collection
-      itself (collections = null: no principal discovery); a PROPFIND first checks that it is a
-      calendar the credentials can read (vdirsyncer alone would sync a 404 as an empty
-      calendar). D is created if missing. --auth auto takes the server's 401 challenge:
-      Digest if it offers Digest and not Basic, else Basic.
+      itself (collections = null: no principal discovery); a PROPFIND first checks that it is
+      a calendar the credentials can read (vdirsyncer alone syncs a missing collection as an
+      empty one and exits 0). D is created if missing. --auth auto takes the server's 401
+      challenge: Digest if it offers Digest and not Basic, else Basic.
       The password never lands in a file: the config fetches it from an environment variable
       vdirsyncer inherits from this process.
   edit-date --dir D --uid UID --to YYYY-MM-DD
@@ -243,7 +243,8 @@ def sync(d, settings, user, args):
         log += run_vdirsyncer(d, args.password, "discover", PAIR)
         log += run_vdirsyncer(d, args.password, "sync", PAIR)
     except Failure as e:
-        e.result = {"dir": os.path.abspath(d), "files": list_files(d), "log": log + e.result["log"]}
+        log += (e.result or {}).get("log", [])
+        e.result = {"dir": os.path.abspath(d), "files": list_files(d), "log": log}
         raise
     return {"dir": os.path.abspath(d), "files": list_files(d), "log": log}
 
