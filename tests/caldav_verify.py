@@ -23,6 +23,35 @@ Commands (each prints ONE JSON document on stdout; exit 0 = ok, 1 = failure, 2 =
       fails unless 201.
   delete --url OBJECT_OR_CAL_URL [--if-match ETAG]
       Prints {"url", "status"}; fails unless 2xx.
+  edit --url OBJECT_URL [--summary TEXT] [--move-to YYYY-MM-DD] [--timed HH:MM [--tzid ZONE | --utc]]
+       [--complete | --uncomplete] [--rewrite-only] [--keep-stamps] [--if-match ETAG]
+      Edits one object like a user's calendar app: GET (with its ETag), change the main
+      component, PUT back with If-Match (a 412 fails loudly: the object changed since the GET).
+      The options combine and are applied in this order:
+        --summary       replaces SUMMARY.
+        --move-to       moves the anchor to that date and the other dates by the same number of
+                        days (VEVENT: anchor DTSTART, DTEND follows; VTODO: anchor DUE, or
+                        DTSTART without DUE); DATE stays DATE, times keep their wall clock.
+        --timed         makes the (moved) dates one-hour timed: VEVENT DTSTART at HH:MM on its
+                        date and DTEND one hour later (DURATION dropped); VTODO DUE (and
+                        DTSTART) at HH:MM on their dates. --tzid adds TZID and a VTIMEZONE built
+                        from zoneinfo, --utc writes "Z" times, neither writes floating times.
+        --complete      VTODO: STATUS:COMPLETED, COMPLETED:<now UTC>, PERCENT-COMPLETE:100.
+        --uncomplete    VTODO: STATUS:NEEDS-ACTION, COMPLETED and PERCENT-COMPLETE removed.
+        --rewrite-only  what apps do on "save" without a change: properties of the main
+                        component in reverse order, X-CLIENT-SEEN:1 added, CATEGORIES split
+                        into one property per value, lines refolded at 40 octets.
+      Only the main component is edited (overrides with RECURRENCE-ID stay as they are).
+      Always (unless --keep-stamps): SEQUENCE+1, DTSTAMP and LAST-MODIFIED set to now (UTC).
+      --if-match sends that ETag instead of the GET's: an app saving a copy it read earlier.
+      Always: PRODID replaced by this tool's. Other properties, components and VALARMs are
+      kept (re-serialised by icalendar, properties in their order unless --rewrite-only).
+      Prints {"url", "href", "status", "etag_before", "etag_after"} (also on failure).
+      Exit 2 for an edit that does not fit the object (e.g. --complete on a VEVENT).
+  new --url CAL_URL --uid UID --summary TEXT --date YYYY-MM-DD [--todo] [--href NAME.ics]
+      PUTs (If-None-Match: *) a minimal object as a foreign app would create it: an all-day
+      VEVENT on that date (DTEND the day after), or with --todo a VTODO with DUE;VALUE=DATE
+      and STATUS:NEEDS-ACTION. Prints what `put` prints.
   smoke --url U
       Self-test used by tests/infra_smoke.sh: mkcal + put (VEVENT with VALARM, VTODO) + dump,
       checks the dump, deletes the calendar. Prints {"ok": true, "server": U, ...}.
@@ -66,6 +95,7 @@ import json
 import re
 import sys
 import uuid
+import zoneinfo
 from urllib.parse import unquote, urljoin, urlparse
 
 import caldav
@@ -367,6 +397,242 @@ def cmd_delete(args):
     return res
 
 
+class UsageError(Exception):
+    """The request does not fit the object or the options (exit 2, one line on stderr)."""
+
+
+PRODID = "-//calplanebot tests//caldav_verify edit//EN"
+REFOLD_OCTETS = 40  # shorter than icalendar's 75, so every long line folds elsewhere
+UTC = dt.timezone.utc
+
+
+def now_utc():
+    return dt.datetime.now(UTC).replace(microsecond=0)
+
+
+def date_arg(text):
+    """argparse type for YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def time_arg(text):
+    """argparse type for HH:MM."""
+    if re.fullmatch(r"\d\d:\d\d", text):
+        try:
+            return dt.time.fromisoformat(text)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"not a HH:MM time: {text!r}")
+
+
+def etag_of(client, url):
+    """getetag by PROPFIND, for servers that send no ETag header on GET or PUT."""
+    (_, _, props), *_ = propfind(client, url, ["<d:getetag/>"], 0)
+    return text_of(props.get(f"{{{DAV}}}getetag"))
+
+
+def day_of(value):
+    """The calendar date of a DATE or DATE-TIME value (local date for a zoned time)."""
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def set_date(comp, name, value, keep_tzid=False):
+    """Replaces a date property in place (same position). `keep_tzid`: the value kept its
+    zone, so keep the TZID text as written (a custom name icalendar would not reproduce)."""
+    old = comp.get(name)
+    new = icalendar.vDDDTypes(value)
+    old_tzid = getattr(old, "params", {}).get("TZID") if old is not None else None
+    if keep_tzid and old_tzid and "TZID" in new.params:
+        new.params["TZID"] = old_tzid
+    comp[name] = new
+
+
+def move_to(comp, day):
+    """--move-to: shift the anchor to `day` and the other dates by the same delta."""
+    order = ("DUE", "DTSTART") if comp.name == "VTODO" else ("DTSTART",)
+    anchor = next((n for n in order if n in comp), None)
+    if anchor is None:
+        raise UsageError(f"--move-to: the {comp.name} has no {' or '.join(order)}")
+    delta = day - day_of(comp[anchor].dt)
+    for name in ("DTSTART", "DTEND", "DUE"):
+        if name in comp:
+            set_date(comp, name, comp[name].dt + delta, keep_tzid=True)
+
+
+def timed(comp, at, tz):
+    """--timed: one-hour timed event (or timed DUE/DTSTART of a task) at `at` in `tz`."""
+    def on(name):
+        return dt.datetime.combine(day_of(comp[name].dt), at, tzinfo=tz)
+
+    if comp.name == "VTODO":
+        names = [n for n in ("DUE", "DTSTART") if n in comp]
+        if not names:
+            raise UsageError("--timed: the VTODO has no DUE or DTSTART")
+        for name in names:
+            set_date(comp, name, on(name))
+        return
+    if "DTSTART" not in comp:
+        raise UsageError(f"--timed: the {comp.name} has no DTSTART")
+    start = on("DTSTART")
+    set_date(comp, "DTSTART", start)
+    comp.pop("DURATION", None)
+    if "DTEND" in comp:
+        set_date(comp, "DTEND", start + dt.timedelta(hours=1))
+    else:
+        comp.add("DTEND", start + dt.timedelta(hours=1))
+
+
+def complete(comp, done):
+    """--complete / --uncomplete on a VTODO."""
+    if comp.name != "VTODO":
+        raise UsageError(f"--{'' if done else 'un'}complete needs a VTODO, not a {comp.name}")
+    comp["STATUS"] = icalendar.vText("COMPLETED" if done else "NEEDS-ACTION")
+    if done:
+        comp["COMPLETED"] = icalendar.vDDDTypes(now_utc())
+        comp["PERCENT-COMPLETE"] = icalendar.vInt(100)
+    else:
+        comp.pop("COMPLETED", None)
+        comp.pop("PERCENT-COMPLETE", None)
+
+
+def bump_stamps(comp):
+    """What every client does on save: SEQUENCE+1, fresh DTSTAMP and LAST-MODIFIED."""
+    comp["SEQUENCE"] = icalendar.vInt(int(comp.get("SEQUENCE", 0)) + 1)
+    comp["DTSTAMP"] = icalendar.vDDDTypes(now_utc())
+    comp["LAST-MODIFIED"] = icalendar.vDDDTypes(now_utc())
+
+
+def rewrite(comp):
+    """--rewrite-only (minus the refolding): reorder, mark as seen, split CATEGORIES."""
+    items = list(comp.items())
+    comp.clear()
+    for name, value in reversed(items):
+        if name == "CATEGORIES":
+            cats = [c for v in (value if isinstance(value, list) else [value]) for c in v.cats]
+            value = [icalendar.vCategory([str(c)]) for c in cats]
+        comp[name] = value
+    comp["X-CLIENT-SEEN"] = icalendar.vInt(1)
+
+
+def refold(text, width=REFOLD_OCTETS):
+    """Unfolds every line and folds it again after `width` octets (UTF-8 safe)."""
+    out = []
+    for line in re.sub(r"\r\n[ \t]", "", text).split("\r\n"):
+        raw = line.encode("utf-8")
+        chunks, start = [], 0
+        while len(raw) - start > width:
+            end = start + width
+            while end > start and (raw[end] & 0xC0) == 0x80:  # not inside a UTF-8 sequence
+                end -= 1
+            chunks.append(raw[start:end])
+            start = end
+        chunks.append(raw[start:])
+        out.append(b"\r\n ".join(chunks).decode("utf-8"))
+    return "\r\n".join(out)
+
+
+def zone_arg(args):
+    """The tzinfo for --timed: ZoneInfo(--tzid), UTC (--utc) or None (floating)."""
+    if args.utc:
+        return UTC
+    if not args.tzid:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(args.tzid)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tzid: unknown time zone {args.tzid!r}") from None
+
+
+def apply_edit(text, args, tz=None):
+    """The edited iCalendar text of `text` (the options are documented at the top)."""
+    try:
+        cal = icalendar.Calendar.from_ical(text)
+    except Exception as e:
+        raise Failure(f"cannot parse the object: {type(e).__name__}: {e}") from None
+    comp, _ = main_component(cal)
+    if comp is None:
+        raise Failure("the object has no component besides VTIMEZONE")
+    if args.summary is not None:
+        comp["SUMMARY"] = icalendar.vText(args.summary)
+    if args.move_to:
+        move_to(comp, args.move_to)
+    if args.timed:
+        timed(comp, args.timed, tz)
+    if args.complete or args.uncomplete:
+        complete(comp, args.complete)
+    if not args.keep_stamps:
+        bump_stamps(comp)
+    if args.rewrite_only:
+        rewrite(comp)
+    cal["PRODID"] = icalendar.vText(PRODID)
+    if args.tzid and args.timed:
+        year = day_of(comp.get("DTSTART", comp.get("DUE")).dt).year
+        cal.add_missing_timezones(dt.date(year - 1, 1, 1), dt.date(year + 2, 1, 1))
+    out = cal.to_ical(sorted=False).decode("utf-8")
+    return refold(out) if args.rewrite_only else out
+
+
+def cmd_edit(args):
+    changes = args.move_to or args.timed or args.complete or args.uncomplete or args.rewrite_only
+    if args.summary is None and not changes:
+        raise UsageError(
+            "nothing to edit: give --summary, --move-to, --timed, --complete, --uncomplete"
+            " or --rewrite-only"
+        )
+    if (args.tzid or args.utc) and not args.timed:
+        raise UsageError("--tzid and --utc only go with --timed")
+    tz = zone_arg(args)
+    client = client_for(args)
+    body, etag = get_body(client, args.url)
+    etag = args.if_match or etag or etag_of(client, args.url)
+    if not etag:
+        raise Failure(f"GET {args.url}: the server gave no ETag, cannot send If-Match")
+    text = apply_edit(body, args, tz)
+    headers = {"Content-Type": "text/calendar; charset=utf-8", "If-Match": etag}
+    r = client.request(args.url, "PUT", text, headers)
+    res = {"url": args.url, "href": urlparse(args.url).path, "status": r.status}
+    res.update(etag_before=etag, etag_after=None)
+    if r.status == 412:
+        why = f"the object changed since the GET (If-Match {etag})"
+        raise Failure(f"PUT {args.url} -> HTTP 412: {why}", res)
+    if not 200 <= r.status < 300:
+        raise Failure(f"PUT {args.url} -> HTTP {r.status}", res)
+    res["etag_after"] = r.headers.get("ETag") or etag_of(client, args.url)
+    return res
+
+
+NEW_OBJECT = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//calplanebot tests//foreign app//EN
+BEGIN:{comp}
+UID:{uid}
+DTSTAMP:{stamp}
+{dates}
+SUMMARY:{summary}
+END:{comp}
+END:VCALENDAR
+"""
+
+
+def cmd_new(args):
+    if args.todo:
+        dates = f"DUE;VALUE=DATE:{args.date:%Y%m%d}\nSTATUS:NEEDS-ACTION"
+    else:
+        end = args.date + dt.timedelta(days=1)
+        dates = f"DTSTART;VALUE=DATE:{args.date:%Y%m%d}\nDTEND;VALUE=DATE:{end:%Y%m%d}"
+    text = NEW_OBJECT.format(
+        comp="VTODO" if args.todo else "VEVENT",
+        uid=args.uid,
+        stamp=now_utc().strftime("%Y%m%dT%H%M%SZ"),
+        dates=dates,
+        summary=icalendar.vText(args.summary).to_ical().decode("utf-8"),
+    )
+    return put_ics(client_for(args), args.url, text, args.href)
+
+
 SMOKE_EVENT = """BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//calplanebot tests//caldav_verify//EN
@@ -436,12 +702,15 @@ def cmd_smoke(args):
     return {"ok": True, "server": args.url, "calendar": cal["url"], "objects": len(objs)}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser():
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="See the top of this file for each command's output.",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    def add(name, fn):
-        p = sub.add_parser(name)
+    def add(name, fn, help):
+        p = sub.add_parser(name, help=help)
         p.add_argument("--url", required=True)
         p.add_argument("--user")
         p.add_argument("--password")
@@ -449,22 +718,52 @@ def main(argv=None):
         p.set_defaults(fn=fn)
         return p
 
-    add("dump", cmd_dump)
-    p = add("put", cmd_put)
+    add("dump", cmd_dump, "every object of a calendar (or of all calendars) as JSON")
+    p = add("put", cmd_put, "PUT an iCalendar file into a calendar")
     p.add_argument("--ics", required=True, help='iCalendar file, or "-" for stdin')
     p.add_argument("--href", help="object name inside the calendar (default: <UID>.ics)")
     p.add_argument("--overwrite", action="store_true", help="do not send If-None-Match: *")
-    p = add("mkcal", cmd_mkcal)
+    p = add("mkcal", cmd_mkcal, "MKCALENDAR under a calendar home")
     p.add_argument("--name", required=True)
     p.add_argument("--slug")
     p.add_argument("--components", default="VEVENT,VTODO")
-    p = add("delete", cmd_delete)
+    p = add("delete", cmd_delete, "DELETE an object or a calendar")
     p.add_argument("--if-match")
-    add("smoke", cmd_smoke)
+    p = add("edit", cmd_edit, "edit one object like a calendar app (GET, change, PUT If-Match)")
+    add_edit_args(p)
+    p = add("new", cmd_new, "create a minimal all-day VEVENT or VTODO as a foreign app would")
+    p.add_argument("--uid", required=True)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--date", required=True, type=date_arg, help="YYYY-MM-DD")
+    p.add_argument("--todo", action="store_true", help="a VTODO with DUE instead of a VEVENT")
+    p.add_argument("--href", help="object name inside the calendar (default: <UID>.ics)")
+    add("smoke", cmd_smoke, "self-test against one server (tests/infra_smoke.sh)")
+    return ap
 
-    args = ap.parse_args(argv)
+
+def add_edit_args(p):
+    flag = {"action": "store_true"}
+    p.add_argument("--summary", help="new SUMMARY")
+    p.add_argument("--move-to", type=date_arg, metavar="YYYY-MM-DD", help="move, keep durations")
+    p.add_argument("--timed", type=time_arg, metavar="HH:MM", help="one-hour timed event at HH:MM")
+    zone = p.add_mutually_exclusive_group()
+    zone.add_argument("--tzid", metavar="ZONE", help="with --timed: in this zone (Europe/Berlin)")
+    zone.add_argument("--utc", **flag, help="with --timed: UTC time")
+    done = p.add_mutually_exclusive_group()
+    done.add_argument("--complete", **flag, help="VTODO: mark completed")
+    done.add_argument("--uncomplete", **flag, help="VTODO: mark needs-action again")
+    p.add_argument("--rewrite-only", **flag, help="reorder, mark seen, split CATEGORIES, refold")
+    p.add_argument("--keep-stamps", **flag, help="leave SEQUENCE, DTSTAMP, LAST-MODIFIED alone")
+    p.add_argument("--if-match", metavar="ETAG", help="send this ETag, not the GET's (a stale app)")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         result = args.fn(args)
+    except UsageError as e:
+        print(f"caldav_verify {args.cmd}: {e}", file=sys.stderr)
+        return 2
     except Failure as e:
         print(f"caldav_verify {args.cmd}: {e}", file=sys.stderr)
         if e.result is not None:
