@@ -560,6 +560,39 @@ impl Config {
                 "Plane allows 60 API requests a minute",
             ));
         }
+        let sync_direction = choice(
+            env,
+            "SYNC_DIRECTION",
+            SyncDirection::Both,
+            &[
+                ("both", SyncDirection::Both),
+                ("plane-to-calendar", SyncDirection::PlaneToCalendar),
+            ],
+        )?;
+        let create_from_calendar = boolean(env, "CREATE_FROM_CALENDAR", false)?;
+        if create_from_calendar {
+            // A work item made from an event has no labels or assignees and Plane's default
+            // state: if the filters then excluded it, its event would be deleted again.
+            let filtered = !list(env, "SYNC_LABELS", "").is_empty()
+                || !list(env, "SYNC_ASSIGNEES", "").is_empty()
+                || !["backlog", "unstarted"]
+                    .iter()
+                    .all(|g| sync_state_groups.iter().any(|s| s == g));
+            if filtered {
+                return Err(err(
+                    "CREATE_FROM_CALENDAR",
+                    "cannot be combined with SYNC_LABELS, SYNC_ASSIGNEES or SYNC_STATE_GROUPS without backlog,unstarted",
+                    "new work items would not pass those filters and their events would be deleted",
+                ));
+            }
+            if sync_direction == SyncDirection::PlaneToCalendar {
+                return Err(err(
+                    "CREATE_FROM_CALENDAR",
+                    "needs SYNC_DIRECTION=both",
+                    "with plane-to-calendar nothing flows from the calendar to Plane",
+                ));
+            }
+        }
         let full_reconcile_every = number(env, "FULL_RECONCILE_EVERY", 12u32)?;
         if full_reconcile_every == 0 {
             return Err(err(
@@ -632,15 +665,7 @@ impl Config {
             sync_state_groups,
             sync_labels: list(env, "SYNC_LABELS", ""),
             max_delete_fraction,
-            sync_direction: choice(
-                env,
-                "SYNC_DIRECTION",
-                SyncDirection::Both,
-                &[
-                    ("both", SyncDirection::Both),
-                    ("plane-to-calendar", SyncDirection::PlaneToCalendar),
-                ],
-            )?,
+            sync_direction,
             conflict_policy: choice(
                 env,
                 "CONFLICT_POLICY",
@@ -660,7 +685,7 @@ impl Config {
                     ("clear-date", CalendarDelete::ClearDate),
                 ],
             )?,
-            create_from_calendar: boolean(env, "CREATE_FROM_CALENDAR", false)?,
+            create_from_calendar,
             full_reconcile_every,
             event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
             http_timeout_seconds: number(env, "HTTP_TIMEOUT_SECONDS", 30u64)?,
@@ -792,6 +817,59 @@ mod tests {
             ]
         );
         assert_eq!(parse_dotenv("ok=1\nnot an assignment\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn two_way_settings() {
+        let c = Config::from_env(&Env::from_pairs(minimal())).unwrap();
+        assert_eq!(c.sync_direction, SyncDirection::Both);
+        assert_eq!(c.conflict_policy, ConflictPolicy::Plane);
+        assert_eq!(c.calendar_delete, CalendarDelete::Recreate);
+        assert!(!c.create_from_calendar);
+        assert_eq!(c.full_reconcile_every, 12);
+        assert_eq!(c.event_timezone, "UTC");
+        let mut v = minimal();
+        v.extend([
+            ("SYNC_DIRECTION", "plane-to-calendar"),
+            ("CONFLICT_POLICY", "Newest"),
+            ("CALENDAR_DELETE", "clear-date"),
+            ("FULL_RECONCILE_EVERY", "1"),
+            ("EVENT_TIMEZONE", "Europe/Berlin"),
+        ]);
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.sync_direction, SyncDirection::PlaneToCalendar);
+        assert_eq!(c.conflict_policy, ConflictPolicy::Newest);
+        assert_eq!(c.calendar_delete, CalendarDelete::ClearDate);
+        assert_eq!(c.full_reconcile_every, 1);
+        assert_eq!(c.event_timezone, "Europe/Berlin");
+
+        for (bad, var) in [
+            (vec![("CONFLICT_POLICY", "mine")], "CONFLICT_POLICY"),
+            (vec![("FULL_RECONCILE_EVERY", "0")], "FULL_RECONCILE_EVERY"),
+            (
+                vec![("CREATE_FROM_CALENDAR", "true"), ("SYNC_LABELS", "bug")],
+                "CREATE_FROM_CALENDAR",
+            ),
+            (
+                vec![
+                    ("CREATE_FROM_CALENDAR", "true"),
+                    ("SYNC_DIRECTION", "plane-to-calendar"),
+                ],
+                "CREATE_FROM_CALENDAR",
+            ),
+        ] {
+            let mut v = minimal();
+            v.extend(bad);
+            let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+        }
+        let mut v = minimal();
+        v.push(("CREATE_FROM_CALENDAR", "yes"));
+        assert!(
+            Config::from_env(&Env::from_pairs(v))
+                .unwrap()
+                .create_from_calendar
+        );
     }
 
     #[test]

@@ -348,6 +348,10 @@ fn read_changed<C: CalendarStore, T: Tracker>(
             None => false,
         })
         .collect();
+    let vanished: Vec<&ItemRecord> = records
+        .iter()
+        .filter(|r| !etags.contains_key(&percent_decode(&r.href)))
+        .collect();
     let unknown: Vec<&ObjectRef> = listing
         .iter()
         .filter(|o| model::uid_from_href(&o.href).is_none())
@@ -369,7 +373,8 @@ fn read_changed<C: CalendarStore, T: Tracker>(
             fetched.insert(percent_decode(&o.href), o);
         }
     }
-    fetch_unlisted(plane, step, &changed, view)?;
+    let touched: Vec<&ItemRecord> = changed.iter().chain(&vanished).copied().collect();
+    fetch_unlisted(plane, step, &touched, view)?;
     let mut observed = BTreeMap::new();
     for r in changed.iter().filter(|_| two_way) {
         let Some(o) = fetched.get(&percent_decode(&r.href)) else {
@@ -402,8 +407,9 @@ fn read_changed<C: CalendarStore, T: Tracker>(
     Ok((observed, adoptable, foreign))
 }
 
-/// Items edited in the calendar that an incremental listing did not include (unchanged in
-/// Plane since the watermark): read them one by one, so the edit can be merged.
+/// Items edited or deleted in the calendar that an incremental listing did not include
+/// (unchanged in Plane since the watermark): read them one by one, so the edit can be
+/// merged and the deletion answered (recreate, or clear the date).
 fn fetch_unlisted<T: Tracker>(
     plane: &mut T,
     step: &Step<'_>,
@@ -945,6 +951,12 @@ mod tests {
         w.cycle();
         assert_eq!(w.plane.item("b").name, "Call Bobby");
         assert_eq!(w.object("a").text("SUMMARY").unwrap(), "[P-1] Touched");
+        w.settle();
+        // An event deleted while its item is not in the incremental listing comes back.
+        let href = w.href("b");
+        w.cal.remove(&href);
+        let s = w.cycle();
+        assert_eq!(s.created, 1, "{s:?}");
         w.settle();
     }
 

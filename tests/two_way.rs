@@ -1,0 +1,262 @@
+//! Calendar → Plane: an independent CalDAV client (PyPI `caldav`, through
+//! tests/caldav_verify.py) edits objects like a calendar app; after one `calplanebot --once`
+//! the fake Plane shows exactly those changes, one PATCH per edited item, and further
+//! cycles write nothing on either side.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::fake_plane::RequestLog;
+use common::{server, verifier, Object, Server, Setup};
+
+/// The object of each synced work item of project 0, by work item id.
+fn objects(s: &Setup) -> BTreeMap<String, Object> {
+    s.calendar(0)
+        .objects
+        .into_iter()
+        .filter_map(|o| {
+            let id = o
+                .uid
+                .strip_prefix("plane-issue-")?
+                .strip_suffix("@calplanebot")?
+                .to_string();
+            Some((id, o))
+        })
+        .collect()
+}
+
+/// Runs the verifier's `edit` on one object (GET, change, PUT with If-Match).
+fn edit(server: &Server, o: &Object, args: &[&str]) {
+    let mut a = vec!["edit", "--url", &o.url];
+    a.extend_from_slice(args);
+    let out = verifier(server, &a).output().expect("run verifier");
+    assert!(
+        out.status.success(),
+        "verifier edit {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn delete(server: &Server, o: &Object) {
+    let out = verifier(server, &["delete", "--url", &o.url])
+        .output()
+        .expect("run verifier");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The PATCHes Plane received since the log was cleared, by work item id.
+fn patches(s: &Setup) -> BTreeMap<String, Vec<RequestLog>> {
+    let mut out: BTreeMap<String, Vec<RequestLog>> = BTreeMap::new();
+    for r in s
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+    {
+        let id = r
+            .path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        out.entry(id.to_string()).or_default().push(r);
+    }
+    out
+}
+
+/// `[KEY-n] ` of a SUMMARY.
+fn key_prefix(o: &Object) -> String {
+    let summary = o.prop("SUMMARY").unwrap_or_default();
+    match summary.find("] ") {
+        Some(i) => summary[..i + 2].to_string(),
+        None => String::new(),
+    }
+}
+
+/// Three more cycles: no calendar write, no Plane write.
+fn assert_idle(s: &Setup) {
+    s.fake.clear_requests();
+    for n in 0..3 {
+        let r = s.sync();
+        r.assert_ok();
+        let writes = r.dav_requests("PUT") + r.dav_requests("DELETE");
+        assert_eq!(writes, 0, "cycle {n} wrote to the calendar:\n{}", r.stdout);
+    }
+    let writes: Vec<String> = s
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {} {}", r.method, r.path, r.body))
+        .collect();
+    assert!(writes.is_empty(), "Plane was written: {writes:?}");
+}
+
+fn event_edits_reach_plane(server: Server) {
+    let mut s = Setup::new(server.clone(), &[20]);
+    s.env.push(("CALENDAR_DELETE".into(), "clear-date".into()));
+    s.sync().assert_ok();
+    let before = objects(&s);
+    let ids: Vec<String> = before.keys().take(4).cloned().collect();
+    assert_eq!(ids.len(), 4, "not enough events");
+    let (moved, renamed, deleted, rewritten) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+
+    edit(&server, &before[moved], &["--move-to", "2027-03-15"]);
+    let new_name = format!(
+        "{}Renamed in the calendar, ünïcödé",
+        key_prefix(&before[renamed])
+    );
+    edit(&server, &before[renamed], &["--summary", &new_name]);
+    delete(&server, &before[deleted]);
+    edit(&server, &before[rewritten], &["--rewrite-only"]);
+
+    s.fake.clear_requests();
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Conflicts"), 0, "{}", r.stdout);
+
+    let world = s.fake.world();
+    let item = |id: &str| world.item(id).unwrap().clone();
+    assert_eq!(item(moved).target_date.as_deref(), Some("2027-03-15"));
+    assert_eq!(item(renamed).name, "Renamed in the calendar, ünïcödé");
+    assert_eq!(
+        item(deleted).target_date,
+        None,
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let p = patches(&s);
+    assert_eq!(
+        p.keys().collect::<Vec<_>>(),
+        {
+            let mut want = vec![moved, renamed, deleted];
+            want.sort();
+            want
+        },
+        "one PATCH per edited item, none for the rewrite: {p:?}"
+    );
+    assert!(p.values().all(|v| v.len() == 1), "{p:?}");
+    assert_eq!(p[moved][0].body, r#"{"target_date":"2027-03-15"}"#);
+    assert_eq!(
+        p[renamed][0].body,
+        r#"{"name":"Renamed in the calendar, ünïcödé"}"#
+    );
+    assert_eq!(p[deleted][0].body, r#"{"target_date":null}"#);
+    for id in [moved, renamed, deleted, rewritten] {
+        assert!(world.item(id).is_some(), "{id} still exists in Plane");
+    }
+
+    // The calendar shows the same: the moved event on its day, the renamed one with our
+    // prefix, the deleted one not recreated.
+    let after = objects(&s);
+    assert_eq!(after[moved].prop("DTSTART").as_deref(), Some("2027-03-15"));
+    assert_eq!(
+        after[renamed].prop("SUMMARY").as_deref(),
+        Some(new_name.as_str())
+    );
+    assert!(!after.contains_key(deleted));
+    assert_idle(&s);
+}
+
+fn task_edits_reach_plane(server: Server) {
+    let mut s = Setup::new(server.clone(), &[10]);
+    s.env.push(("ITEM_KIND".into(), "vtodo".into()));
+    s.sync().assert_ok();
+    let before = objects(&s);
+    let open: Vec<String> = before
+        .iter()
+        .filter(|(_, o)| o.prop("STATUS").as_deref() != Some("COMPLETED"))
+        .filter(|(_, o)| o.prop("STATUS").as_deref() != Some("CANCELLED"))
+        .map(|(id, _)| id.clone())
+        .take(2)
+        .collect();
+    assert_eq!(open.len(), 2, "not enough open tasks");
+    let group = |s: &Setup, id: &str| {
+        let w = s.fake.world();
+        let p = w.project_of(id).unwrap().clone();
+        let state = w.item(id).unwrap().state.clone();
+        p.state(&state).unwrap().group.clone()
+    };
+
+    let untouched = group(&s, &open[1]);
+    edit(&server, &before[&open[0]], &["--complete"]);
+    s.fake.clear_requests();
+    s.sync().assert_ok();
+    assert_eq!(group(&s, &open[0]), "completed");
+    assert_eq!(group(&s, &open[1]), untouched);
+    let p = patches(&s);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[&open[0]][0].body.starts_with(r#"{"state":""#), "{p:?}");
+    assert_idle(&s);
+
+    let now = objects(&s);
+    edit(&server, &now[&open[0]], &["--uncomplete"]);
+    s.fake.clear_requests();
+    s.sync().assert_ok();
+    assert_eq!(group(&s, &open[0]), "unstarted");
+    assert_eq!(patches(&s).len(), 1);
+    assert_idle(&s);
+}
+
+#[test]
+fn event_edits_radicale() {
+    if let Some(s) = server("Radicale", "RADICALE") {
+        event_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn event_edits_xandikos() {
+    if let Some(s) = server("Xandikos", "XANDIKOS") {
+        event_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn event_edits_sabredav_digest() {
+    if let Some(s) = server("SabreDAV", "SABRE") {
+        event_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn event_edits_apache_digest() {
+    if let Some(s) = server("Apache Digest → Radicale", "APACHE_DIGEST") {
+        event_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn task_edits_radicale() {
+    if let Some(s) = server("Radicale", "RADICALE") {
+        task_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn task_edits_xandikos() {
+    if let Some(s) = server("Xandikos", "XANDIKOS") {
+        task_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn task_edits_sabredav_digest() {
+    if let Some(s) = server("SabreDAV", "SABRE") {
+        task_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn task_edits_apache_digest() {
+    if let Some(s) = server("Apache Digest → Radicale", "APACHE_DIGEST") {
+        task_edits_reach_plane(s);
+    }
+}
