@@ -260,3 +260,81 @@ fn task_edits_apache_digest() {
         task_edits_reach_plane(s);
     }
 }
+
+/// The same field renamed on both sides between two cycles: CONFLICT_POLICY decides, both
+/// sides end with the winner's value, and the conflict is counted.
+fn conflict_round(
+    s: &mut Setup,
+    server: &Server,
+    id: &str,
+    policy: &str,
+    plane_last: bool,
+) -> String {
+    s.env.retain(|(k, _)| k != "CONFLICT_POLICY");
+    s.env.push(("CONFLICT_POLICY".into(), policy.into()));
+    let object = objects(s)[id].clone();
+    let prefix = key_prefix(&object);
+    let rename_in_plane = || {
+        s.fake
+            .with_world(|w| w.rename(id, &format!("{policy}: Plane's name")))
+    };
+    if plane_last {
+        edit(
+            server,
+            &object,
+            &["--summary", &format!("{prefix}{policy}: calendar's name")],
+        );
+        // LAST-MODIFIED has whole seconds: make Plane's edit clearly later.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        rename_in_plane();
+    } else {
+        rename_in_plane();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        edit(
+            server,
+            &object,
+            &["--summary", &format!("{prefix}{policy}: calendar's name")],
+        );
+    }
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Conflicts"), 1, "{}", r.stdout);
+    assert!(r.stderr.contains("changed on both sides"), "{}", r.stderr);
+    let plane = s.fake.world().item(id).unwrap().name.clone();
+    let calendar = objects(s)[id].prop("SUMMARY").unwrap_or_default();
+    assert_eq!(calendar, format!("{prefix}{plane}"), "both sides agree");
+    assert_idle(s);
+    plane
+}
+
+#[test]
+fn conflicts_follow_the_policy_end_to_end() {
+    let Some(server) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let mut s = Setup::new(server.clone(), &[20]);
+    s.fake.with_world(|w| w.real_clock = true);
+    s.sync().assert_ok();
+    let ids: Vec<String> = objects(&s).keys().take(4).cloned().collect();
+    assert_eq!(ids.len(), 4, "not enough events");
+    let won = |name: &str, policy: &str| {
+        if name.ends_with("Plane's name") {
+            "Plane"
+        } else {
+            assert_eq!(name, format!("{policy}: calendar's name"));
+            "calendar"
+        }
+    };
+    let name = conflict_round(&mut s, &server, &ids[0], "plane", false);
+    assert_eq!(won(&name, "plane"), "Plane");
+    let name = conflict_round(&mut s, &server, &ids[1], "calendar", true);
+    assert_eq!(won(&name, "calendar"), "calendar");
+    let name = conflict_round(&mut s, &server, &ids[2], "newest", false);
+    assert_eq!(
+        won(&name, "newest"),
+        "calendar",
+        "the calendar edit came last"
+    );
+    let name = conflict_round(&mut s, &server, &ids[3], "newest", true);
+    assert_eq!(won(&name, "newest"), "Plane", "the Plane edit came last");
+}
