@@ -311,8 +311,7 @@ pub fn sync_once(
     if projects.is_empty() {
         log::warn!("no Plane projects to sync (check PLANE_PROJECTS and the token's access)");
     }
-    let home = dav.discover()?.home;
-    let mut calendars = dav.calendars(&home)?;
+    let (home, mut calendars) = home_and_calendars(dav, journal)?;
     let now = crate::clock::now_unix();
 
     for (n, project) in projects.iter().enumerate() {
@@ -381,6 +380,26 @@ pub fn sync_once(
         journal.compact_if_needed()?;
     }
     Ok(summary)
+}
+
+/// The calendar home and its calendars (with their ctags and sync-tokens). Once the journal
+/// knows a calendar, its parent is the home: one PROPFIND instead of discovery's two or
+/// three. If that fails (the server moved things), discovery runs as on first contact.
+fn home_and_calendars(
+    dav: &mut CalDavClient,
+    journal: &Journal,
+) -> Result<(String, Vec<Calendar>), DavError> {
+    let known = journal.state().calendars.values().next();
+    if let Some(home) = known.map(|c| crate::caldav::href::parent_of(&c.href)) {
+        match dav.calendars(&home) {
+            Ok(calendars) if !calendars.is_empty() => return Ok((home, calendars)),
+            Ok(_) => log::info!("{home} holds no calendars any more; discovering again"),
+            Err(e) => log::info!("{e}; discovering the calendar home again"),
+        }
+    }
+    let home = dav.discover()?.home;
+    let calendars = dav.calendars(&home)?;
+    Ok((home, calendars))
 }
 
 /// Whether this project's next listing must be a full one: never listed, or

@@ -753,6 +753,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::vec_init_then_push, reason = "a table, read top to bottom")]
     fn two_way_table() {
         use crate::config::ConflictPolicy as P;
         let synced = ("a", "2026-12-01");

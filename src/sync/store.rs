@@ -467,7 +467,7 @@ pub mod memory {
         ) -> Result<Listing, PlaneError> {
             self.requests += 1;
             let mut items = self.items.clone();
-            items.sort_by(|a, b| b.updated().cmp(&a.updated()));
+            items.sort_by_key(|i| std::cmp::Reverse(i.updated()));
             let mark = watermark.and_then(crate::plane::Timestamp::parse);
             if let Some(mark) = mark {
                 items.retain(|i| i.updated().is_some_and(|t| t >= mark));
