@@ -10,7 +10,7 @@ pub mod plan;
 pub mod project;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -152,66 +152,28 @@ pub fn sync_item(
         return sync_once(config, plane, dav, journal, &opts);
     };
     let mapping = mapping_for(config, plane)?;
+    let zone = Zone::utc();
+    let item = plane.work_item(&project.id, item_id)?;
+    let opts = Options::default();
+    let step = project::Step {
+        project,
+        calendar: &calendar.href,
+        seen: &calendar,
+        first_contact: false,
+        mapping: &mapping,
+        two_way: two_way(config),
+        create_from_calendar: false,
+        max_delete_fraction: config.max_delete_fraction,
+        zone: &zone,
+        full: false,
+        opts: &opts,
+        now: crate::clock::now_unix(),
+    };
     let mut summary = Summary {
         projects: 1,
         ..Summary::default()
     };
-    let item = plane.work_item(&project.id, item_id)?;
-    let mut material = apply::Material::default();
-    let mut excluded = BTreeMap::new();
-    let record = journal
-        .state()
-        .items
-        .values()
-        .find(|r| r.work_item == item_id)
-        .cloned();
-    if let Some(item) = item {
-        match model::render(&item, project, &mapping) {
-            Ok(mut d) => {
-                if let Some(r) = &record {
-                    d.uid = r.uid.clone();
-                }
-                material.desired.insert(d.uid.clone(), d);
-            }
-            Err(why) => {
-                excluded.insert(item_id.to_string(), why);
-            }
-        }
-        material.items.insert(item.id.clone(), item);
-    }
-    // 404 (deleted or archived): absent from a complete "listing" of this one item.
-    let listing: Vec<crate::caldav::ObjectRef> = record
-        .iter()
-        .map(|r| crate::caldav::ObjectRef {
-            href: r.href.clone(),
-            etag: r.etag.clone(),
-        })
-        .collect();
-    let records: Vec<&crate::state::ItemRecord> = record.iter().collect();
-    let desired: Vec<Desired> = material.desired.values().cloned().collect();
-    let planned = plan::plan(&plan::Input {
-        calendar: &calendar.href,
-        desired: &desired,
-        excluded: &excluded,
-        gone: &BTreeSet::new(),
-        plane_listed: 1,
-        plane_complete: true,
-        listing: &listing,
-        adoptable: &BTreeMap::new(),
-        observed: &BTreeMap::new(),
-        foreign: &[],
-        journal: &records,
-        max_delete_fraction: config.max_delete_fraction,
-        two_way: two_way(config),
-    });
-    let ctx = apply::Context {
-        calendar: &calendar.href,
-        project,
-        mapping: &mapping,
-        now: crate::clock::now_unix(),
-        stop: None,
-    };
-    apply::apply(dav, plane, journal, &ctx, material, &planned, &mut summary);
+    project::sync_item(dav, plane, journal, &step, item_id, item, &mut summary);
     Ok(summary)
 }
 

@@ -234,6 +234,68 @@ fn list_calendar<C: CalendarStore>(
     }
 }
 
+/// Syncs one work item Plane just showed (`None`: Plane answered 404) after a webhook named
+/// it: no listing on either side. Its object is taken to be as the journal last saw it; if
+/// it changed meanwhile, `If-Match` fails and the next cycle merges the calendar's edit.
+pub fn sync_item<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
+    journal: &mut Journal,
+    step: &Step<'_>,
+    item_id: &str,
+    item: Option<WorkItem>,
+    summary: &mut Summary,
+) {
+    let record = journal
+        .state()
+        .items
+        .values()
+        .find(|r| r.work_item == item_id)
+        .cloned();
+    let mut view = PlaneView {
+        listed: 1,
+        // A 404 is as good as absence from a complete listing of this one item.
+        complete: true,
+        ..PlaneView::default()
+    };
+    if let Some(item) = item {
+        let uids = uid_index(journal, &step.project.id);
+        add_item(&mut view, item, step, &uids);
+    }
+    let listing: Vec<ObjectRef> = record
+        .iter()
+        .map(|r| ObjectRef {
+            href: r.href.clone(),
+            etag: r.etag.clone(),
+        })
+        .collect();
+    let records: Vec<&ItemRecord> = record.iter().collect();
+    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
+    let planned = plan::plan(&Input {
+        calendar: step.calendar,
+        desired: &desired,
+        excluded: &view.excluded,
+        gone: &view.gone,
+        plane_listed: view.listed,
+        plane_complete: view.complete,
+        listing: &listing,
+        adoptable: &BTreeMap::new(),
+        observed: &BTreeMap::new(),
+        foreign: &[],
+        journal: &records,
+        max_delete_fraction: step.max_delete_fraction,
+        two_way: step.two_way,
+    });
+    let ctx = Context {
+        calendar: step.calendar,
+        project: step.project,
+        mapping: step.mapping,
+        now: step.now,
+        stop: step.opts.stop,
+    };
+    apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+}
+
 /// Lists and renders the project's work items (incrementally unless `step.full`).
 fn read_plane<T: Tracker>(
     plane: &mut T,
@@ -710,6 +772,51 @@ mod tests {
         assert_eq!((s.created, s.errors.len()), (2, 0), "{s:?}");
         w.settle();
         assert!(w.plane.patches.is_empty());
+    }
+
+    #[test]
+    fn a_webhook_syncs_one_item_without_listings() {
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.plane.edit("a", |i| i.name = "Renamed in Plane".into());
+        let item = Some(w.plane.item("a").clone());
+        let zone = Zone::utc();
+        let opts = Options::default();
+        let seen = w.journal().state().calendars["p"].clone();
+        let step = Step {
+            project: &w.project,
+            calendar: CAL,
+            seen: &seen,
+            first_contact: false,
+            mapping: &w.mapping,
+            two_way: w.two_way,
+            create_from_calendar: false,
+            max_delete_fraction: 0.5,
+            zone: &zone,
+            full: false,
+            opts: &opts,
+            now: 1_795_500_000,
+        };
+        let (requests, listings) = (w.plane.requests, w.cal.count("PROPFIND"));
+        let mut summary = Summary::default();
+        let journal = w.journal.as_mut().unwrap();
+        sync_item(
+            &mut w.cal,
+            &mut w.plane,
+            journal,
+            &step,
+            "a",
+            item,
+            &mut summary,
+        );
+        assert_eq!(summary.updated, 1, "{summary:?}");
+        assert_eq!(w.plane.requests, requests, "the caller fetched the item");
+        assert_eq!(w.cal.count("PROPFIND"), listings, "no calendar listing");
+        assert_eq!(
+            w.object("a").text("SUMMARY").unwrap(),
+            "[P-1] Renamed in Plane"
+        );
+        w.settle();
     }
 
     #[test]
