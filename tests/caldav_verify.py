@@ -118,6 +118,10 @@ class Failure(Exception):
         self.result = result
 
 
+class Gone(Failure):
+    """A 404: the resource vanished (tests run in parallel and delete their calendars)."""
+
+
 def client_for(args):
     return caldav.DAVClient(
         args.url,
@@ -141,6 +145,8 @@ def propfind(client, url, props, depth):
         body,
         {"Depth": str(depth), "Content-Type": 'application/xml; charset="utf-8"'},
     )
+    if r.status == 404:
+        raise Gone(f"PROPFIND {url} -> HTTP 404")
     if r.status != 207 or r.tree is None:
         raise Failure(f"PROPFIND {url} -> HTTP {r.status}")
     out = []
@@ -280,6 +286,8 @@ def describe_ical(text):
 
 def get_body(client, url):
     r = client.request(url, "GET")
+    if r.status == 404:
+        raise Gone(f"GET {url} -> HTTP 404")
     if r.status != 200:
         raise Failure(f"GET {url} -> HTTP {r.status}")
     # _raw_body keeps the bytes as served; the public .raw has CRLF folded to LF.
@@ -317,7 +325,10 @@ def dump_calendar(client, url):
         rt = props.get(f"{{{DAV}}}resourcetype")
         if same_path(abs_url, url) or (rt is not None and rt.find(f"{{{DAV}}}collection") is not None):
             continue
-        body, get_etag = get_body(client, abs_url)
+        try:
+            body, get_etag = get_body(client, abs_url)
+        except Gone:
+            continue  # deleted since the listing
         obj = {
             "href": href,
             "url": abs_url,
@@ -333,7 +344,13 @@ def dump_calendar(client, url):
 def cmd_dump(args):
     client = client_for(args)
     urls = find_calendars(client, args.url)
-    return {"calendars": [dump_calendar(client, u) for u in sorted(urls)]}
+    calendars = []
+    for u in sorted(urls):
+        try:
+            calendars.append(dump_calendar(client, u))
+        except Gone:
+            pass  # another test deleted its calendar since the listing
+    return {"calendars": calendars}
 
 
 def crlf(text):

@@ -338,3 +338,80 @@ fn conflicts_follow_the_policy_end_to_end() {
     let name = conflict_round(&mut s, &server, &ids[3], "newest", true);
     assert_eq!(won(&name, "newest"), "Plane", "the Plane edit came last");
 }
+
+#[test]
+fn new_calendar_events_become_work_items() {
+    let Some(server) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let mut s = Setup::new(server.clone(), &[6]);
+    s.env.push(("CREATE_FROM_CALENDAR".into(), "true".into()));
+    s.sync().assert_ok();
+    let cal = s.calendar(0);
+    let out = verifier(
+        &server,
+        &[
+            "new",
+            "--url",
+            &cal.url,
+            "--uid",
+            "phone-dentist-1",
+            "--summary",
+            "Dentist",
+            "--date",
+            "2027-02-03",
+        ],
+    )
+    .output()
+    .expect("run verifier");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let items_before = s.fake.world().projects[0].items.len();
+
+    s.fake.clear_requests();
+    let r = s.sync();
+    r.assert_ok();
+    assert!(
+        r.stdout.contains("To Plane:  0 updated, 1 created"),
+        "{}",
+        r.stdout
+    );
+    let world = s.fake.world();
+    let p = &world.projects[0];
+    assert_eq!(p.items.len(), items_before + 1);
+    let made = p
+        .items
+        .iter()
+        .find(|i| i.external_id.as_deref() == Some("phone-dentist-1"))
+        .expect("a work item with the event's UID as external id");
+    assert_eq!(made.name, "Dentist");
+    assert_eq!(made.target_date.as_deref(), Some("2027-02-03"));
+    assert_eq!(made.external_source.as_deref(), Some("calplanebot"));
+    let posts = s
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1);
+
+    // The next cycle renders the item into the event: same UID and file, our prefix.
+    s.sync().assert_ok();
+    let event = s
+        .calendar(0)
+        .objects
+        .into_iter()
+        .find(|o| o.uid == "phone-dentist-1")
+        .expect("the event keeps its UID");
+    let key = format!("[{}-{}] Dentist", p.identifier, made.sequence_id);
+    assert_eq!(event.prop("SUMMARY").as_deref(), Some(key.as_str()));
+    assert_idle(&s);
+    assert_eq!(
+        s.fake.world().projects[0].items.len(),
+        items_before + 1,
+        "no duplicate"
+    );
+}
