@@ -255,6 +255,10 @@ impl Status {
             ),
             ("projects_synced", num(self.projects_synced)),
             ("items", counts(&self.items, ITEM_ACTIONS)),
+            (
+                "plane_writes",
+                counts(&self.items, &["plane_updated", "plane_created"]),
+            ),
             ("errors", counts(&self.errors, ERROR_KINDS)),
             ("conflicts", num(self.conflicts)),
             ("webhooks", self.webhook_object(w)),
@@ -538,5 +542,64 @@ mod tests {
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
         assert!(text.contains("calplanebot_errors_total{kind=\"caldav\"} 1\n"));
+    }
+
+    #[test]
+    fn two_way_counts_reach_metrics() {
+        let mut s = Status::new(true);
+        let cycle = crate::sync::Summary {
+            plane_updated: 2,
+            plane_created: 1,
+            conflicts: 3,
+            ..crate::sync::Summary::default()
+        };
+        s.record_success(&cycle, 0.1, true, 6);
+        s.record_success(&cycle, 0.1, false, 7);
+        let text = s.prometheus(8);
+        assert!(text.contains("calplanebot_conflicts_total 6\n"), "{text}");
+        assert!(text.contains("calplanebot_plane_writes_total{action=\"updated\"} 4\n"));
+        assert!(text.contains("calplanebot_plane_writes_total{action=\"created\"} 2\n"));
+        let json = s.metrics_json(8);
+        assert!(json.contains(r#""conflicts":6"#), "{json}");
+        assert!(
+            json.contains(r#""plane_writes":{"plane_created":2,"plane_updated":4}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn journal_report_shows_polling_state() {
+        use crate::state::{CalendarRecord, ProjectRecord, State};
+        let mut st = State::default();
+        st.calendars.insert(
+            "p".into(),
+            CalendarRecord {
+                project: "p".into(),
+                href: "/cal/p/".into(),
+                ctag: Some("c1".into()),
+                sync_token: Some("tok-9".into()),
+            },
+        );
+        st.projects.insert(
+            "p".into(),
+            ProjectRecord {
+                project: "p".into(),
+                watermark: Some("2026-11-23T10:00:00.5Z".into()),
+                cycles_since_full: 4,
+                last_full: Some(1_795_428_930),
+            },
+        );
+        let text = journal_report(&st, 1_795_428_990).join("\n");
+        assert!(text.contains("calendar: sync-token tok-9"), "{text}");
+        assert!(
+            text.contains("Plane watermark: 2026-11-23T10:00:00.5Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "last full listing: 2026-11-23T10:15:30Z (60 s ago), 4 incremental cycles since"
+            ),
+            "{text}"
+        );
     }
 }
