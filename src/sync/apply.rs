@@ -222,7 +222,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         };
         self.summary.plane_updated += 1;
         log::info!("{label}: {} → Plane", patch.describe());
-        let patched = patched_item(item, &body, state, &updated.updated_at);
+        let patched = patched_item(item, &body, state, &updated);
         let rerendered = model::render(&patched, self.ctx.project, self.ctx.mapping);
         self.material.items.insert(patched.id.clone(), patched);
         match rerendered {
@@ -498,13 +498,14 @@ pub fn item_patch(item: &WorkItem, patch: &FieldPatch, state: Option<&State>) ->
     }
 }
 
-/// The work item as it is after a successful PATCH of `body` (the PATCH answer carries
-/// state, labels and assignees as bare ids, so we keep the listed, expanded item).
+/// The work item as it is after a successful PATCH of `body`. The PATCH answer carries
+/// state, labels and assignees as bare ids, so we keep the listed, expanded item and take
+/// only plain values from the answer (Plane sets `completed_at` when the state moves).
 fn patched_item(
     mut item: WorkItem,
     body: &ItemPatch,
     state: Option<State>,
-    updated_at: &str,
+    answer: &WorkItem,
 ) -> WorkItem {
     if let Some(name) = &body.name {
         item.name = name.clone();
@@ -518,8 +519,11 @@ fn patched_item(
     if let Some(s) = state {
         item.state = s;
     }
-    if !updated_at.is_empty() {
-        item.updated_at = updated_at.to_string();
+    if !answer.updated_at.is_empty() {
+        item.updated_at = answer.updated_at.clone();
+    }
+    if body.state.is_some() {
+        item.completed_at = answer.completed_at.clone();
     }
     item
 }
