@@ -107,6 +107,10 @@ pub struct ProjectRecord {
     pub cycles_since_full: u32,
     /// When the last full listing ran (Unix seconds).
     pub last_full: Option<i64>,
+    /// The project's identifier (`WEB`), so incremental cycles need not list projects.
+    pub identifier: Option<String>,
+    /// The project's name.
+    pub name: Option<String>,
 }
 
 /// The in-memory state after replay: last record per key wins; `gone` removes an item.
@@ -735,6 +739,8 @@ mod tests {
             watermark: watermark.map(str::to_owned),
             cycles_since_full: 7,
             last_full: Some(1_795_428_930),
+            identifier: None,
+            name: None,
         }
     }
 
@@ -761,7 +767,7 @@ mod tests {
         assert!(lines[2].starts_with(r#"{"t":"cal","project":"p1","href":"#));
         assert_eq!(
             lines[4],
-            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7,"last_full":1795428930}"#
+            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7,"last_full":1795428930,"identifier":null,"name":null}"#
         );
         // A record written before `last_full` existed still replays (as "never").
         let old = r#"{"t":"project","project":"p3","watermark":null,"cycles_since_full":2}"#;

@@ -587,6 +587,8 @@ mod tests {
                 watermark: Some("2026-11-23T10:00:00.5Z".into()),
                 cycles_since_full: 4,
                 last_full: Some(1_795_428_930),
+                identifier: Some("WEB".into()),
+                name: Some("Website".into()),
             },
         );
         let text = journal_report(&st, 1_795_428_990).join("\n");

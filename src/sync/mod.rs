@@ -265,7 +265,10 @@ pub fn sync_once(
     let mapping = mapping_for(config, plane)?;
     let zone = event_zone(config);
     let mut summary = Summary::default();
-    let mut projects = select_projects(plane.projects()?, &config.plane_projects);
+    let mut projects = match cached_projects(config, journal, opts) {
+        Some(cached) => cached,
+        None => select_projects(plane.projects()?, &config.plane_projects),
+    };
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
         projects.retain(|p| p.id == only);
@@ -362,6 +365,34 @@ fn home_and_calendars(
     let home = dav.discover()?.home;
     let calendars = dav.calendars(&home)?;
     Ok((home, calendars))
+}
+
+/// The selected projects as the journal remembers them, when this cycle may trust that
+/// (projects change rarely; the list is read again with every full listing): `None` when
+/// a full listing is due for any project, when a project lacks its name, or when
+/// PLANE_PROJECTS names a project the journal does not know.
+fn cached_projects(config: &Config, journal: &Journal, opts: &Options<'_>) -> Option<Vec<Project>> {
+    let records = &journal.state().projects;
+    if opts.full || records.is_empty() {
+        return None;
+    }
+    let mut known = Vec::new();
+    for (id, r) in records {
+        if full_listing_due(config, journal, id) {
+            return None;
+        }
+        known.push(Project {
+            id: id.clone(),
+            identifier: r.identifier.clone()?,
+            name: r.name.clone()?,
+        });
+    }
+    let selected = select_projects(known.clone(), &config.plane_projects);
+    let all_found = config
+        .plane_projects
+        .iter()
+        .all(|w| select_projects(known.clone(), std::slice::from_ref(w)).len() == 1);
+    all_found.then_some(selected)
 }
 
 /// Whether this project's next listing must be a full one: never listed, or

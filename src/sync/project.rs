@@ -583,6 +583,8 @@ fn remember_listing(
         } else {
             old.and_then(|o| o.last_full)
         },
+        identifier: Some(step.project.identifier.clone()),
+        name: Some(step.project.name.clone()),
     };
     journal.put_project(record)
 }
