@@ -363,6 +363,10 @@ impl Env {
                     }
                     (Some(_), true) => "****".to_string(),
                     (Some(v), false) => v.to_string(),
+                    // Set but empty: for HTTP_BIND that switches the server off.
+                    (None, _) if *name == "HTTP_BIND" && self.vars.contains_key(*name) => {
+                        "(empty: no HTTP server)".to_string()
+                    }
                     (None, _) if default.is_empty() => "(not set)".to_string(),
                     (None, _) => format!("{default} (default)"),
                 };

@@ -140,10 +140,10 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             Action::Update {
                 uid,
                 href,
+                etag,
                 reason,
                 patch,
                 conflicts,
-                ..
             } => {
                 for c in conflicts {
                     log::warn!("{}: {c} (CONFLICT_POLICY)", self.label(uid));
@@ -153,6 +153,16 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                     return Ok(());
                 }
                 let current = self.material.fetched.remove(&percent_decode(href));
+                if *reason == UpdateReason::PlaneChanged && moved(&current, etag.as_deref()) {
+                    // Edited in the calendar since the listing: merging Plane's change now
+                    // would overwrite that edit unseen. The next cycle merges both.
+                    self.summary.skipped += 1;
+                    log::info!(
+                        "{}: edited in the calendar meanwhile; next cycle",
+                        self.label(uid)
+                    );
+                    return Ok(());
+                }
                 self.update(uid, href, *reason, current)
             }
             Action::Delete {
@@ -419,7 +429,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         }
         if reason == UpdateReason::CalendarChanged {
             log::info!(
-                "{}: calendar edits of Plane-owned properties are overwritten",
+                "{}: the event differs from Plane's values; writing them",
                 desired.label
             );
         }
@@ -449,6 +459,14 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Whether the object read for an update is not the version planning saw.
+fn moved(current: &Option<ObjectData>, planned: Option<&str>) -> bool {
+    match (current, planned) {
+        (Some(c), Some(p)) => c.etag.as_deref() != Some(p),
+        _ => false,
     }
 }
 

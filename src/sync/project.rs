@@ -235,8 +235,8 @@ fn list_calendar<C: CalendarStore>(
 }
 
 /// Syncs one work item Plane just showed (`None`: Plane answered 404) after a webhook named
-/// it: no listing on either side. Its object is taken to be as the journal last saw it; if
-/// it changed meanwhile, `If-Match` fails and the next cycle merges the calendar's edit.
+/// it: no listing on either side, one GET of its object, so an edit made in the calendar
+/// since the last cycle is merged like in a full cycle (and a deletion answered).
 pub fn sync_item<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
@@ -262,13 +262,31 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         let uids = uid_index(journal, &step.project.id);
         add_item(&mut view, item, step, &uids);
     }
-    let listing: Vec<ObjectRef> = record
-        .iter()
-        .map(|r| ObjectRef {
-            href: r.href.clone(),
-            etag: r.etag.clone(),
-        })
-        .collect();
+    // The object may have changed since the last cycle: read it (one GET), so a calendar
+    // edit is merged, and a deletion answered, rather than overwritten.
+    let mut listing = Vec::new();
+    let mut observed = BTreeMap::new();
+    if let Some(r) = &record {
+        match cal.get(&r.href) {
+            Ok(Some(o)) => {
+                if o.etag.is_none() || o.etag != r.etag {
+                    if let Some(seen) = observe(&o, r, step) {
+                        observed.insert(r.uid.clone(), seen);
+                    }
+                }
+                listing.push(ObjectRef {
+                    href: r.href.clone(),
+                    etag: o.etag.clone(),
+                });
+                view.material.fetched.insert(percent_decode(&r.href), o);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                summary.error(format!("{}: {e}", step.project.identifier));
+                return;
+            }
+        }
+    }
     let records: Vec<&ItemRecord> = record.iter().collect();
     let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
     let planned = plan::plan(&Input {
@@ -280,7 +298,7 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         plane_complete: view.complete,
         listing: &listing,
         adoptable: &BTreeMap::new(),
-        observed: &BTreeMap::new(),
+        observed: &observed,
         foreign: &[],
         journal: &records,
         max_delete_fraction: step.max_delete_fraction,
