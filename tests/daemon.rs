@@ -221,6 +221,67 @@ fn a_signed_webhook_syncs_just_that_item_and_bursts_coalesce() {
     eprintln!("100 webhooks for one item → {one} fetch(es)");
 }
 
+/// Found against real Plane: a calendar edit made since the last cycle, then a colleague's
+/// change of the same item in Plane and its webhook. Both changes must survive.
+#[test]
+fn a_webhook_merges_a_pending_calendar_edit() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale.clone(), &[30]);
+    let d = start(&s, &[]);
+    let item = dated_item(&s);
+    let event = s
+        .calendar(0)
+        .objects
+        .into_iter()
+        .find(|o| o.uid == format!("plane-issue-{item}@calplanebot"))
+        .unwrap();
+    let out = common::verifier(
+        &radicale,
+        &["edit", "--url", &event.url, "--move-to", "2027-04-20"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    s.fake
+        .with_world(|w| w.rename(&item, "Renamed by a colleague meanwhile"));
+    let body = webhook_for(&s, &item, "name");
+    let sig = sign_webhook(SECRET, body.as_bytes());
+    assert_eq!(
+        post(
+            &format!("{}/webhooks/plane", d.url),
+            body.as_bytes(),
+            Some(&sig)
+        ),
+        202
+    );
+    wait_for_summary(&s, &item, "Renamed by a colleague meanwhile");
+    let moved = s
+        .calendar(0)
+        .objects
+        .into_iter()
+        .find(|o| o.uid == format!("plane-issue-{item}@calplanebot"))
+        .unwrap();
+    assert_eq!(
+        moved.prop("DTSTART").as_deref(),
+        Some("2027-04-20"),
+        "the calendar edit survived"
+    );
+    let w = s.fake.world();
+    assert_eq!(
+        w.item(&item).unwrap().target_date.as_deref(),
+        Some("2027-04-20"),
+        "and reached Plane: {}",
+        std::fs::read_to_string(&d.log).unwrap_or_default()
+    );
+}
+
 #[test]
 fn bad_requests_are_refused_and_the_service_keeps_working() {
     let Some(radicale) = server("Radicale", "RADICALE") else {
