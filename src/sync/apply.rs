@@ -299,7 +299,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             c => Some(self.state_for(c)?.id),
         };
         let new = NewWorkItem {
-            name: f.fields.name.clone(),
+            name: plane_name(&f.fields.name),
             start_date: f.fields.start.map(|d| d.to_iso()),
             target_date: f.fields.target.map(|d| d.to_iso()),
             state,
@@ -462,6 +462,14 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
     }
 }
 
+/// Plane refuses names over 255 characters (400, every cycle): longer ones are cut, and
+/// the event then shows the cut name.
+const MAX_NAME_CHARS: usize = 255;
+
+fn plane_name(name: &str) -> String {
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
+
 /// Whether the object read for an update is not the version planning saw.
 fn moved(current: &Option<ObjectData>, planned: Option<&str>) -> bool {
     match (current, planned) {
@@ -509,7 +517,7 @@ pub fn item_patch(item: &WorkItem, patch: &FieldPatch, state: Option<&State>) ->
         }
     }
     ItemPatch {
-        name: patch.name.clone(),
+        name: patch.name.as_deref().map(plane_name),
         start_date: start,
         target_date: patch.target.map(iso),
         state: state.map(|s| s.id.clone()),
@@ -559,5 +567,62 @@ fn apply_to_shadow(shadow: &mut Shadow, patch: &FieldPatch) {
     }
     if let Some(c) = patch.completion {
         shadow.state_group = c.target_group().to_string();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(start: Option<&str>, target: Option<&str>) -> WorkItem {
+        WorkItem {
+            id: "i".into(),
+            start_date: start.map(String::from),
+            target_date: target.map(String::from),
+            ..WorkItem::default()
+        }
+    }
+
+    fn date(s: &str) -> Option<Date> {
+        Date::parse_iso(s)
+    }
+
+    #[test]
+    fn patch_bodies() {
+        let moved = FieldPatch {
+            target: Some(date("2026-11-20")),
+            ..FieldPatch::default()
+        };
+        // A target before the start moves the start along by the same days.
+        let p = item_patch(&item(Some("2026-11-28"), Some("2026-12-01")), &moved, None);
+        assert_eq!(p.start_date, Some(Some("2026-11-17".into())));
+        assert_eq!(p.target_date, Some(Some("2026-11-20".into())));
+        // … never past the new target (a start after the old target).
+        let p = item_patch(&item(Some("2026-12-05"), Some("2026-12-01")), &moved, None);
+        assert_eq!(p.start_date, Some(Some("2026-11-20".into())));
+        // A start before the new target stays out of the body.
+        let p = item_patch(&item(Some("2026-11-01"), Some("2026-12-01")), &moved, None);
+        assert_eq!(p.start_date, None);
+        // Cleared dates are nulls; names are cut to what Plane accepts.
+        let cleared = FieldPatch {
+            target: Some(None),
+            name: Some("x".repeat(300)),
+            ..FieldPatch::default()
+        };
+        let p = item_patch(&item(None, Some("2026-12-01")), &cleared, None);
+        assert_eq!(p.target_date, Some(None));
+        assert_eq!(p.name.as_ref().map(|n| n.chars().count()), Some(255));
+        let done = State {
+            id: "s-done".into(),
+            name: "Done".into(),
+            group: "completed".into(),
+        };
+        let ticked = FieldPatch {
+            completion: Some(Completion::Completed),
+            ..FieldPatch::default()
+        };
+        let p = item_patch(&item(None, Some("2026-12-01")), &ticked, Some(&done));
+        assert_eq!(p.state.as_deref(), Some("s-done"));
+        assert_eq!(p.to_json(), r#"{"state":"s-done"}"#);
     }
 }
