@@ -491,10 +491,12 @@ fn record(desired: &Desired, href: &str, etag: Option<String>, sequence: u32) ->
     }
 }
 
-/// The PATCH body for `patch`. Plane refuses a start after the target ("Start date cannot
-/// exceed target date"), and in due mode the calendar cannot show the start: when a new
+/// The PATCH body for `patch`. In due mode the calendar cannot show the start: when a new
 /// target date falls before the item's start, the start moves by the same number of days
-/// (keeping the item's length), but never past the new target.
+/// (keeping the item's length), but never past the new target, and both dates are sent.
+/// (Checked against real Plane CE 1.3.1: it compares the dates only when both are in the
+/// body, so a target alone would be accepted and leave start > target; newer Plane also
+/// compares a lone date with the stored one and answers 400.)
 pub fn item_patch(item: &WorkItem, patch: &FieldPatch, state: Option<&State>) -> ItemPatch {
     let iso = |d: Option<Date>| d.map(|d| d.to_iso());
     let mut start = patch.start.map(iso);
