@@ -122,23 +122,14 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         }
     };
     view.material.fetched = fetched;
-    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
-    let journal_refs: Vec<&ItemRecord> = records.iter().collect();
-    let planned = plan::plan(&Input {
-        calendar: step.calendar,
-        desired: &desired,
-        excluded: &view.excluded,
-        gone: &view.gone,
-        plane_listed: view.listed,
-        plane_complete: view.complete,
+    let side = CalendarSide {
         listing: &listing,
         adoptable: &adoptable,
         observed: &observed,
         foreign: &foreign,
-        journal: &journal_refs,
-        max_delete_fraction: step.max_delete_fraction,
-        two_way: step.two_way,
-    });
+        records: &records,
+    };
+    let planned = plan_for(step, &view, &side);
     if let Some(reason) = &planned.blocked {
         let m = format!("project {ident}: safety valve: {reason}; calendar left unchanged");
         summary.error(m.clone());
@@ -287,23 +278,15 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
             }
         }
     }
-    let records: Vec<&ItemRecord> = record.iter().collect();
-    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
-    let planned = plan::plan(&Input {
-        calendar: step.calendar,
-        desired: &desired,
-        excluded: &view.excluded,
-        gone: &view.gone,
-        plane_listed: view.listed,
-        plane_complete: view.complete,
+    let records: Vec<ItemRecord> = record.into_iter().collect();
+    let side = CalendarSide {
         listing: &listing,
         adoptable: &BTreeMap::new(),
         observed: &observed,
         foreign: &[],
-        journal: &records,
-        max_delete_fraction: step.max_delete_fraction,
-        two_way: step.two_way,
-    });
+        records: &records,
+    };
+    let planned = plan_for(step, &view, &side);
     let ctx = Context {
         calendar: step.calendar,
         project: step.project,
@@ -312,6 +295,35 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         stop: step.opts.stop,
     };
     apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+}
+
+/// What the calendar side contributes to a plan.
+struct CalendarSide<'a> {
+    listing: &'a [ObjectRef],
+    adoptable: &'a BTreeMap<String, ObjectRef>,
+    observed: &'a BTreeMap<String, Observed>,
+    foreign: &'a [Foreign],
+    records: &'a [ItemRecord],
+}
+
+fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan::Plan {
+    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
+    let journal: Vec<&ItemRecord> = side.records.iter().collect();
+    plan::plan(&Input {
+        calendar: step.calendar,
+        desired: &desired,
+        excluded: &view.excluded,
+        gone: &view.gone,
+        plane_listed: view.listed,
+        plane_complete: view.complete,
+        listing: side.listing,
+        adoptable: side.adoptable,
+        observed: side.observed,
+        foreign: side.foreign,
+        journal: &journal,
+        max_delete_fraction: step.max_delete_fraction,
+        two_way: step.two_way,
+    })
 }
 
 /// Lists and renders the project's work items (incrementally unless `step.full`).
