@@ -232,6 +232,9 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         };
         self.summary.plane_updated += 1;
         log::info!("{label}: {} → Plane", patch.describe());
+        // Journal what Plane has now before touching the calendar: a crash before the PUT
+        // must not leave a shadow that makes the next calendar edit look like a conflict.
+        self.remember_fields(uid, patch)?;
         let patched = patched_item(item, &body, state, &updated);
         let rerendered = model::render(&patched, self.ctx.project, self.ctx.mapping);
         self.material.items.insert(patched.id.clone(), patched);
@@ -242,16 +245,16 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 Ok(true)
             }
             Err(why) => {
-                // The edit took the item out of the calendar (its next cycle deletes the
-                // object); remember what Plane has now, so it is not sent again.
+                // The edit took the item out of the calendar: its next cycle deletes the
+                // object (the journal already has Plane's new values).
                 log::info!("{label}: {} after the calendar edit", why.as_str());
-                self.remember_fields(uid, patch)?;
                 Ok(false)
             }
         }
     }
 
-    /// Records a PATCH in the journal's shadow when no re-rendered object follows.
+    /// Records a PATCH in the journal's shadow (ETag and content hash stay until the
+    /// object is written).
     fn remember_fields(&mut self, uid: &str, patch: &FieldPatch) -> Result<(), String> {
         let Some(mut r) = self.journal.state().items.get(uid).cloned() else {
             return Ok(());

@@ -153,15 +153,15 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         stop: step.opts.stop,
     };
     let (newest, full) = (view.newest.take(), view.full);
+    let writes_before = calendar_writes(summary);
     apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
-    if step.opts.stopped() {
-        return Ok(());
-    }
+    let wrote = calendar_writes(summary) != writes_before;
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
-    let clean = summary.errors.len() == errors_before;
-    if clean {
-        journal.put_calendar(step.seen.clone())?;
+    let clean = summary.errors.len() == errors_before && !step.opts.stopped();
+    remember_calendar(journal, step, wrote, clean)?;
+    if step.opts.stopped() {
+        return Ok(());
     }
     remember_listing(journal, step, full, newest.filter(|_| clean))
 }
@@ -294,7 +294,41 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         now: step.now,
         stop: step.opts.stop,
     };
+    let writes_before = calendar_writes(summary);
     apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+    let wrote = calendar_writes(summary) != writes_before;
+    if let Err(e) = remember_calendar(journal, step, wrote, false) {
+        summary.error(e.to_string());
+    }
+}
+
+fn calendar_writes(s: &Summary) -> usize {
+    s.created + s.updated + s.deleted
+}
+
+/// Remembers the calendar's version for the next cycle's listing. Only a version seen
+/// before a cycle that wrote nothing may be kept: Radicale's and Xandikos's sync-tokens
+/// and ctags are hashes of the content, so after we create an event and the user deletes
+/// it, the token is the one seen before our write again and would hide the deletion. A
+/// cycle that wrote forgets the version (the next one lists the calendar in full); a
+/// cycle with errors keeps the old one (its objects are looked at again).
+fn remember_calendar(
+    journal: &mut Journal,
+    step: &Step<'_>,
+    wrote: bool,
+    clean: bool,
+) -> Result<(), JournalError> {
+    if wrote {
+        journal.put_calendar(CalendarRecord {
+            ctag: None,
+            sync_token: None,
+            ..step.seen.clone()
+        })
+    } else if clean {
+        journal.put_calendar(step.seen.clone())
+    } else {
+        Ok(())
+    }
 }
 
 /// What the calendar side contributes to a plan.
@@ -711,13 +745,13 @@ mod tests {
                 };
                 self.journal().put_calendar(record).unwrap();
             }
-            // What the home PROPFIND shows: SabreDAV 1.8 has a ctag, the others a token.
-            let version = self.cal.token();
+            // What the home PROPFIND shows: a sync-token, or (SabreDAV 1.8) only a ctag;
+            // content-hash ctags, as Radicale's, when there is no sync-collection.
             let seen = CalendarRecord {
                 project: "p".into(),
                 href: CAL.into(),
-                ctag: Some(version.clone()),
-                sync_token: Some(version).filter(|_| self.cal.sync_collection),
+                ctag: Some(self.cal.content_ctag()),
+                sync_token: Some(self.cal.token()).filter(|_| self.cal.sync_collection),
             };
             let step = Step {
                 project: &self.project,
@@ -886,6 +920,24 @@ mod tests {
             assert!(w.cal.count(listing) > 0, "{:?}", w.cal.requests);
             w.settle();
         }
+    }
+
+    #[test]
+    fn deleting_an_event_we_just_created_is_seen_despite_content_hash_ctags() {
+        // Found by the SIGKILL trials against Xandikos: its version of a calendar is a
+        // hash of the content, so create-then-delete brings the old version back.
+        let mut w = World::new(ItemKind::Event);
+        w.cal.sync_collection = false;
+        w.full = false;
+        w.settle();
+        w.plane.add("c", "New in Plane", "2026-12-09");
+        let s = w.cycle();
+        assert_eq!(s.created, 1, "{s:?}");
+        let href = w.href("c");
+        w.cal.remove(&href);
+        let s = w.cycle();
+        assert_eq!(s.created, 1, "the deletion was seen and answered: {s:?}");
+        w.settle();
     }
 
     #[test]

@@ -198,6 +198,19 @@ pub mod memory {
             format!("t{}", self.next_etag)
         }
 
+        /// A ctag as Radicale and Xandikos make it: a digest of the content, so it comes
+        /// back to an earlier value when the content does.
+        pub fn content_ctag(&self) -> String {
+            let listing: Vec<String> = self
+                .objects
+                .iter()
+                .map(|(href, (etag, _))| format!("{href}={etag}"))
+                .collect();
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(listing.join("\n").as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+
         /// Writes (PUT + DELETE) so far.
         pub fn writes(&self) -> u32 {
             self.count("PUT") + self.count("DELETE")
