@@ -353,6 +353,12 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         };
         let label = desired.label.clone();
         let body = model::new_object(desired, self.ctx.now);
+        // Write-ahead: a record without ETag says "created, not confirmed". If we die
+        // after the PUT, the next cycle finds the event with an ETag the journal lacks and
+        // merges against this shadow, so an edit made meanwhile is not overwritten; if we
+        // die before it, the next cycle simply creates the event (see plan).
+        let pending = record(desired, href, None, 0);
+        self.journal.put_item(pending).map_err(|e| e.to_string())?;
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
                 self.summary.created += 1;

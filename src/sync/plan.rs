@@ -303,6 +303,12 @@ fn decide(input: &Input<'_>, f: Facts<'_>) -> Option<Action> {
             href,
             recreate: false,
         }),
+        // A create that was never confirmed (write-ahead record without ETag).
+        (Some(_), Some(j), None) if j.etag.is_none() => Some(Action::Create {
+            uid,
+            href,
+            recreate: false,
+        }),
         (Some(d), Some(j), None) => Some(deleted_in_calendar(input, d, j, uid, href)),
         (Some(_), None, Some(r)) => Some(update(uid, href, r, UpdateReason::Adopt)),
         (Some(d), Some(j), Some(r)) => {
@@ -833,6 +839,15 @@ mod tests {
         let mut c = two_way(synced, synced);
         c.listing.clear();
         cases.push(("deleted in calendar, recreate", c, vec!["create* a"]));
+        let mut c = two_way(synced, synced);
+        c.listing.clear();
+        c.journal[0].etag = None;
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        cases.push((
+            "a create that never happened is no deletion",
+            c,
+            vec!["create a"],
+        ));
 
         let mut c = two_way(synced, synced);
         c.desired.clear();

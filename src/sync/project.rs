@@ -941,6 +941,27 @@ mod tests {
     }
 
     #[test]
+    fn an_edit_after_an_unconfirmed_create_is_merged() {
+        // Found by the SIGKILL trials: killed after the create's PUT, before its journal
+        // record; the user then edits the event before the next cycle.
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.plane.add("c", "New in Plane", "2026-12-09");
+        w.cycle();
+        let uid = model::uid_for("c");
+        let mut pending = w.journal().state().items[&uid].clone();
+        pending.etag = None;
+        w.journal().put_item(pending).unwrap();
+        w.user_edits("c", |c| {
+            c.set(Property::text("SUMMARY", "[P-3] Renamed at once"))
+        });
+        let s = w.cycle();
+        assert_eq!((s.plane_updated, s.created), (1, 0), "{s:?}");
+        assert_eq!(w.plane.item("c").name, "Renamed at once");
+        w.settle();
+    }
+
+    #[test]
     fn a_date_moved_in_the_calendar_reaches_plane_once() {
         let mut w = World::new(ItemKind::Event);
         w.settle();
