@@ -16,8 +16,10 @@
 //!
 //! The last tests reproduce, without randomness, what the trials found: a second edit
 //! lost after a kill between Plane's PATCH and the calendar PUT, a deletion of an event
-//! created in the previous cycle that goes unseen (Xandikos), and an edit of a new event
-//! whose creation was not journaled that adoption overwrites.
+//! created in the previous cycle that goes unseen (Xandikos), an edit of a new event whose
+//! creation was not journaled that adoption overwrites, and a Plane undo lost after a kill
+//! between our PUT and its journal line. They fail until `src/sync` journals its writes
+//! before making them.
 
 mod common;
 
@@ -209,11 +211,17 @@ enum Ending {
 /// Figures over all trials.
 #[derive(Debug, Default)]
 struct Stats {
+    /// Trials run (the calibration not counted).
     trials: usize,
+    /// Runs that ended before their kill.
     exited: usize,
+    /// Of those, runs with errors or skips.
     failed: usize,
+    /// Kills with no Plane write and no journal line yet.
     killed_before_writes: usize,
+    /// Kills after at least one Plane write or journal line.
     killed_after_writes: usize,
+    /// Edits made on both sides.
     edits: usize,
 }
 
