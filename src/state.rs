@@ -80,6 +80,11 @@ pub struct ItemRecord {
     pub sequence: u32,
     /// The field values we last synced.
     pub shadow: Shadow,
+    /// Set just before a PATCH: the values it sends. After a crash, a Plane field equal to
+    /// this is our own write, not a user's edit.
+    pub sent_to_plane: Option<Shadow>,
+    /// Set just before a calendar PUT: the values it writes, likewise.
+    pub sent_to_calendar: Option<Shadow>,
 }
 
 /// A calendar we map a project to, keyed by `project`.
@@ -714,6 +719,8 @@ mod tests {
             etag: Some(etag.to_owned()),
             plane_updated_at: "2025-01-02T03:04:05.678901Z".to_owned(),
             sequence: 3,
+            sent_to_plane: None,
+            sent_to_calendar: None,
             shadow: Shadow {
                 name: "Write the journal".to_owned(),
                 start_date: None,

@@ -217,6 +217,11 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             None => None,
         };
         let body = item_patch(&item, patch, state.as_ref());
+        self.mark_sent(uid, |r| {
+            let mut sent = r.shadow.clone();
+            apply_to_shadow(&mut sent, patch);
+            r.sent_to_plane = Some(sent);
+        })?;
         let answer = self
             .plane
             .update_work_item(&self.ctx.project.id, &item.id, &body);
@@ -256,10 +261,18 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
     /// Records a PATCH in the journal's shadow (ETag and content hash stay until the
     /// object is written).
     fn remember_fields(&mut self, uid: &str, patch: &FieldPatch) -> Result<(), String> {
+        self.mark_sent(uid, |r| {
+            apply_to_shadow(&mut r.shadow, patch);
+            r.sent_to_plane = None;
+        })
+    }
+
+    /// Changes the journal record of `uid` (if any) before or after a write.
+    fn mark_sent(&mut self, uid: &str, f: impl FnOnce(&mut ItemRecord)) -> Result<(), String> {
         let Some(mut r) = self.journal.state().items.get(uid).cloned() else {
             return Ok(());
         };
-        apply_to_shadow(&mut r.shadow, patch);
+        f(&mut r);
         self.journal.put_item(r).map_err(|e| e.to_string())
     }
 
@@ -343,6 +356,8 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 plane_updated_at: String::new(),
                 sequence: 0,
                 shadow,
+                sent_to_plane: None,
+                sent_to_calendar: None,
             })
             .map_err(|e| e.to_string())
     }
@@ -449,6 +464,8 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             self.summary.skipped += 1;
             return Err(format!("{href} has no ETag; not updated"));
         };
+        let sent = desired.shadow.clone();
+        self.mark_sent(uid, |r| r.sent_to_calendar = Some(sent))?;
         let outcome = self
             .cal
             .put(href, &body, Precondition::Replace(etag))
@@ -497,6 +514,8 @@ fn record(desired: &Desired, href: &str, etag: Option<String>, sequence: u32) ->
         plane_updated_at: desired.updated_at.clone(),
         sequence,
         shadow: desired.shadow.clone(),
+        sent_to_plane: None,
+        sent_to_calendar: None,
     }
 }
 

@@ -232,6 +232,40 @@ pub fn merge(
     }
 }
 
+/// The base of the merge: the shadow, except where a write of ours may have landed
+/// without being journaled (a crash between the request and the journal line). A field
+/// that one side shows with exactly the value we were sending it is our own write there,
+/// so that value is the base: the other side's value, if different, is the newer edit.
+/// Each pair is (that side's current fields, the values sent to it, if a write was in
+/// flight).
+pub fn base(
+    shadow: &Fields,
+    plane: (&Fields, Option<&Fields>),
+    calendar: (&Fields, Option<&Fields>),
+) -> Fields {
+    let landed = |side: (&Fields, Option<&Fields>), pick: &dyn Fn(&Fields) -> String| {
+        side.1
+            .filter(|sent| pick(sent) == pick(side.0) && pick(sent) != pick(shadow))
+            .is_some()
+    };
+    let choose = |pick: &dyn Fn(&Fields) -> String| -> &Fields {
+        if landed(plane, pick) {
+            plane.0
+        } else if landed(calendar, pick) {
+            calendar.0
+        } else {
+            shadow
+        }
+    };
+    let show = |d: Option<Date>| d.map(|d| d.to_iso()).unwrap_or_default();
+    Fields {
+        name: choose(&|f| f.name.clone()).name.clone(),
+        start: choose(&|f| show(f.start)).start,
+        target: choose(&|f| show(f.target)).target,
+        completion: choose(&|f| format!("{:?}", f.completion)).completion,
+    }
+}
+
 /// Which side changed last: Plane's `updated_at` (RFC 3339) against the object's
 /// LAST-MODIFIED (Unix seconds). Unknown times and ties favour Plane.
 pub fn newer_side(plane_updated_at: &str, calendar_modified: Option<i64>) -> Side {
@@ -559,6 +593,35 @@ mod tests {
             assert_eq!(m.fields, want, "{name}");
             assert_eq!(m.conflicts.len(), n, "{name}: {:?}", m.conflicts);
         }
+    }
+
+    #[test]
+    fn writes_that_landed_unjournaled_are_the_base() {
+        let shadow = f("old", "", "2026-12-01", OPEN);
+        // Our PATCH of "new" reached Plane before a crash; the user then renamed the event
+        // again: the user's latest name must win, not count as a conflict.
+        let plane = f("new", "", "2026-12-01", OPEN);
+        let sent = f("new", "", "2026-12-01", OPEN);
+        let cal = f("newer", "", "2026-12-01", OPEN);
+        let b = base(&shadow, (&plane, Some(&sent)), (&cal, None));
+        assert_eq!(b.name, "new");
+        let m = merge(&plane, &b, &cal, ConflictPolicy::Plane, Side::Plane);
+        assert_eq!((m.fields.name.as_str(), m.conflicts.len()), ("newer", 0));
+        // Our PUT of a Plane rename reached the calendar before a crash; the colleague
+        // then renamed it back in Plane: Plane's latest name wins.
+        let plane = f("old", "", "2026-12-01", OPEN);
+        let cal = f("theirs", "", "2026-12-01", OPEN);
+        let sent = f("theirs", "", "2026-12-01", OPEN);
+        let b = base(&shadow, (&plane, None), (&cal, Some(&sent)));
+        let m = merge(&plane, &b, &cal, ConflictPolicy::Calendar, Side::Calendar);
+        assert_eq!((m.fields.name.as_str(), m.conflicts.len()), ("old", 0));
+        // A write that did not land changes nothing.
+        let b = base(
+            &shadow,
+            (&plane, Some(&f("x", "", "2026-12-01", OPEN))),
+            (&cal, None),
+        );
+        assert_eq!(b, shadow);
     }
 
     #[test]

@@ -365,7 +365,17 @@ fn calendar_changed(
     let observed = input.observed.get(j.uid.as_str());
     if let (SyncDirection::Both, Some(seen)) = (input.two_way.direction, observed) {
         let plane = Fields::of_shadow(&d.shadow);
-        let shadow = Fields::of_shadow(&j.shadow);
+        let shadow = fields::base(
+            &Fields::of_shadow(&j.shadow),
+            (
+                &plane,
+                j.sent_to_plane.as_ref().map(Fields::of_shadow).as_ref(),
+            ),
+            (
+                &seen.fields,
+                j.sent_to_calendar.as_ref().map(Fields::of_shadow).as_ref(),
+            ),
+        );
         let newer = fields::newer_side(&d.updated_at, seen.modified);
         let merged = fields::merge(&plane, &shadow, &seen.fields, input.two_way.policy, newer);
         if let Action::Update {
@@ -472,6 +482,8 @@ mod tests {
             etag: Some(etag.into()),
             plane_updated_at: String::new(),
             sequence: 0,
+            sent_to_plane: None,
+            sent_to_calendar: None,
             shadow: Shadow {
                 content_hash: hash.into(),
                 ..Shadow::default()
