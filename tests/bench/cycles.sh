@@ -14,10 +14,11 @@
 #                       (tests/caldav_verify.py edit: GET, change DTSTART/DTEND, PUT If-Match)
 #   idle-after-move     (the fake bumps updated_at after our PATCH, like Plane does)
 #   full                `--once --full`, the hourly full reconcile
-# Per cycle it prints: wall seconds, calplanebot's user+sys CPU and peak RSS (wait4 rusage
-# of the child), Plane requests (calplanebot's count; methods from the fake's request log),
-# CalDAV requests by method (the "Requests:" line), the CalDAV server's CPU meanwhile, what
-# was written; with `perf stat -e instructions:u` working, instructions too. At the end:
+# Per cycle it prints: wall seconds, calplanebot's user+sys CPU (wait4 rusage) and peak RSS
+# (GNU time: a child of Python would report Python's RSS), Plane requests (calplanebot's
+# count; methods from the fake's request log), CalDAV requests by method (the "Requests:"
+# line), the CalDAV server's CPU meanwhile, what was written; with `perf stat -e
+# instructions:u` working, instructions too. At the end:
 # one compact table, the checks against the target (an idle cycle costs 1 Plane request
 # per project and at most 1 CalDAV request per calendar, writes nothing, takes milliseconds
 # of CPU), and the request lines of the idle cycles as the servers logged them.
@@ -29,7 +30,7 @@
 # commits to git). Measured here on 2 busy cores, per PUT into a calendar of 0 -> 500
 # objects: Radicale ~50 -> ~200 ms, Xandikos ~50 -> ~100 ms. 2,000 items (4 calendars of
 # 500) take Radicale ~4.5 min; 10,000 (4 x 2,500) would take it over an hour, so the
-# default runs that size against Xandikos (~40 min). The whole default run: ~45 min.
+# default runs that size against Xandikos (~35 min). The whole default run: ~40 min.
 #
 # Environment:
 #   BENCH_SIZES="2000 10000:xandikos"
@@ -86,6 +87,7 @@ for c in cargo curl python3; do
     command -v "$c" >/dev/null || die "$c not found"
 done
 [[ -r /proc/self/stat ]] || die "/proc is needed (Linux) for the servers' CPU figures"
+[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, package 'time') is needed for the peak RSS"
 [[ $PROJECTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_PROJECTS must be a positive number, not '$PROJECTS'"
 # Check every size before anything starts: a typo should not surface after 10 minutes.
 for spec in $SIZES; do

@@ -4,8 +4,8 @@
   cycles_bench.py cycle RESULTS LABEL -- CMD...
       Runs one `calplanebot --once` (CMD) with an empty environment but PATH (its settings
       come from --env-file, so the caller's PLANE_*/CALDAV_* cannot leak in) and appends one
-      JSON line to RESULTS: wall seconds, the child's user/sys CPU and peak RSS (wait4
-      rusage), its summary ("Requests:" line by method, created/updated/… counts), the
+      JSON line to RESULTS: wall seconds, the child's user/sys CPU (wait4 rusage), its peak
+      RSS (GNU time's %M, see below), its summary ("Requests:" line by method, created/updated/… counts), the
       requests the fake Plane and the CalDAV server logged meanwhile (by method, and the
       request lines themselves), and the CalDAV server's and the fake's CPU meanwhile.
       Fails if calplanebot fails. Settings from the environment:
@@ -25,8 +25,12 @@
       target (idle cycle: one Plane request per project, at most one CalDAV request per
       calendar, no writes, milliseconds of CPU) and the idle cycles' request lines.
 
-Why Python: wait4() gives the child's own rusage (CPU, peak RSS) without /usr/bin/time's
-output format, and the log bookkeeping is easier than in bash.
+Why Python: wait4() gives the child's CPU with microsecond resolution, and the log
+bookkeeping is easier than in bash. Why /usr/bin/time for the peak RSS: Linux keeps a
+process's high-water RSS across execve, so a child forked from Python reports Python's
+~15-20 MiB however little calplanebot uses; GNU time is a small C process, so its child's
+figure is calplanebot's own (at least time's ~2 MiB). wait4 CPU includes time's own
+(well under a millisecond).
 """
 
 import datetime
@@ -134,6 +138,15 @@ def parse_summary(stdout):
     return s
 
 
+def peak_rss(path):
+    """KiB from GNU time's `-f %M` output (its last line: earlier ones may be warnings)."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        die(f"no peak RSS in {path} (GNU time's output)")
+
+
 def perf_instructions(path):
     """instructions:u out of `perf stat -x,` output, or None."""
     try:
@@ -153,7 +166,10 @@ def cycle(results, label, cmd):
     plane_log, dav_log = env.get("BENCH_PLANE_LOG"), env.get("BENCH_DAV_LOG")
     plane_pid, dav_pid = env.get("BENCH_PLANE_PID"), env.get("BENCH_DAV_PID")
     perf_out = os.path.join(outdir, f"{label}.perf")
+    rss_out = os.path.join(outdir, f"{label}.rss")
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_out, "--"] + cmd
     if env.get("BENCH_PERF") == "1":
+        # Outside time: perf's own memory must not count as calplanebot's.
         cmd = ["perf", "stat", "-x,", "-e", "instructions:u", "-o", perf_out, "--"] + cmd
     p0, d0 = log_size(plane_log), log_size(dav_log)
     plane_cpu0 = cpu_seconds(plane_pid) if plane_pid else 0.0
@@ -180,7 +196,7 @@ def cycle(results, label, cmd):
         "wall_s": wall,
         "user_s": ru.ru_utime,
         "sys_s": ru.ru_stime,
-        "maxrss_kib": ru.ru_maxrss,
+        "maxrss_kib": peak_rss(rss_out),
         "instructions": perf_instructions(perf_out) if env.get("BENCH_PERF") == "1" else None,
         "summary": parse_summary(stdout),
         "plane_log": count(m for m, _, _ in plane),
