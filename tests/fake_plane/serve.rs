@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example fake-plane -- [--addr 127.0.0.1:8090] [--projects 3] [--items 250]
-//!     [--api-key KEY] [--slug SLUG] [--seed N] [--rate-limit N] [--verbose]
+//!     [--api-key KEY] [--slug SLUG] [--seed N] [--rate-limit N] [--all-dated] [--verbose]
 //! ```
 //! Prints one line (base URL, slug, API key) and serves until killed.
 
@@ -22,6 +22,8 @@ OPTIONS:
   --slug SLUG        workspace slug [default: acme]
   --seed N           generator seed [default: 1]
   --rate-limit N     requests per minute [default: 60, Plane's default]
+  --all-dated        give every work item without a target date one (benchmarks want
+                     one calendar object per item)
   --verbose          log one line per request on stderr
 ";
 
@@ -47,6 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let slug: Option<String> = args.opt_value_from_str("--slug")?;
     let seed: u64 = args.opt_value_from_str("--seed")?.unwrap_or(1);
     let rate_limit: u32 = args.opt_value_from_str("--rate-limit")?.unwrap_or(60);
+    let all_dated = args.contains("--all-dated");
     let verbose = args.contains("--verbose");
     let rest = args.finish();
     if !rest.is_empty() {
@@ -58,6 +61,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut world = fake_plane::World::generate_at(&vec![items; projects], seed, now);
     world.real_clock = true;
     world.rate_limit = rate_limit;
+    if all_dated {
+        date_everything(&mut world, now);
+    }
     if let Some(k) = api_key {
         world.api_key = k;
     }
@@ -75,5 +81,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     loop {
         std::thread::park();
+    }
+}
+
+/// Gives each undated item a target date within the next 60 days (spread by sequence id,
+/// so the calendar is not one crowded day). `updated_at` stays: the world is just made.
+fn date_everything(world: &mut fake_plane::World, now_unix: i64) {
+    let today = now_unix.div_euclid(86_400);
+    for item in world.projects.iter_mut().flat_map(|p| p.items.iter_mut()) {
+        if item.target_date.is_none() {
+            let day = today + (item.sequence_id % 60) as i64;
+            item.target_date = Some(fake_plane::fmt_date(day));
+        }
     }
 }

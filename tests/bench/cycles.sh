@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# Sync-cycle benchmark: tests/bench/cycles.sh   (prints figures; not a test, not run by CI)
+#
+# For each workspace size N (BENCH_SIZES; BENCH_PROJECTS projects of N/BENCH_PROJECTS work
+# items, every item dated, completed ones kept, so each item becomes one calendar object)
+# it runs `calplanebot --once` (release build) against the fake Plane and a CalDAV server
+# of its own, fresh for each size, and measures these cycles in this order:
+#   initial             the first sync: creates every calendar and object
+#   idle-first          right after it (pays for listing our own writes once)
+#   idle-second, idle-steady   two more idle cycles (the steady state)
+#   rename-in-plane     one item renamed through the fake's REST API beforehand
+#   idle-after-rename
+#   move-in-calendar    one event moved a week by a "calendar app" beforehand
+#                       (tests/caldav_verify.py edit: GET, change DTSTART/DTEND, PUT If-Match)
+#   idle-after-move     (the fake bumps updated_at after our PATCH, like Plane does)
+#   full                `--once --full`, the hourly full reconcile
+# Per cycle it prints: wall seconds, calplanebot's user+sys CPU (wait4 rusage) and peak RSS
+# (GNU time: a child of Python would report Python's RSS), Plane requests (calplanebot's
+# count; methods from the fake's request log), CalDAV requests by method (the "Requests:"
+# line), the CalDAV server's CPU meanwhile, what was written; with `perf stat -e
+# instructions:u` working, instructions too. At the end:
+# one compact table, the checks against the target (an idle cycle costs 1 Plane request
+# per project and at most 1 CalDAV request per calendar, writes nothing, takes milliseconds
+# of CPU), and the request lines of the idle cycles as the servers logged them.
+#
+# Everything runs on 127.0.0.1 under a temp dir and is stopped on exit. Radicale and
+# Xandikos come from the venv `tests/servers.sh install` makes (.tests/venv). The initial
+# cycle is bound by the server: both fsync every PUT, and in both a PUT costs more the more
+# objects the calendar holds (Radicale checks the new UID against every object, Xandikos
+# commits to git). Measured here on 2 busy cores, per PUT into a calendar of 0 -> 500
+# objects: Radicale ~50 -> ~200 ms, Xandikos ~50 -> ~100 ms. 2,000 items (4 calendars of
+# 500) take Radicale ~4.5 min; 10,000 (4 x 2,500) would take it over an hour, so the
+# default runs that size against Xandikos (~35 min). The whole default run: ~40 min.
+#
+# Environment:
+#   BENCH_SIZES="2000 10000:xandikos"
+#                              sizes; "N:radicale" / "N:xandikos" picks the server per size
+#   BENCH_SERVER=radicale      server for sizes without one: radicale (Basic auth) or xandikos
+#   BENCH_PROJECTS=4           projects per workspace
+#   BENCH_DAV_PORT=15333 BENCH_PLANE_PORT=18191
+#       (a default that is taken is replaced by a free port; a port you set must be free)
+#   BENCH_NO_BUILD=1   use the existing release binaries
+#   BENCH_KEEP=1       keep the temp dir (calplanebot's output per cycle, server logs, journal)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+HOST=127.0.0.1
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BOT=$TARGET/release/calplanebot
+FAKE_PLANE=$TARGET/release/examples/fake-plane
+VENV=$ROOT/.tests/venv
+PY=$VENV/bin/python
+HELPER=$ROOT/tests/bench/cycles_bench.py
+VERIFY=$ROOT/tests/caldav_verify.py
+SIZES=${BENCH_SIZES:-2000 10000:xandikos}
+DEFAULT_SERVER=${BENCH_SERVER:-radicale}
+PROJECTS=${BENCH_PROJECTS:-4}
+API_KEY=bench-api-key
+SLUG=bench
+DAV_USER=bench # Radicale's user; Xandikos runs without authentication
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=../lib.sh
+. "$ROOT/tests/lib.sh"
+
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# pick_port VAR DEFAULT — $VAR if set (must be free), else DEFAULT, else any free port.
+pick_port() {
+    local var=$1 def=$2 p
+    p=${!var:-}
+    if [[ -n $p ]]; then
+        port_busy "$p" && die "$var=$p is already in use on $HOST; choose another port"
+    else
+        p=$def
+        if port_busy "$p"; then
+            p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            log "port $def is taken; using $p (set $var to choose)"
+        fi
+    fi
+    echo "$p"
+}
+
+for c in cargo curl python3; do
+    command -v "$c" >/dev/null || die "$c not found"
+done
+[[ -r /proc/self/stat ]] || die "/proc is needed (Linux) for the servers' CPU figures"
+[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, package 'time') is needed for the peak RSS"
+[[ $PROJECTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_PROJECTS must be a positive number, not '$PROJECTS'"
+# Check every size before anything starts: a typo should not surface after 10 minutes.
+for spec in $SIZES; do
+    [[ $spec =~ ^[1-9][0-9]*(:(radicale|xandikos))?$ ]] ||
+        die "BENCH_SIZES: '$spec' is not N or N:radicale or N:xandikos"
+    ((${spec%%:*} >= PROJECTS)) || die "BENCH_SIZES: $spec is fewer items than $PROJECTS projects"
+done
+case $DEFAULT_SERVER in
+radicale | xandikos) ;;
+*) die "BENCH_SERVER must be radicale or xandikos, not '$DEFAULT_SERVER'" ;;
+esac
+
+t_start=$SECONDS
+DAV_PORT=$(pick_port BENCH_DAV_PORT 15333)
+PLANE_PORT=$(pick_port BENCH_PLANE_PORT 18191)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-cycles.XXXXXX")
+RESULTS=$TMP/results.jsonl
+PIDS=() # everything we start, stopped by pid on exit
+cleanup() {
+    local rc=$? pid i
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        local left=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        ((left)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n ${BENCH_KEEP:-} || $rc -ne 0 ]]; then
+        log "logs and data kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# spawn LOG CMD... — background process (stdout and stderr to LOG); pid in LAST_PID, PIDS.
+spawn() {
+    local logf=$1
+    shift
+    "$@" </dev/null >"$logf" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# stop PID — TERM one process we started and wait for it.
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# wait_http NAME URL PID LOG — until the server answers HTTP at all.
+wait_http() {
+    local code deadline=$((SECONDS + 60))
+    while :; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$2" || true)
+        [[ $code == 000 || -z $code ]] || return 0
+        kill -0 "$3" 2>/dev/null || { tail -n 20 "$4" >&2; die "$1 exited during startup (log: $4)"; }
+        ((SECONDS < deadline)) || { tail -n 20 "$4" >&2; die "$1 did not answer at $2 (log: $4)"; }
+        sleep 0.1
+    done
+}
+
+# --- build and install --------------------------------------------------------------------
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+    log "cargo build --release --bin calplanebot --example fake-plane"
+    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
+fi
+[[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
+if [[ ! -x $VENV/bin/radicale || ! -x $VENV/bin/xandikos ]]; then
+    log "installing the servers: TEST_SERVERS='radicale xandikos' tests/servers.sh install"
+    TEST_SERVERS="radicale xandikos" tests/servers.sh install || die "tests/servers.sh install failed"
+fi
+
+# `perf stat` needs hardware counters, which containers and many VMs do not expose.
+PERF=0
+if command -v perf >/dev/null &&
+    perf stat -x, -e instructions:u -o "$TMP/perf-probe" -- true 2>/dev/null &&
+    grep -Eq '^[0-9]+,.*instructions' "$TMP/perf-probe"; then
+    PERF=1
+else
+    log "perf stat -e instructions:u is not supported here: no instruction counts"
+fi
+
+# start_dav SERVER DIR — our own CalDAV server with data under DIR; sets DAV_PID, DAV_LOG,
+# DAV_URL, DAV_HOME (path of the calendar home) and DAV_AUTH (caldav_verify.py options).
+start_dav() {
+    local d=$2
+    mkdir -p "$d"
+    DAV_LOG=$d/server.log
+    DAV_URL=http://$HOST:$DAV_PORT/
+    case $1 in
+    radicale)
+        printf '%s:%s\n' "$DAV_USER" "$DAV_USER" >"$d/users"
+        write_radicale_conf "$d" "$HOST:$DAV_PORT"
+        # info: one line per request, which the idle-cycle listing shows.
+        printf '[logging]\nlevel = info\n' >>"$d/radicale.conf"
+        spawn "$DAV_LOG" "$VENV/bin/radicale" --config "$d/radicale.conf"
+        DAV_HOME=/$DAV_USER/
+        DAV_AUTH=(--user "$DAV_USER" --password "$DAV_USER")
+        ;;
+    xandikos)
+        mkdir -p "$d/data" "$d/state"
+        spawn "$DAV_LOG" "$VENV/bin/xandikos" serve --defaults -d "$d/data" \
+            --state-dir "$d/state" -l "$HOST" -p "$DAV_PORT"
+        DAV_HOME=/user/calendars/
+        DAV_AUTH=()
+        ;;
+    esac
+    DAV_PID=$LAST_PID
+    wait_http "$1" "$DAV_URL" "$DAV_PID" "$DAV_LOG"
+}
+
+# start_plane DIR ITEMS_PER_PROJECT — the fake Plane; its --verbose request log is
+# DIR/plane.log. The rate limit is out of the way: Plane's 60/min would measure the throttle.
+start_plane() {
+    spawn "$1/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
+        --items "$2" --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000 --all-dated \
+        --verbose
+    PLANE_PID=$LAST_PID
+    wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$PLANE_PID" "$1/plane.log"
+}
+
+# write_env DIR SERVER — calplanebot's settings for this run (defaults for everything the
+# benchmark does not need to set).
+write_env() {
+    {
+        echo "PLANE_BASE_URL=http://$HOST:$PLANE_PORT"
+        echo "PLANE_API_TOKEN=$API_KEY"
+        echo "PLANE_WORKSPACE_SLUG=$SLUG"
+        echo "CALDAV_URL=$DAV_URL"
+        if [[ $2 == radicale ]]; then
+            echo "CALDAV_USERNAME=$DAV_USER"
+            echo "CALDAV_PASSWORD=$DAV_USER"
+        fi
+        echo "STATE_DIR=$1/state"
+        echo "COMPLETED_ITEMS=keep"
+        echo "HTTP_BIND="
+        echo "LOG_LEVEL=info"
+    } >"$1/calplanebot.env"
+}
+
+# once LABEL [ARGS...] — one measured `calplanebot --once`.
+once() {
+    local label=$1
+    shift
+    "$PY" "$HELPER" cycle "$RESULTS" "$label" -- \
+        "$BOT" --env-file "$RUN_DIR/calplanebot.env" --once "$@" ||
+        die "$BENCH_TAG: cycle $label failed (output in $RUN_DIR/cycles/)"
+}
+
+# field JSON KEY — one value of a flat JSON object.
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# run_size N SERVER — all cycles for one workspace size.
+run_size() {
+    local n=$1 server=$2 per=$(($1 / PROJECTS)) pick ident
+    RUN_DIR=$TMP/$n-$server
+    mkdir -p "$RUN_DIR/cycles"
+    log "$((per * PROJECTS)) work items ($PROJECTS x $per) against $server"
+    start_dav "$server" "$RUN_DIR/$server"
+    start_plane "$RUN_DIR" "$per"
+    write_env "$RUN_DIR" "$server"
+    export BENCH_TAG="$((per * PROJECTS))/$server" BENCH_CYCLE_DIR=$RUN_DIR/cycles \
+        BENCH_PLANE_LOG=$RUN_DIR/plane.log BENCH_PLANE_PID=$PLANE_PID \
+        BENCH_DAV_LOG=$DAV_LOG BENCH_DAV_PID=$DAV_PID BENCH_PERF=$PERF
+
+    once initial
+    once idle-first
+    once idle-second
+    once idle-steady
+
+    pick=$("$PY" "$HELPER" pick "http://$HOST:$PLANE_PORT" "$SLUG" "$API_KEY") ||
+        die "could not pick work items to edit"
+    "$PY" "$HELPER" rename "http://$HOST:$PLANE_PORT" "$SLUG" "$API_KEY" \
+        "$(field "$pick" project)" "$(field "$pick" rename)" "renamed by the benchmark" ||
+        die "rename in the fake Plane failed"
+    once rename-in-plane
+    once idle-after-rename
+
+    ident=$(field "$pick" identifier)
+    event=plane-${ident,,}/plane-issue-$(field "$pick" move)%40calplanebot.ics
+    "$PY" "$VERIFY" edit "${DAV_AUTH[@]}" --move-to "$(field "$pick" move_to)" \
+        --url "http://$HOST:$DAV_PORT$DAV_HOME$event" >"$RUN_DIR/move.json" ||
+        die "moving the event failed: $(cat "$RUN_DIR/move.json")"
+    once move-in-calendar
+    once idle-after-move
+    once full --full
+
+    stop "$PLANE_PID"
+    stop "$DAV_PID"
+}
+
+for spec in $SIZES; do
+    server=$DEFAULT_SERVER
+    [[ $spec == *:* ]] && server=${spec#*:}
+    run_size "${spec%%:*}" "$server"
+done
+
+# --- report ------------------------------------------------------------------------------------
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
+radicale=$("$VENV/bin/radicale" --version 2>/dev/null || echo '?')
+xandikos=$("$PY" -c 'import xandikos; print(".".join(map(str, xandikos.__version__)))' ||
+    echo '?')
+echo
+echo "calplanebot sync-cycle benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "  machine:  $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
+echo "  binary:   target/release/calplanebot, $(stat -c %s "$BOT") bytes, $commit"
+echo "  servers:  Radicale $radicale (Basic auth, fsync per write), Xandikos $xandikos (no auth)"
+echo "  Plane:    fake-plane, $PROJECTS projects, every item dated, COMPLETED_ITEMS=keep"
+echo
+"$PY" "$HELPER" table "$RESULTS"
+echo
+echo "benchmark ran in $((SECONDS - t_start)) s"
