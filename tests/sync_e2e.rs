@@ -644,3 +644,40 @@ fn uid_conflict_xandikos() {
         uid_conflict_on_create_is_adopted(s);
     }
 }
+
+/// Incremental cycles take the project list from the journal; a project Plane stops
+/// listing is forgotten at the next full listing instead of failing every cycle after.
+#[test]
+fn a_vanished_project_is_forgotten() {
+    let Some(server) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(server, &[6, 6]);
+    s.sync().assert_ok();
+    s.fake.clear_requests();
+    let r = s.sync();
+    r.assert_ok();
+    let listed_projects = |s: &Setup| {
+        s.fake
+            .requests()
+            .iter()
+            .filter(|q| q.path.ends_with("/projects/"))
+            .count()
+    };
+    assert_eq!(
+        listed_projects(&s),
+        0,
+        "incremental: projects come from the journal"
+    );
+    let gone = s.fake.with_world(|w| w.projects.remove(1).id);
+    s.run(&["--once", "--full"]).assert_ok();
+    s.fake.clear_requests();
+    let r = s.sync();
+    r.assert_ok();
+    assert!(
+        !s.fake.requests().iter().any(|q| q.path.contains(&gone)),
+        "{:?}",
+        s.fake.requests()
+    );
+    assert_eq!(r.count("Projects"), 1, "{}", r.stdout);
+}

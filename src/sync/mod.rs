@@ -267,7 +267,13 @@ pub fn sync_once(
     let mut summary = Summary::default();
     let mut projects = match cached_projects(config, journal, opts) {
         Some(cached) => cached,
-        None => select_projects(plane.projects()?, &config.plane_projects),
+        None => {
+            let all = plane.projects()?;
+            if !opts.dry_run {
+                forget_vanished_projects(journal, &all)?;
+            }
+            select_projects(all, &config.plane_projects)
+        }
     };
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
@@ -377,7 +383,7 @@ fn cached_projects(config: &Config, journal: &Journal, opts: &Options<'_>) -> Op
         return None;
     }
     let mut known = Vec::new();
-    for (id, r) in records {
+    for (id, r) in records.iter().filter(|(_, r)| !is_forgotten(r)) {
         if full_listing_due(config, journal, id) {
             return None;
         }
@@ -387,12 +393,45 @@ fn cached_projects(config: &Config, journal: &Journal, opts: &Options<'_>) -> Op
             name: r.name.clone()?,
         });
     }
+    if known.is_empty() {
+        return None;
+    }
     let selected = select_projects(known.clone(), &config.plane_projects);
     let all_found = config
         .plane_projects
         .iter()
         .all(|w| select_projects(known.clone(), std::slice::from_ref(w)).len() == 1);
     all_found.then_some(selected)
+}
+
+/// A project Plane no longer lists (deleted, archived, no longer visible to the token) is
+/// forgotten: its record is emptied, so incremental cycles stop asking for it.
+fn forget_vanished_projects(journal: &mut Journal, listed: &[Project]) -> Result<(), JournalError> {
+    let gone: Vec<String> = journal
+        .state()
+        .projects
+        .iter()
+        .filter(|(id, r)| !is_forgotten(r) && !listed.iter().any(|p| &p.id == *id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for project in gone {
+        log::info!("project {project} is no longer listed by Plane; not polled any more");
+        journal.put_project(crate::state::ProjectRecord {
+            project,
+            watermark: None,
+            cycles_since_full: 0,
+            last_full: None,
+            identifier: None,
+            name: None,
+        })?;
+    }
+    Ok(())
+}
+
+/// An emptied record (see [`forget_vanished_projects`]); a record from before projects
+/// had names still has its watermark.
+fn is_forgotten(r: &crate::state::ProjectRecord) -> bool {
+    r.identifier.is_none() && r.watermark.is_none() && r.last_full.is_none()
 }
 
 /// Whether this project's next listing must be a full one: never listed, or
