@@ -62,6 +62,21 @@ struct Cli {
     title: Option<String>,
 }
 
+/// The commands `parse_cli` accepts.
+const COMMANDS: &[&str] = &[
+    "run",
+    "sync",
+    "sync-status",
+    "list",
+    "test-caldav",
+    "test-plane",
+    "config",
+    "validate-config",
+    "create-event",
+    "status",
+    "diagnostics",
+];
+
 fn parse_cli() -> Result<Option<Cli>, String> {
     let mut args = pico_args::Arguments::from_env();
     if args.contains(["-h", "--help"]) {
@@ -86,19 +101,6 @@ fn parse_cli() -> Result<Option<Cli>, String> {
     if once {
         command = "sync".into();
     }
-    const COMMANDS: &[&str] = &[
-        "run",
-        "sync",
-        "sync-status",
-        "list",
-        "test-caldav",
-        "test-plane",
-        "config",
-        "validate-config",
-        "create-event",
-        "status",
-        "diagnostics",
-    ];
     if !COMMANDS.contains(&command.as_str()) {
         return Err(format!("unknown command {command:?} (see --help)"));
     }
