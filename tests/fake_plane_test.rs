@@ -7,7 +7,7 @@ mod fake_plane;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use fake_plane::{fmt_datetime, sign_webhook, FakePlane, Fault, World};
+use fake_plane::{fmt_datetime, sign_webhook, FakePlane, Fault, State, World};
 use miniserde::json::{self, Value};
 
 struct Resp {
@@ -227,16 +227,27 @@ fn pagination_walks_every_visible_item_exactly_once() {
 }
 
 #[test]
-fn per_page_is_clamped_and_bad_cursor_rejected() {
-    let fp = one_project(150);
+fn per_page_defaults_to_1000_and_bad_values_are_rejected() {
+    // CE 1.3.1: no per_page → pages of 1000; above 1000 → 400, not clamped.
+    let fp = one_project(1150);
     let path = items_path(&fp, "WEB");
+    let page = get(&fp, &path).json();
+    assert_eq!(arr(field(&page, "results")).len(), 1000);
+    assert_eq!(str_of(&page, "next_cursor"), "1000:1:0");
+    let too_big = get(&fp, &format!("{path}?per_page=1001"));
+    assert_eq!(too_big.status, 400);
+    assert!(
+        too_big.body.contains("Cannot exceed 1000"),
+        "{}",
+        too_big.body
+    );
     let page = get(&fp, &format!("{path}?per_page=1000")).json();
-    assert_eq!(arr(field(&page, "results")).len(), 100);
-    assert_eq!(str_of(&page, "next_cursor"), "100:1:0");
+    assert_eq!(arr(field(&page, "results")).len(), 1000);
+    assert_eq!(get(&fp, &format!("{path}?per_page=x")).status, 400);
     assert_eq!(get(&fp, &format!("{path}?cursor=garbage")).status, 400);
     assert_eq!(get(&fp, &format!("{path}?cursor=100:-1:1")).status, 400);
     // Percent-encoded cursor (what URL builders send) works too.
-    let page = get(&fp, &format!("{path}?per_page=100&cursor=100%3A1%3A0")).json();
+    let page = get(&fp, &format!("{path}?per_page=100&cursor=100%3A11%3A0")).json();
     assert_eq!(arr(field(&page, "results")).len(), 50);
     assert_eq!(get(&fp, &format!("{path}?order_by=bogus")).status, 500);
 }
@@ -969,11 +980,28 @@ fn client_create_then_repeat_gives_the_existing_id() {
 
 #[test]
 fn client_lists_states_across_pages() {
+    // The client asks for pages of 100; 200 extra states make three pages.
     let fp = one_project(3);
-    fp.with_world(|w| w.max_per_page = 2);
+    fp.with_world(|w| {
+        let project = w
+            .projects
+            .iter_mut()
+            .find(|p| p.identifier == "WEB")
+            .unwrap();
+        let template = project.states[0].clone();
+        for n in 0..200 {
+            project.states.push(State {
+                id: format!("00000000-0000-4000-8000-{n:012}"),
+                name: format!("Extra {n}"),
+                sequence: 100_000.0 + n as f64,
+                default: false,
+                ..template.clone()
+            });
+        }
+    });
     let pid = project_id(&fp, "WEB");
     let states = client(&fp).states(&pid).unwrap();
-    let groups: Vec<&str> = states.iter().map(|s| s.group.as_str()).collect();
+    let groups: Vec<&str> = states.iter().take(6).map(|s| s.group.as_str()).collect();
     assert_eq!(
         groups,
         [
@@ -985,10 +1013,13 @@ fn client_lists_states_across_pages() {
             "cancelled"
         ]
     );
+    assert_eq!(states.len(), 206);
+    let ids: HashSet<_> = states.iter().map(|s| &s.id).collect();
+    assert_eq!(ids.len(), 206, "no state listed twice");
     assert!(states
         .iter()
         .all(|s| !s.id.is_empty() && !s.name.is_empty()));
-    assert_eq!(fp.requests().len(), 3, "three pages of two");
+    assert_eq!(fp.requests().len(), 3, "three pages of at most 100");
 }
 
 #[test]

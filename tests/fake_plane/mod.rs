@@ -18,7 +18,6 @@
 //! - A path without its trailing `/` is a 404 (Django would redirect GETs): clients must
 //!   always send the slash, as the spec says.
 //! - Unknown workspace slug → 404.
-//! - `per_page` above [`World::max_per_page`] is clamped, not rejected.
 //! - Like CE 1.3.1's serializer, `start_date > target_date` is only checked when both
 //!   dates are in the same request body: a PATCH of one date can leave the item with
 //!   start after target. Newer Plane (makeplane/plane commit 14c2d77,
@@ -309,7 +308,8 @@ pub struct World {
     pub rate_limit: u32,
     /// Length of the sliding rate-limit window.
     pub rate_window: Duration,
-    /// Largest page served; larger `per_page` values are clamped.
+    /// Largest `per_page` accepted (CE 1.3.1: 1000); a larger value is a 400, and a request
+    /// without `per_page` gets pages of this size, as on real Plane.
     pub max_per_page: usize,
     /// Faults consumed by the next matching requests, first match wins.
     pub faults: VecDeque<FaultRule>,
@@ -347,7 +347,7 @@ impl World {
             projects: Vec::new(),
             rate_limit: 100_000,
             rate_window: Duration::from_secs(60),
-            max_per_page: 100,
+            max_per_page: 1000,
             faults: VecDeque::new(),
             real_clock: false,
             bump_after_write: true,
@@ -1764,10 +1764,15 @@ fn paginated(
     total: usize,
     render: impl FnOnce(std::ops::Range<usize>) -> Array,
 ) -> Response {
+    // CE 1.3.1 (plane/utils/paginator.py): no per_page → the maximum; above it → 400.
     let per_page = match qget(q, "per_page") {
-        None => 100,
+        None => max_per_page.max(1),
         Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) => n.clamp(1, max_per_page.max(1) as i64) as usize,
+            Ok(n) if n > max_per_page as i64 => {
+                let detail = format!("Invalid per_page value. Cannot exceed {max_per_page}.");
+                return error(400, vec![("detail", Value::String(detail))]);
+            }
+            Ok(n) => n.max(1) as usize,
             Err(_) => return error(400, vec![("detail", s("Invalid per_page parameter."))]),
         },
     };
