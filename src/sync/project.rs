@@ -57,6 +57,19 @@ pub struct Step<'a> {
 }
 
 /// Plane's side of one project, rendered.
+impl Step<'_> {
+    /// What the apply step needs of this step.
+    fn context(&self) -> Context<'_> {
+        Context {
+            calendar: self.calendar,
+            project: self.project,
+            mapping: self.mapping,
+            now: self.now,
+            stop: self.opts.stop,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PlaneView {
     /// Listed (or fetched) items that qualify, by UID, and the items behind them.
@@ -89,45 +102,12 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
     let Some(mut view) = read_plane(plane, journal, step, summary) else {
         return Ok(());
     };
-    let records: Vec<ItemRecord> = journal
-        .state()
-        .items
-        .values()
-        .filter(|r| r.project == step.project.id)
-        .cloned()
-        .collect();
-    let stored = journal.state().calendars.get(&step.project.id);
-    let listing = match list_calendar(cal, step, stored, &records) {
-        Ok(l) => l,
+    let side = match read_calendar(cal, plane, journal, step, &mut view) {
+        Ok(side) => side,
         Err(e) => {
             summary.error(format!("project {ident}: {e}"));
             return Ok(());
         }
-    };
-    let mut fetched = BTreeMap::new();
-    let read = read_changed(
-        cal,
-        plane,
-        step,
-        &records,
-        &listing,
-        &mut view,
-        &mut fetched,
-    );
-    let (observed, adoptable, foreign) = match read {
-        Ok(x) => x,
-        Err(e) => {
-            summary.error(format!("project {ident}: {e}"));
-            return Ok(());
-        }
-    };
-    view.material.fetched = fetched;
-    let side = CalendarSide {
-        listing: &listing,
-        adoptable: &adoptable,
-        observed: &observed,
-        foreign: &foreign,
-        records: &records,
     };
     let planned = plan_for(step, &view, &side);
     if let Some(reason) = &planned.blocked {
@@ -137,24 +117,20 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         return Ok(());
     }
     if step.opts.dry_run {
-        summary.unchanged += planned.unchanged;
-        for a in &planned.actions {
-            summary
-                .planned
-                .push(super::describe(a, &view.material.desired, step.project));
-        }
+        report_plan(&planned, &view, step, summary);
         return Ok(());
     }
-    let ctx = Context {
-        calendar: step.calendar,
-        project: step.project,
-        mapping: step.mapping,
-        now: step.now,
-        stop: step.opts.stop,
-    };
     let (newest, full) = (view.newest.take(), view.full);
     let writes_before = calendar_writes(summary);
-    apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+    apply::apply(
+        cal,
+        plane,
+        journal,
+        &step.context(),
+        view.material,
+        &planned,
+        summary,
+    );
     let wrote = calendar_writes(summary) != writes_before;
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
@@ -164,6 +140,47 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         return Ok(());
     }
     remember_listing(journal, step, full, newest.filter(|_| clean))
+}
+
+/// The calendar side of a project cycle: our records, the listing, and what was read of
+/// the objects that changed. Objects read are handed to `view` for the apply step.
+fn read_calendar<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
+    journal: &Journal,
+    step: &Step<'_>,
+    view: &mut PlaneView,
+) -> Result<CalendarSide, String> {
+    let records: Vec<ItemRecord> = journal
+        .state()
+        .items
+        .values()
+        .filter(|r| r.project == step.project.id)
+        .cloned()
+        .collect();
+    let stored = journal.state().calendars.get(&step.project.id);
+    let listing = list_calendar(cal, step, stored, &records).map_err(|e| e.to_string())?;
+    let mut fetched = BTreeMap::new();
+    let (observed, adoptable, foreign) =
+        read_changed(cal, plane, step, &records, &listing, view, &mut fetched)?;
+    view.material.fetched = fetched;
+    Ok(CalendarSide {
+        listing,
+        adoptable,
+        observed,
+        foreign,
+        records,
+    })
+}
+
+/// `--dry-run`: the plan as lines of the summary, nothing applied.
+fn report_plan(planned: &plan::Plan, view: &PlaneView, step: &Step<'_>, summary: &mut Summary) {
+    summary.unchanged += planned.unchanged;
+    for a in &planned.actions {
+        summary
+            .planned
+            .push(super::describe(a, &view.material.desired, step.project));
+    }
 }
 
 /// The calendar's objects with their ETags, as cheaply as the server allows: unchanged
@@ -278,24 +295,24 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
             }
         }
     }
-    let records: Vec<ItemRecord> = record.into_iter().collect();
     let side = CalendarSide {
-        listing: &listing,
-        adoptable: &BTreeMap::new(),
-        observed: &observed,
-        foreign: &[],
-        records: &records,
+        listing,
+        adoptable: BTreeMap::new(),
+        observed,
+        foreign: Vec::new(),
+        records: record.into_iter().collect(),
     };
     let planned = plan_for(step, &view, &side);
-    let ctx = Context {
-        calendar: step.calendar,
-        project: step.project,
-        mapping: step.mapping,
-        now: step.now,
-        stop: step.opts.stop,
-    };
     let writes_before = calendar_writes(summary);
-    apply::apply(cal, plane, journal, &ctx, view.material, &planned, summary);
+    apply::apply(
+        cal,
+        plane,
+        journal,
+        &step.context(),
+        view.material,
+        &planned,
+        summary,
+    );
     let wrote = calendar_writes(summary) != writes_before;
     if let Err(e) = remember_calendar(journal, step, wrote, false) {
         summary.error(e.to_string());
@@ -332,15 +349,21 @@ fn remember_calendar(
 }
 
 /// What the calendar side contributes to a plan.
-struct CalendarSide<'a> {
-    listing: &'a [ObjectRef],
-    adoptable: &'a BTreeMap<String, ObjectRef>,
-    observed: &'a BTreeMap<String, Observed>,
-    foreign: &'a [Foreign],
-    records: &'a [ItemRecord],
+/// What planning needs from the calendar side (see [`read_calendar`]).
+struct CalendarSide {
+    /// The calendar's objects and ETags.
+    listing: Vec<ObjectRef>,
+    /// Objects of ours at hrefs we do not know (first contact), by UID.
+    adoptable: BTreeMap<String, ObjectRef>,
+    /// The fields of our objects whose ETag moved, by UID.
+    observed: BTreeMap<String, Observed>,
+    /// New objects to turn into work items (CREATE_FROM_CALENDAR).
+    foreign: Vec<Foreign>,
+    /// Our journal records of this project.
+    records: Vec<ItemRecord>,
 }
 
-fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan::Plan {
+fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Plan {
     let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
     let journal: Vec<&ItemRecord> = side.records.iter().collect();
     plan::plan(&Input {
@@ -350,10 +373,10 @@ fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan:
         gone: &view.gone,
         plane_listed: view.listed,
         plane_complete: view.complete,
-        listing: side.listing,
-        adoptable: side.adoptable,
-        observed: side.observed,
-        foreign: side.foreign,
+        listing: &side.listing,
+        adoptable: &side.adoptable,
+        observed: &side.observed,
+        foreign: &side.foreign,
         journal: &journal,
         max_delete_fraction: step.max_delete_fraction,
         two_way: step.two_way,
