@@ -301,3 +301,202 @@ fn filters_by_assignee_email_label_and_state_group() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Variables for commands that never reach a server (config checks).
+fn offline_vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("PLANE_BASE_URL", "https://plane.example.com"),
+        ("PLANE_API_TOKEN", "plane_api_offline"),
+        ("PLANE_WORKSPACE_SLUG", "acme"),
+        ("CALDAV_URL", "https://dav.example.com/dav/"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, val) in extra {
+        v.retain(|(n, _)| n != k);
+        v.push((k.to_string(), val.to_string()));
+    }
+    v
+}
+
+/// Issue 9 item 8: a CALDAV_URL ending in `/` is requested with the `/` (Cyrus answers
+/// `/dav` with 405 and only `/dav/` with 207). A pass-through proxy in front of Radicale
+/// records the paths.
+#[test]
+fn caldav_url_path_is_kept_exactly() {
+    let radicale = server("Radicale", "RADICALE").expect("Radicale (run tests/run.sh)");
+    let proxy = common::proxy::Proxy::start(&radicale.url);
+    let home = format!("{}{}/", proxy.url(), radicale.user);
+    let vars = offline_vars(&[
+        ("CALDAV_URL", &home),
+        ("CALDAV_USERNAME", &radicale.user),
+        ("CALDAV_PASSWORD", &radicale.password),
+    ]);
+    let r = run_binary(&vars, &["test-caldav"]);
+    r.assert_ok();
+    let log = proxy.log.lock().unwrap().clone();
+    let first = log
+        .iter()
+        .find(|(m, _)| m == "PROPFIND")
+        .expect("a PROPFIND");
+    assert_eq!(first.1, format!("/{}/", radicale.user), "{log:?}");
+}
+
+/// Issue 9 item 15: credentials in a URL are refused with a hint, never echoed, and
+/// masked by `config`.
+#[test]
+fn userinfo_in_urls_is_refused_and_masked() {
+    for name in ["PLANE_BASE_URL", "PLANE_WEB_URL", "CALDAV_URL"] {
+        let vars = offline_vars(&[(name, "http://bob:hunter2@host.example:8080/p/")]);
+        let r = run_binary(&vars, &["validate-config"]);
+        assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(name) && r.stderr.contains("hint:"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("http://****@host.example:8080/p/"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("hunter2") && !r.stderr.contains("bob"));
+        let r = run_binary(&vars, &["config"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout
+                .contains(&format!("{name}=http://****@host.example:8080/p/")),
+            "{}",
+            r.stdout
+        );
+        assert!(!r.stdout.contains("hunter2") && !r.stdout.contains("bob"));
+    }
+}
+
+/// Issue 9 item 17: out-of-range numbers are refused by validate-config (they used to pass
+/// it and then abort the service with a panic, exit 134), scheme case does not matter,
+/// and `config` shows an empty HTTP_BIND as off.
+#[test]
+fn numbers_are_bounded_and_schemes_case_insensitive() {
+    for (name, value) in [
+        ("SYNC_INTERVAL_SECONDS", "18446744073709551615"),
+        ("HTTP_TIMEOUT_SECONDS", "18446744073709551615"),
+        ("HTTP_TIMEOUT_SECONDS", "0"),
+        ("SYNC_INTERVAL_SECONDS", "604801"),
+    ] {
+        let vars = offline_vars(&[(name, value)]);
+        for cmd in ["validate-config", "sync-status"] {
+            let r = run_binary(&vars, &[cmd]);
+            assert_eq!(r.code, 1, "{name}={value} {cmd}: {}", r.stderr);
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("{name}: {value} is outside")),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    let vars = offline_vars(&[
+        ("PLANE_BASE_URL", "HTTPS://plane.example.com"),
+        ("CALDAV_URL", "HTTP://dav.example.com/dav/"),
+        ("SYNC_INTERVAL_SECONDS", "604800"),
+        ("HTTP_TIMEOUT_SECONDS", "600"),
+    ]);
+    run_binary(&vars, &["validate-config"]).assert_ok();
+    let vars = offline_vars(&[("HTTP_BIND", "")]);
+    let r = run_binary(&vars, &["config"]);
+    assert!(
+        r.stdout.contains("HTTP_BIND=(empty: no HTTP server)"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Issue 9 item 18: the `.env` rules users know from docker compose.
+#[test]
+fn env_file_follows_compose_rules() {
+    let dir = std::env::temp_dir().join(format!("calplanebot-dotenv-{}", common::unique_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = concat!(
+        "# settings\n",
+        "export PLANE_BASE_URL=https://plane.example.com # our Plane\n",
+        "PLANE_API_TOKEN='plane_api_#lit\\t'\n",
+        "PLANE_WORKSPACE_SLUG=\"acme\" # the workspace\n",
+        "CALDAV_URL=\"https://dav.example.com/dav/\"\n",
+        "CALDAV_USERNAME=\"alice\" # the user\n",
+        "CALDAV_PASSWORD=\"pa\\\"ss\"\n",
+        "PLANE_PROJECTS=WEB#1, OPS # two\n",
+    );
+    let cases = [
+        ("lf", body.to_string()),
+        (
+            "bom-crlf",
+            format!("\u{feff}{}", body.replace('\n', "\r\n")),
+        ),
+        ("cr", body.replace('\n', "\r")),
+    ];
+    for (name, text) in cases {
+        let path = dir.join(format!("{name}.env"));
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        let r = run_binary(&[], &["--env-file", &path, "config"]);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        for want in [
+            "PLANE_BASE_URL=https://plane.example.com\n",
+            "PLANE_WORKSPACE_SLUG=acme\n",
+            "CALDAV_URL=https://dav.example.com/dav/\n",
+            "CALDAV_USERNAME=alice\n",
+            "PLANE_PROJECTS=WEB#1, OPS\n",
+        ] {
+            assert!(
+                r.stdout.contains(want),
+                "{name}: no {want:?} in\n{}",
+                r.stdout
+            );
+        }
+        run_binary(&[], &["--env-file", &path, "validate-config"]).assert_ok();
+    }
+    let bad = dir.join("bad.env");
+    std::fs::write(&bad, "A=1\nCALDAV_USERNAME=\"alice\" junk\n").unwrap();
+    let r = run_binary(&[], &["--env-file", &bad.display().to_string(), "config"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("line 2: unexpected text"), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 9 item 23: a valid token on a wrong workspace slug (Plane: 403 "You do not have
+/// permission…") is told apart from a bad token (403 "Given API token is not valid").
+#[test]
+fn wrong_slug_is_not_reported_as_a_bad_token() {
+    let fake = common::fake_plane::FakePlane::start(common::fake_plane::World::generate(&[1], 3));
+    let key = fake.world().api_key.clone();
+    let base = fake.base_url();
+    let vars = |slug: &str, token: &str| {
+        offline_vars(&[
+            ("PLANE_BASE_URL", &base),
+            ("PLANE_API_TOKEN", token),
+            ("PLANE_WORKSPACE_SLUG", slug),
+        ])
+    };
+    let r = run_binary(&vars("acme-typo", &key), &["test-plane"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("PLANE_WORKSPACE_SLUG") && r.stderr.contains("\"acme-typo\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("PLANE_API_TOKEN"), "{}", r.stderr);
+    let r = run_binary(&vars("acme", "plane_api_not_the_key"), &["test-plane"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("Given API token is not valid") && r.stderr.contains("PLANE_API_TOKEN"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("PLANE_WORKSPACE_SLUG"), "{}", r.stderr);
+    run_binary(&vars("acme", &key), &["test-plane"]).assert_ok();
+}
