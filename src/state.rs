@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use miniserde::{json, Deserialize, Serialize};
@@ -260,7 +260,12 @@ impl Journal {
     ///
     /// A torn last line is cut off here, so the next append starts on a clean line.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        // Owner only, like the files in it (an existing directory is left as it is).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
 
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -1053,6 +1058,7 @@ mod tests {
     fn files_are_owner_only() {
         let tmp = TempDir::new("modes");
         let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(mode(&tmp.0), 0o700);
         assert_eq!(mode(&tmp.journal()), FILE_MODE);
         assert_eq!(mode(&tmp.0.join(LOCK_FILE)), FILE_MODE);
         for i in 0..(COMPACT_FLOOR + 1) {

@@ -630,6 +630,9 @@ fn dry_run_takes_no_lock_and_touches_no_file() {
     let radicale = server("Radicale", "RADICALE").expect("Radicale (run tests/run.sh)");
     let mut s = Setup::new(radicale, &[6]);
     s.env.push(("COMPLETED_ITEMS".into(), "keep".into()));
+    // Only `run` logs to LOG_FILE: a dry run must not create it either.
+    let log_file = s.state.join("calplanebot.log").display().to_string();
+    s.env.push(("LOG_FILE".into(), log_file));
     s.sync().assert_ok();
     let victim = dated_item(&s).0;
     s.fake
