@@ -543,15 +543,14 @@ fn url(env: &Env, name: &str, hint: &str, userinfo_hint: &str) -> Result<String,
     Ok(format!("{}://{rest}", scheme.unwrap_or_default()))
 }
 
-/// `url` with the `user:password@` part (if any) replaced by `****@`, for display.
+/// `url` with the `user:password@` part (if any) replaced by `****@`, for display. A value
+/// without `scheme://` is masked the same way (`alice:pw@host/dav` → `****@host/dav`).
 pub fn mask_userinfo(url: &str) -> String {
-    let Some(i) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[i + 3..];
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}****{}", &url[..i + 3], &rest[at..]),
+        Some(at) => format!("{}****{}", &url[..start], &rest[at..]),
         None => url.to_string(),
     }
 }
@@ -566,15 +565,17 @@ fn bounded(
     why: &str,
 ) -> Result<u64, ConfigError> {
     let (min, max) = range;
-    let v: u64 = number(env, name, default)?;
-    if !(min..=max).contains(&v) {
-        return Err(err(
+    let Some(text) = env.get(name) else {
+        return Ok(default);
+    };
+    match text.parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(err(
             name,
-            format!("{v} is outside {min}…{max}"),
+            format!("{text} is not a whole number from {min} to {max}"),
             why.to_string(),
-        ));
+        )),
     }
-    Ok(v)
 }
 
 fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, ConfigError> {
@@ -1091,6 +1092,7 @@ mod tests {
             "{listing}"
         );
         assert_eq!(mask_userinfo("https://h/a@b"), "https://h/a@b");
+        assert_eq!(mask_userinfo("alice:pw@h/dav"), "****@h/dav");
     }
 
     #[test]
@@ -1105,6 +1107,8 @@ mod tests {
             ("HTTP_TIMEOUT_SECONDS", "1", true),
             ("HTTP_TIMEOUT_SECONDS", "600", true),
             ("HTTP_TIMEOUT_SECONDS", "601", false),
+            ("HTTP_TIMEOUT_SECONDS", "99999999999999999999999", false),
+            ("HTTP_TIMEOUT_SECONDS", "-1", false),
             ("FULL_RECONCILE_EVERY", "4294967295", false),
             ("FULL_RECONCILE_EVERY", "10000", true),
         ];

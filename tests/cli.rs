@@ -385,7 +385,8 @@ fn numbers_are_bounded_and_schemes_case_insensitive() {
             assert_eq!(r.code, 1, "{name}={value} {cmd}: {}", r.stderr);
             assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
             assert!(
-                r.stderr.contains(&format!("{name}: {value} is outside")),
+                r.stderr
+                    .contains(&format!("{name}: {value} is not a whole number from")),
                 "{}",
                 r.stderr
             );
