@@ -362,7 +362,9 @@ impl Env {
                         format!("**** (from {})", from_file.unwrap_or(""))
                     }
                     (Some(_), true) => "****".to_string(),
-                    (Some(v), false) => v.to_string(),
+                    // URLs may carry `user:password@` (refused by validation, but `config`
+                    // shows the raw value and must not print it).
+                    (Some(v), false) => mask_userinfo(v),
                     // Set but empty: for HTTP_BIND that switches the server off.
                     (None, _) if *name == "HTTP_BIND" && self.vars.contains_key(*name) => {
                         "(empty: no HTTP server)".to_string()
@@ -376,39 +378,123 @@ impl Env {
     }
 }
 
-/// Parses `.env` text: `NAME=value`, optional `export `, `#` comments, single or double
-/// quotes. Returns (line, message) on a line that is not an assignment.
+/// Parses `.env` text the way docker compose reads an env file (its documented rules,
+/// without `$VAR` interpolation: a `$` in a password stays a `$`):
+/// - `NAME=value`, optionally prefixed by `export `; blank lines and `#` lines are skipped;
+///   a UTF-8 byte-order mark is ignored; lines may end in LF, CRLF or a lone CR.
+/// - Unquoted values end at the line end or at a `#` preceded by white space (an inline
+///   comment); surrounding white space is dropped.
+/// - `'single quotes'` are literal (only `\'` stands for a quote); `"double quotes"` know
+///   `\n`, `\r`, `\t`, `\\`, `\"`, `\'` and `\$`. Quoted values may span lines, and only
+///   white space or a `# comment` may follow the closing quote.
+///
+/// Returns (line, message) for the first line that breaks these rules.
 pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // One line-end convention, so a CR-only file (old Mac editors) is not one long line.
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = text.split('\n').collect();
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
+    let mut next = 0;
+    while next < lines.len() {
+        let number = next + 1;
+        let line = lines[next].trim_start();
+        next += 1;
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
+        let line = strip_export(line);
         let Some((name, value)) = line.split_once('=') else {
-            return Err((i + 1, "expected NAME=value".to_string()));
+            return Err((number, "expected NAME=value".to_string()));
         };
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((i + 1, format!("invalid variable name {name:?}")));
+            return Err((number, format!("invalid variable name {name:?}")));
         }
-        let value = value.trim();
-        let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"'))
-                || (value.starts_with('\'') && value.ends_with('\'')))
-        {
-            value[1..value.len() - 1].to_string()
-        } else {
-            // An unquoted value ends at " #" (inline comment).
-            match value.find(" #") {
-                Some(p) => value[..p].trim_end().to_string(),
-                None => value.to_string(),
+        let value = match value.trim_start().chars().next() {
+            Some(quote @ ('"' | '\'')) => {
+                let mut body = value.trim_start()[1..].to_string();
+                loop {
+                    if let Some(v) = closed_quote(&body, quote).map_err(|m| (number, m))? {
+                        break v;
+                    }
+                    let Some(more) = lines.get(next) else {
+                        return Err((number, format!("the {quote} quote is never closed")));
+                    };
+                    body.push('\n');
+                    body.push_str(more);
+                    next += 1;
+                }
             }
+            _ => unquoted_value(value),
         };
         out.push((name.to_string(), value));
     }
     Ok(out)
+}
+
+/// `line` without a leading `export ` (as in a shell script that can be `source`d).
+fn strip_export(line: &str) -> &str {
+    match line.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
+        _ => line,
+    }
+}
+
+/// An unquoted value: up to an inline comment (`#` after white space), trimmed. As in
+/// compose, a `#` right at the start is part of the value (`NAME=#x` is `#x`).
+fn unquoted_value(raw: &str) -> String {
+    let raw = raw.trim_start();
+    let mut end = raw.len();
+    let mut after_space = false;
+    for (i, c) in raw.char_indices() {
+        if c == '#' && after_space {
+            end = i;
+            break;
+        }
+        after_space = c == ' ' || c == '\t';
+    }
+    raw[..end].trim().to_string()
+}
+
+/// The value of a quoted body (the text after the opening quote): `Ok(None)` when the
+/// closing quote is not in `body` yet, an error when something other than white space or
+/// a comment follows it.
+fn closed_quote(body: &str, quote: char) -> Result<Option<String>, String> {
+    let mut value = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == quote {
+            let rest = body[i + 1..].trim_start();
+            if !(rest.is_empty() || rest.starts_with('#')) {
+                return Err(format!(
+                    "unexpected text {rest:?} after the closing {quote} quote"
+                ));
+            }
+            return Ok(Some(value));
+        }
+        if c != '\\' {
+            value.push(c);
+            continue;
+        }
+        let Some((_, escaped)) = chars.next() else {
+            value.push('\\');
+            break;
+        };
+        match (quote, escaped) {
+            ('\'', '\'') => value.push('\''),
+            ('"', 'n') => value.push('\n'),
+            ('"', 'r') => value.push('\r'),
+            ('"', 't') => value.push('\t'),
+            ('"', '\\' | '"' | '\'' | '$') => value.push(escaped),
+            // Anything else is literal, backslash included (Windows paths in '…').
+            _ => {
+                value.push('\\');
+                value.push(escaped);
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn list(env: &Env, name: &str, default: &str) -> Vec<String> {
@@ -420,18 +506,76 @@ fn list(env: &Env, name: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-fn url(env: &Env, name: &str, hint: &str) -> Result<String, ConfigError> {
+/// An `http(s)://` URL as given, except that the scheme is lower-cased (schemes are
+/// case-insensitive, RFC 3986 §3.1). The path is kept exactly: `…/dav/` and `…/dav` can be
+/// different resources to a WebDAV server. User info (`user:password@`) is refused: it
+/// would be printed and written into every event's link; credentials have their own
+/// (masked) variables.
+fn url(env: &Env, name: &str, hint: &str, userinfo_hint: &str) -> Result<String, ConfigError> {
     let value = env
         .get(name)
         .ok_or_else(|| err(name, "is not set", hint.to_string()))?;
-    if !(value.starts_with("http://") || value.starts_with("https://")) {
+    let shown = mask_userinfo(value);
+    let scheme = value.find("://").map(|i| value[..i].to_ascii_lowercase());
+    let (Some("http" | "https"), Some(i)) = (scheme.as_deref(), value.find("://")) else {
         return Err(err(
             name,
-            format!("{value:?} is not an http:// or https:// URL"),
+            format!("{shown:?} is not an http:// or https:// URL"),
+            hint.to_string(),
+        ));
+    };
+    let rest = &value[i + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err(err(
+            name,
+            format!("{shown} contains a user name or password"),
+            userinfo_hint.to_string(),
+        ));
+    }
+    if authority.is_empty() {
+        return Err(err(
+            name,
+            format!("{shown:?} has no host"),
             hint.to_string(),
         ));
     }
-    Ok(value.trim_end_matches('/').to_string())
+    Ok(format!("{}://{rest}", scheme.unwrap_or_default()))
+}
+
+/// `url` with the `user:password@` part (if any) replaced by `****@`, for display. A value
+/// without `scheme://` is masked the same way (`alice:pw@host/dav` → `****@host/dav`).
+pub fn mask_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}****{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A whole number of seconds within `[min, max]`, so that durations built from it can
+/// neither be zero where that breaks things nor overflow `Instant` arithmetic.
+fn bounded(
+    env: &Env,
+    name: &str,
+    default: u64,
+    range: (u64, u64),
+    why: &str,
+) -> Result<u64, ConfigError> {
+    let (min, max) = range;
+    let Some(text) = env.get(name) else {
+        return Ok(default);
+    };
+    match text.parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(err(
+            name,
+            format!("{text} is not a whole number from {min} to {max}"),
+            why.to_string(),
+        )),
+    }
 }
 
 fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, ConfigError> {
@@ -484,16 +628,38 @@ fn boolean(env: &Env, name: &str, default: bool) -> Result<bool, ConfigError> {
 
 const STATE_GROUPS: &[&str] = &["backlog", "unstarted", "started", "completed", "cancelled"];
 
+/// SYNC_INTERVAL_SECONDS: 10 s (Plane's 60 requests a minute) to 7 days (a longer pause is
+/// a stopped service, and larger values overflow the timer arithmetic).
+pub const SYNC_INTERVAL_RANGE: (u64, u64) = (10, 7 * 24 * 3600);
+/// HTTP_TIMEOUT_SECONDS: 0 would time out every request; 10 minutes is far beyond any
+/// answer worth waiting for (a 1000-item Plane page or a large REPORT).
+pub const HTTP_TIMEOUT_RANGE: (u64, u64) = (1, 600);
+/// FULL_RECONCILE_EVERY at most: beyond it deletions in Plane would go unnoticed for years.
+pub const MAX_FULL_RECONCILE_EVERY: u32 = 10_000;
+/// Why PLANE_BASE_URL and PLANE_WEB_URL may not carry `user:password@`.
+const PLANE_USERINFO_HINT: &str = "remove `user:password@`: Plane authenticates with PLANE_API_TOKEN, and the URL goes into every event's link";
+
 impl Config {
     /// Validates the variables into a configuration.
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        // Plane URLs are bases that paths are appended to: no trailing slash.
         let plane_base_url = url(
             env,
             "PLANE_BASE_URL",
             "set it to your Plane address, e.g. https://plane.example.com",
-        )?;
+            PLANE_USERINFO_HINT,
+        )?
+        .trim_end_matches('/')
+        .to_string();
         let plane_web_url = match env.get("PLANE_WEB_URL") {
-            Some(_) => url(env, "PLANE_WEB_URL", "the address you open Plane at")?,
+            Some(_) => url(
+                env,
+                "PLANE_WEB_URL",
+                "the address you open Plane at",
+                PLANE_USERINFO_HINT,
+            )?
+            .trim_end_matches('/')
+            .to_string(),
             None => plane_base_url.clone(),
         };
         let plane_api_token = env.secret("PLANE_API_TOKEN")?;
@@ -518,6 +684,7 @@ impl Config {
             env,
             "CALDAV_URL",
             "your server's CalDAV address, e.g. https://cloud.example.com/remote.php/dav",
+            "remove `user:password@` and set CALDAV_USERNAME and CALDAV_PASSWORD instead",
         )?;
         let caldav_username = env.get("CALDAV_USERNAME").unwrap_or("").to_string();
         let caldav_password = env.secret("CALDAV_PASSWORD")?;
@@ -556,14 +723,13 @@ impl Config {
                 "1 disables the safety valve",
             ));
         }
-        let sync_interval_seconds = number(env, "SYNC_INTERVAL_SECONDS", 300u64)?;
-        if sync_interval_seconds < 10 {
-            return Err(err(
-                "SYNC_INTERVAL_SECONDS",
-                "must be at least 10",
-                "Plane allows 60 API requests a minute",
-            ));
-        }
+        let sync_interval_seconds = bounded(
+            env,
+            "SYNC_INTERVAL_SECONDS",
+            300,
+            SYNC_INTERVAL_RANGE,
+            "at least 10 (Plane allows 60 API requests a minute), at most 604800 (7 days)",
+        )?;
         let sync_direction = choice(
             env,
             "SYNC_DIRECTION",
@@ -598,10 +764,10 @@ impl Config {
             }
         }
         let full_reconcile_every = number(env, "FULL_RECONCILE_EVERY", 12u32)?;
-        if full_reconcile_every == 0 {
+        if !(1..=MAX_FULL_RECONCILE_EVERY).contains(&full_reconcile_every) {
             return Err(err(
                 "FULL_RECONCILE_EVERY",
-                "must be at least 1",
+                format!("must be between 1 and {MAX_FULL_RECONCILE_EVERY}"),
                 "1 lists every work item in every cycle",
             ));
         }
@@ -692,7 +858,13 @@ impl Config {
             create_from_calendar,
             full_reconcile_every,
             event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
-            http_timeout_seconds: number(env, "HTTP_TIMEOUT_SECONDS", 30u64)?,
+            http_timeout_seconds: bounded(
+                env,
+                "HTTP_TIMEOUT_SECONDS",
+                30,
+                HTTP_TIMEOUT_RANGE,
+                "seconds per request to Plane or CalDAV, at least 1, at most 600",
+            )?,
             // Set but empty disables the server; unset means the seed's default port.
             http_bind: match env.vars.get("HTTP_BIND").map(|v| v.trim()) {
                 Some("") => None,
@@ -821,6 +993,136 @@ mod tests {
             ]
         );
         assert_eq!(parse_dotenv("ok=1\nnot an assignment\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn dotenv_quotes_and_inline_comments() {
+        let parsed = parse_dotenv(concat!(
+            "CALDAV_USERNAME=\"alice\" # the user\n",
+            "S='lit $x \\t \\\\ # not a comment' # comment\n",
+            "Q='Let\\'s go'\n",
+            "D=\"a\\tb\\nc \\\"q\\\" \\\\ \\$HOME \\x\"\n",
+            "U=plain value # note\n",
+            "H=a#b\n",
+            "P=#starts-with-hash\n",
+            "T=\ttabbed\t\n",
+        ))
+        .unwrap();
+        let get = |k: &str| parsed.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("CALDAV_USERNAME"), "alice");
+        assert_eq!(get("S"), "lit $x \\t \\\\ # not a comment");
+        assert_eq!(get("Q"), "Let's go");
+        assert_eq!(get("D"), "a\tb\nc \"q\" \\ $HOME \\x");
+        assert_eq!(get("U"), "plain value");
+        assert_eq!(get("H"), "a#b");
+        assert_eq!(get("P"), "#starts-with-hash");
+        assert_eq!(get("T"), "tabbed");
+    }
+
+    #[test]
+    fn dotenv_line_ends_bom_export_and_multiline() {
+        let want: Vec<(String, String)> =
+            vec![("A".into(), "1".into()), ("B".into(), "two".into())];
+        for text in [
+            "\u{feff}A=1\nB=two\n",
+            "A=1\r\nB=two\r\n",
+            "A=1\rB=two\r",
+            "export A=1\nexport\tB=two",
+            "# c\r\rA=1\r# c\rB=two",
+        ] {
+            assert_eq!(parse_dotenv(text).unwrap(), want, "{text:?}");
+        }
+        // `export` alone is a variable name, not the prefix.
+        assert_eq!(
+            parse_dotenv("export=1").unwrap(),
+            vec![("export".to_string(), "1".to_string())]
+        );
+        let pem = parse_dotenv("K=\"line1\nline2\"\nN=2\n").unwrap();
+        assert_eq!(pem[0].1, "line1\nline2");
+        assert_eq!(pem[1], ("N".to_string(), "2".to_string()));
+    }
+
+    #[test]
+    fn dotenv_errors_name_the_line() {
+        assert_eq!(parse_dotenv("A=1\nB=\"open\nC=3\n").unwrap_err().0, 2);
+        let (line, msg) = parse_dotenv("A=1\n\nB=\"x\" y\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(msg.contains("after the closing"), "{msg}");
+        assert_eq!(parse_dotenv("A B=1").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn urls_keep_their_path_and_accept_any_scheme_case() {
+        let mut v = minimal();
+        v[3] = ("CALDAV_URL", "HTTP://host:8008/dav/");
+        v[0] = ("PLANE_BASE_URL", "HttpS://plane.example.com/");
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.caldav_url, "http://host:8008/dav/");
+        assert_eq!(c.plane_base_url, "https://plane.example.com");
+        for bad in ["ftp://h/", "http://", "http:///dav", "host/dav"] {
+            let mut v = minimal();
+            v[3] = ("CALDAV_URL", bad);
+            let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+            assert_eq!(e.variable, "CALDAV_URL", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn userinfo_in_urls_is_refused_without_echoing_it() {
+        for (i, name) in [(0, "PLANE_BASE_URL"), (3, "CALDAV_URL")] {
+            let mut v = minimal();
+            v[i] = (name, "https://bob:s3cr3t@example.com/x");
+            let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+            assert_eq!(e.variable, name);
+            let text = e.to_string();
+            assert!(!text.contains("s3cr3t") && !text.contains("bob"), "{text}");
+            assert!(text.contains("https://****@example.com/x"), "{text}");
+        }
+        let mut v = minimal();
+        v.push(("PLANE_WEB_URL", "https://u:p@web.example.com"));
+        let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+        assert_eq!(e.variable, "PLANE_WEB_URL");
+        // `config` lists raw values: the user info is masked there too.
+        let mut v = minimal();
+        v[0] = ("PLANE_BASE_URL", "http://bob:s3cr3t@plane.local:8080/");
+        let listing = format!("{:?}", Env::from_pairs(v).masked_listing());
+        assert!(!listing.contains("s3cr3t") && !listing.contains("bob"));
+        assert!(
+            listing.contains("http://****@plane.local:8080/"),
+            "{listing}"
+        );
+        assert_eq!(mask_userinfo("https://h/a@b"), "https://h/a@b");
+        assert_eq!(mask_userinfo("alice:pw@h/dav"), "****@h/dav");
+    }
+
+    #[test]
+    fn numbers_have_named_bounds() {
+        let cases = [
+            ("SYNC_INTERVAL_SECONDS", "18446744073709551615", false),
+            ("SYNC_INTERVAL_SECONDS", "9", false),
+            ("SYNC_INTERVAL_SECONDS", "604800", true),
+            ("SYNC_INTERVAL_SECONDS", "604801", false),
+            ("HTTP_TIMEOUT_SECONDS", "18446744073709551615", false),
+            ("HTTP_TIMEOUT_SECONDS", "0", false),
+            ("HTTP_TIMEOUT_SECONDS", "1", true),
+            ("HTTP_TIMEOUT_SECONDS", "600", true),
+            ("HTTP_TIMEOUT_SECONDS", "601", false),
+            ("HTTP_TIMEOUT_SECONDS", "99999999999999999999999", false),
+            ("HTTP_TIMEOUT_SECONDS", "-1", false),
+            ("FULL_RECONCILE_EVERY", "4294967295", false),
+            ("FULL_RECONCILE_EVERY", "10000", true),
+        ];
+        for (name, value, ok) in cases {
+            let mut v = minimal();
+            v.push((name, value));
+            match Config::from_env(&Env::from_pairs(v)) {
+                Ok(_) => assert!(ok, "{name}={value} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{name}={value}: {e}");
+                    assert_eq!(e.variable, name);
+                }
+            }
+        }
     }
 
     #[test]

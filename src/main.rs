@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use calplanebot::caldav::{CalDavClient, Precondition, WriteOutcome};
 use calplanebot::config::{Config, Env};
+use calplanebot::logging::escape_controls as shown;
 use calplanebot::plane::PlaneClient;
 use calplanebot::state::Journal;
 use calplanebot::sync::{self, model, Summary};
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("calplanebot: {message}");
+            // One line, whatever a server or a name put into the message.
+            eprintln!("calplanebot: {}", shown(&message));
             ExitCode::FAILURE
         }
     }
@@ -205,7 +207,7 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
     if dry_run {
         println!("Dry run: nothing was written.");
         for line in &s.planned {
-            println!("{line}");
+            println!("{}", shown(line));
         }
         println!("Unchanged: {}", s.unchanged);
         return;
@@ -234,7 +236,7 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
     if !s.errors.is_empty() {
         println!("  Errors:    {}", s.errors.len());
         for e in &s.errors {
-            println!("    - {e}");
+            println!("    - {}", shown(e));
         }
     }
 }
@@ -242,7 +244,12 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
 fn cmd_sync(config: &Config, dry_run: bool, full: bool) -> Result<ExitCode, String> {
     let mut plane = plane_client(config)?;
     let mut dav = caldav_client(config)?;
-    let mut journal = open_journal(config)?;
+    // A dry run writes nothing anywhere: no lock, no journal header, no new directory.
+    let mut journal = if dry_run {
+        Journal::open_dry_run(&config.state_dir).map_err(|e| e.to_string())?
+    } else {
+        open_journal(config)?
+    };
     let started = Instant::now();
     let opts = sync::Options {
         dry_run,
@@ -309,7 +316,10 @@ fn cmd_list(config: &Config) -> Result<ExitCode, String> {
     let state = Journal::open_read_only(&config.state_dir).map_err(|e| e.to_string())?;
     for project in &projects {
         let Some(cal) = sync::find_calendar(&calendars, &state, project) else {
-            println!("{} — no calendar yet", model::calendar_name(project));
+            println!(
+                "{} — no calendar yet",
+                shown(&model::calendar_name(project))
+            );
             continue;
         };
         let refs = dav.objects(&cal.href).map_err(|e| e.to_string())?;
@@ -318,7 +328,10 @@ fn cmd_list(config: &Config) -> Result<ExitCode, String> {
         let mut rows: Vec<(String, String)> = Vec::new();
         for o in &objects {
             let Ok(parsed) = ical::parse(&o.ical) else {
-                rows.push((String::new(), format!("{} (not valid iCalendar)", o.href)));
+                rows.push((
+                    String::new(),
+                    format!("{} (not valid iCalendar)", shown(&o.href)),
+                ));
                 continue;
             };
             for c in parsed
@@ -332,11 +345,17 @@ fn cmd_list(config: &Config) -> Result<ExitCode, String> {
                     .and_then(|p| ical::Date::parse_ical(&p.value))
                     .map(|d| d.to_iso())
                     .unwrap_or_default();
-                rows.push((date, c.text("SUMMARY").unwrap_or_default()));
+                // Calendar text goes to a terminal: no escape sequences from the server.
+                let summary = c.text("SUMMARY").unwrap_or_default();
+                rows.push((date, shown(&summary).into_owned()));
             }
         }
         rows.sort();
-        println!("{} ({} events)", model::calendar_name(project), rows.len());
+        println!(
+            "{} ({} events)",
+            shown(&model::calendar_name(project)),
+            rows.len()
+        );
         for (date, summary) in rows {
             println!("  {summary} ({date})");
         }
@@ -356,9 +375,9 @@ fn cmd_test_caldav(config: &Config) -> Result<ExitCode, String> {
     for c in &calendars {
         println!(
             "  {} — {} [{}]",
-            c.href,
-            c.display_name.as_deref().unwrap_or("(no name)"),
-            c.components.join(",")
+            shown(&c.href),
+            shown(c.display_name.as_deref().unwrap_or("(no name)")),
+            shown(&c.components.join(","))
         );
     }
     println!("CalDAV connection OK");
@@ -370,19 +389,19 @@ fn cmd_test_plane(config: &Config) -> Result<ExitCode, String> {
     let me = plane.me().map_err(|e| e.to_string())?;
     println!(
         "Token owner: {} ({})",
-        if me.display_name.is_empty() {
+        shown(if me.display_name.is_empty() {
             &me.id
         } else {
             &me.display_name
-        },
-        me.id
+        }),
+        shown(&me.id)
     );
     let all = plane.projects().map_err(|e| e.to_string())?;
     let selected = sync::select_projects(all.clone(), &config.plane_projects);
     println!("Projects:    {} ({} selected)", all.len(), selected.len());
     for p in &all {
         let mark = if selected.contains(p) { "*" } else { " " };
-        println!("  {mark} {} — {}", p.identifier, p.name);
+        println!("  {mark} {} — {}", shown(&p.identifier), shown(&p.name));
     }
     println!("Plane connection OK");
     Ok(ExitCode::SUCCESS)
@@ -505,11 +524,12 @@ fn field(v: &miniserde::json::Value, path: &[&str]) -> String {
             _ => return "-".into(),
         }
     }
-    match cur {
+    let text = match cur {
         miniserde::json::Value::String(s) => s.clone(),
         miniserde::json::Value::Null => "-".into(),
         other => miniserde::json::to_string(other),
-    }
+    };
+    shown(&text).into_owned()
 }
 
 /// `status`: the running service's health and a few figures. True when it answered 200.
@@ -612,8 +632,11 @@ fn diagnose_caldav(config: &Config) -> Result<(), String> {
             .objects(&c.href)
             .map(|o| o.len().to_string())
             .unwrap_or_else(|e| format!("? ({e})"));
-        println!("  📅 {}", c.display_name.as_deref().unwrap_or("(no name)"));
-        println!("     URL: {}", c.href);
+        println!(
+            "  📅 {}",
+            shown(c.display_name.as_deref().unwrap_or("(no name)"))
+        );
+        println!("     URL: {}", shown(&c.href));
         println!("     Events: {events}");
     }
     Ok(())
@@ -624,11 +647,15 @@ fn diagnose_plane(config: &Config) -> Result<(), String> {
     let me = plane.me().map_err(|e| e.to_string())?;
     println!("✓ Connected to Plane API");
     println!("ℹ Workspace: {}", config.plane_workspace_slug);
-    println!("ℹ Token owner: {} ({})", me.display_name, me.id);
+    println!(
+        "ℹ Token owner: {} ({})",
+        shown(&me.display_name),
+        shown(&me.id)
+    );
     let projects = plane.projects().map_err(|e| e.to_string())?;
     println!("✓ Found {} project(s)", projects.len());
     for p in projects.iter().take(5) {
-        println!("  📁 {} ({})", p.name, p.identifier);
+        println!("  📁 {} ({})", shown(&p.name), shown(&p.identifier));
     }
     Ok(())
 }

@@ -24,12 +24,18 @@
 //!
 //! Only one process may write: `state.lock` is held with an exclusive `File::try_lock` for
 //! the lifetime of a [`Journal`]. Status commands read with [`Journal::open_read_only`],
-//! which takes no lock.
+//! which takes no lock, and `--dry-run` with [`Journal::open_dry_run`], which takes no lock
+//! and writes nothing.
+//!
+//! The files are created with mode 0600 ([`FILE_MODE`]), and an existing journal or lock
+//! file readable by others is tightened to it when opened for writing: the journal holds
+//! work item names and calendar paths.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use miniserde::{json, Deserialize, Serialize};
@@ -42,6 +48,8 @@ const JOURNAL_FILE: &str = "state.jsonl";
 const TMP_FILE: &str = "state.jsonl.tmp";
 /// The lock file; its content is irrelevant, only the OS lock on it matters.
 const LOCK_FILE: &str = "state.lock";
+/// Mode of the journal, its compaction copy and the lock file: owner only.
+pub const FILE_MODE: u32 = 0o600;
 /// Below this many lines compaction is not worth an fsync'd rewrite.
 const COMPACT_FLOOR: usize = 64;
 
@@ -215,16 +223,20 @@ impl std::error::Error for JournalError {
     }
 }
 
-/// The open, locked journal: the state plus the file it is appended to.
+/// The open, locked journal: the state plus the file it is appended to. A dry-run journal
+/// ([`Journal::open_dry_run`]) has neither file nor lock: its "writes" change only the
+/// state in memory.
 pub struct Journal {
     /// The journal file, `dir/state.jsonl`.
     path: PathBuf,
     /// The state directory, fsynced after compaction renames.
     dir: PathBuf,
     /// Opened with `O_APPEND`, so every write lands at the end whatever the offset.
-    file: File,
+    /// `None` in a dry run.
+    file: Option<File>,
     /// Held only for its exclusive lock, which the OS releases when the file is closed.
-    _lock: File,
+    /// `None` in a dry run.
+    _lock: Option<File>,
     state: State,
     /// Non-blank lines in the file (header included), for the compaction heuristic.
     lines: usize,
@@ -248,7 +260,12 @@ impl Journal {
     ///
     /// A torn last line is cut off here, so the next append starts on a clean line.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        // Owner only, like the files in it (an existing directory is left as it is).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, e))?;
 
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -256,8 +273,10 @@ impl Journal {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(FILE_MODE)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
+        restrict(&lock, &lock_path);
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -281,8 +300,10 @@ impl Journal {
             .read(true)
             .append(true)
             .create(true)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
+        restrict(&file, &path);
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| io_err(&path, e))?;
         let replayed = replay(&path, &bytes)?;
@@ -290,8 +311,8 @@ impl Journal {
         let mut journal = Journal {
             path,
             dir: dir.to_path_buf(),
-            file,
-            _lock: lock,
+            file: Some(file),
+            _lock: Some(lock),
             state: replayed.state,
             lines: replayed.lines,
             len: replayed.good_len as u64,
@@ -301,11 +322,11 @@ impl Journal {
             // Cut the torn tail (or trailing blank lines) away: appending after it would
             // glue the next record onto garbage and turn a harmless torn last line into a
             // corrupt middle line.
-            journal
-                .file
-                .set_len(journal.len)
-                .and_then(|()| journal.file.sync_data())
-                .map_err(|e| io_err(&journal.path, e))?;
+            if let Some(file) = &journal.file {
+                file.set_len(journal.len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| io_err(&journal.path, e))?;
+            }
         }
         if replayed.needs_newline {
             // The last record is complete but its newline never made it to disk.
@@ -317,6 +338,29 @@ impl Journal {
             sync_dir(&journal.dir)?;
         }
         Ok(journal)
+    }
+
+    /// A journal for `--dry-run`: replays `dir/state.jsonl` like [`Journal::open_read_only`]
+    /// (a missing directory or file is an empty state) but takes no lock, creates nothing
+    /// and never writes; puts and removes change only the state in memory. So a dry run
+    /// works next to a running service and on a read-only state directory.
+    pub fn open_dry_run(dir: &Path) -> Result<Journal, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let replayed = replay(&path, &bytes)?;
+        Ok(Journal {
+            path,
+            dir: dir.to_path_buf(),
+            file: None,
+            _lock: None,
+            state: replayed.state,
+            lines: replayed.lines,
+            len: replayed.good_len as u64,
+        })
     }
 
     /// Replays `dir/state.jsonl` without locking or modifying anything, for status commands
@@ -407,6 +451,9 @@ impl Journal {
     /// A crash at any point leaves either the old or the new file, both complete.
     /// Records of unknown types (from a newer version) are not carried over.
     pub fn compact(&mut self) -> Result<(), JournalError> {
+        if self.file.is_none() {
+            return Ok(()); // dry run
+        }
         let mut text = header_line();
         text.push('\n');
         for r in self.state.calendars.values() {
@@ -431,6 +478,7 @@ impl Journal {
             .append(true)
             .create(true)
             .truncate(false)
+            .mode(FILE_MODE)
             .open(&tmp)
             .and_then(|mut f| {
                 f.set_len(0)?;
@@ -447,7 +495,7 @@ impl Journal {
             }
         };
         let before = self.lines;
-        self.file = file;
+        self.file = Some(file);
         self.len = text.len() as u64;
         self.lines = 1 + self.state.live_records();
         sync_dir(&self.dir)?;
@@ -469,13 +517,13 @@ impl Journal {
     /// Appends `bytes` in one write and syncs. On failure the file is cut back to its last
     /// good length, so a half-written line cannot prefix the next record.
     fn append_raw(&mut self, bytes: &[u8], lines: usize) -> Result<(), JournalError> {
-        let result = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = result {
-            let _ = self.file.set_len(self.len);
-            return Err(io_err(&self.path, e));
+        // A dry run counts the line as if written, so the state evolves the same way.
+        if let Some(file) = self.file.as_mut() {
+            let result = file.write_all(bytes).and_then(|()| file.sync_data());
+            if let Err(e) = result {
+                let _ = file.set_len(self.len);
+                return Err(io_err(&self.path, e));
+            }
         }
         self.len += bytes.len() as u64;
         self.lines += lines;
@@ -659,6 +707,28 @@ fn io_err(path: &Path, source: io::Error) -> JournalError {
     JournalError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Tightens an existing file that group or others may read to [`FILE_MODE`] (new files are
+/// created with it). A failure (a file owned by another user) only warns: the journal
+/// still works.
+fn restrict(file: &File, path: &Path) {
+    let Ok(mode) = file.metadata().map(|m| m.permissions().mode() & 0o777) else {
+        return;
+    };
+    if mode & 0o077 == 0 {
+        return;
+    }
+    match file.set_permissions(fs::Permissions::from_mode(FILE_MODE)) {
+        Ok(()) => log::info!(
+            "{}: permissions tightened from {mode:o} to {FILE_MODE:o}",
+            path.display()
+        ),
+        Err(e) => log::warn!(
+            "{}: readable by others (mode {mode:o}) and cannot be tightened: {e}",
+            path.display()
+        ),
     }
 }
 
@@ -978,6 +1048,58 @@ mod tests {
         drop(j);
         let j = Journal::open(&tmp.0).unwrap();
         assert_eq!(j.state().items.len(), 1);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn files_are_owner_only() {
+        let tmp = TempDir::new("modes");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(mode(&tmp.0), 0o700);
+        assert_eq!(mode(&tmp.journal()), FILE_MODE);
+        assert_eq!(mode(&tmp.0.join(LOCK_FILE)), FILE_MODE);
+        for i in 0..(COMPACT_FLOOR + 1) {
+            j.put_item(item("a", &format!("e{i}"))).unwrap();
+        }
+        j.compact().unwrap();
+        assert_eq!(mode(&tmp.journal()), FILE_MODE, "the compacted copy too");
+        drop(j);
+        // Files from an older version were 0644: opening for writing tightens them.
+        for f in [tmp.journal(), tmp.0.join(LOCK_FILE)] {
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let _j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(mode(&tmp.journal()), FILE_MODE);
+        assert_eq!(mode(&tmp.0.join(LOCK_FILE)), FILE_MODE);
+    }
+
+    #[test]
+    fn dry_run_journal_takes_no_lock_and_writes_nothing() {
+        let tmp = TempDir::new("dry");
+        // Nothing there: an empty state, and nothing is created.
+        let mut dry = Journal::open_dry_run(&tmp.0).unwrap();
+        dry.put_item(item("x", "e")).unwrap();
+        dry.compact().unwrap();
+        assert!(!tmp.0.exists(), "dry run created the state directory");
+
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_item(item("a", "e1")).unwrap();
+        let before = tmp.read();
+        // Next to the lock holder (a running service).
+        let mut dry = Journal::open_dry_run(&tmp.0).unwrap();
+        assert_eq!(dry.state(), j.state());
+        dry.put_item(item("b", "e2")).unwrap();
+        dry.remove_item("a").unwrap();
+        assert!(dry.state().items.contains_key("b") && !dry.state().items.contains_key("a"));
+        for i in 0..(COMPACT_FLOOR + 1) {
+            dry.put_item(item("c", &format!("e{i}"))).unwrap();
+        }
+        dry.compact_if_needed().unwrap();
+        assert_eq!(tmp.read(), before);
+        assert!(!tmp.0.join(TMP_FILE).exists());
     }
 
     #[test]

@@ -29,7 +29,17 @@ pub fn write(c: &Component) -> String {
     out
 }
 
+/// Whether `c` may not appear in a TEXT value at all. RFC 5545 §3.3.11 allows, besides
+/// printable characters, only space and HTAB (line breaks are written as `\n`); CONTROL
+/// there is every other C0 character and DEL. C1 controls (U+0080–U+009F) are
+/// syntactically non-ASCII but act as terminal controls (U+009B is CSI), so they go too.
+fn forbidden_in_text(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
 /// Escapes RFC 5545 TEXT: backslash, `;`, `,` and line breaks (CRLF, LF or CR → `\n`).
+/// Control characters the grammar forbids (NUL, BEL, ESC, VT, FF, DEL, …, see
+/// [`forbidden_in_text`]) are dropped: Plane accepts them in names, calendars must not.
 pub fn escape_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 16);
     let mut chars = s.chars().peekable();
@@ -45,6 +55,7 @@ pub fn escape_text(s: &str) -> String {
                 }
                 out.push_str("\\n");
             }
+            c if forbidden_in_text(c) => {}
             c => out.push(c),
         }
     }
@@ -376,5 +387,21 @@ mod tests {
         for s in ["", "plain", "a,b;c\\d\n\ne", "emoji 😀, 日本; \\n literal"] {
             assert_eq!(crate::ical::unescape_text(&escape_text(s)), s);
         }
+    }
+
+    #[test]
+    fn control_characters_are_dropped_from_text() {
+        assert_eq!(
+            escape_text("a\u{0}b\u{7}c\u{1b}[31md\u{b}e\u{c}f\u{7f}g\u{9b}h\ti\u{1f}"),
+            "abc[31mdefgh\ti"
+        );
+        let mut c = Component::new("VEVENT");
+        c.push(Property::text("SUMMARY", "x\u{1b}]0;title\u{7}y"));
+        let out = write(&c);
+        assert!(
+            !out.contains(|c: char| c.is_control() && c != '\r' && c != '\n'),
+            "{out:?}"
+        );
+        assert!(out.contains("SUMMARY:x]0\\;titley\r\n"), "{out:?}");
     }
 }

@@ -564,6 +564,17 @@ impl PlaneError {
             .and_then(error_detail)
             .unwrap_or_else(|| snippet(body));
         match status {
+            403 if !detail.to_ascii_lowercase().contains("token") => {
+                let detail = match workspace_of(&path) {
+                    Some(slug) => format!("{detail} {}", slug_hint(slug)),
+                    None => detail,
+                };
+                PlaneError::Status {
+                    status,
+                    path,
+                    detail,
+                }
+            }
             401 | 403 => PlaneError::Auth { status, detail },
             404 => PlaneError::NotFound { path },
             409 => PlaneError::Conflict {
@@ -579,6 +590,26 @@ impl PlaneError {
             },
         }
     }
+}
+
+/// The workspace slug of a workspace-scoped API path (`workspaces/{slug}/…`).
+fn workspace_of(path: &str) -> Option<&str> {
+    path.strip_prefix("workspaces/")?
+        .split('/')
+        .next()
+        .filter(|s| !s.is_empty())
+}
+
+/// Why a valid token gets 403: Plane answers a slug the token's owner is not a member of
+/// (or that does not exist) with 403 "You do not have permission to perform this
+/// action.", while a bad token is 403 "Given API token is not valid" (both verified
+/// against Plane CE 1.3.1, see shared/plane-api.md).
+fn slug_hint(slug: &str) -> String {
+    format!(
+        "(hint: the API token was accepted, but its owner may not access workspace {slug:?}: \
+         check PLANE_WORKSPACE_SLUG, the part after the host in your Plane address \
+         (https://plane.example.com/<slug>/), and that the token's owner is a member there)"
+    )
 }
 
 /// A top-level string field of a JSON object.
@@ -695,6 +726,39 @@ mod tests {
             PlaneError::Status { detail, .. } => assert_eq!(detail.chars().count(), MAX_DETAIL),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn forbidden_tells_a_bad_token_from_a_wrong_workspace() {
+        // Plane CE 1.3.1's two 403s: a token it does not know, and a valid token used on a
+        // workspace its owner may not access (or that does not exist).
+        let token = status_error(403, r#"{"detail":"Given API token is not valid"}"#);
+        assert!(
+            matches!(token, PlaneError::Auth { status: 403, .. }),
+            "{token:?}"
+        );
+        assert!(token.to_string().contains("PLANE_API_TOKEN"), "{token}");
+        let missing = status_error(
+            401,
+            r#"{"detail":"Authentication credentials were not provided."}"#,
+        );
+        assert!(matches!(missing, PlaneError::Auth { status: 401, .. }));
+        let slug = status_error(
+            403,
+            r#"{"detail":"You do not have permission to perform this action."}"#,
+        );
+        let text = slug.to_string();
+        assert!(
+            matches!(slug, PlaneError::Status { status: 403, .. }),
+            "{slug:?}"
+        );
+        assert!(
+            text.contains("PLANE_WORKSPACE_SLUG") && text.contains("\"acme\""),
+            "{text}"
+        );
+        assert!(!text.contains("PLANE_API_TOKEN"), "{text}");
+        assert_eq!(workspace_of("users/me/"), None);
+        assert_eq!(workspace_of("workspaces/a-b/projects/"), Some("a-b"));
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //! Deliberate choices where real Plane is unknown or awkward:
 //! - A path without its trailing `/` is a 404 (Django would redirect GETs): clients must
 //!   always send the slash, as the spec says.
-//! - Unknown workspace slug → 404.
+//! - Unknown workspace slug → 403 "You do not have permission to perform this action."
+//!   (real Plane CE 1.3.1, verified: its workspace permission check runs before the view),
+//!   before throttling, as DRF checks permissions first.
 //! - Like CE 1.3.1's serializer, `start_date > target_date` is only checked when both
 //!   dates are in the same request body: a PATCH of one date can leave the item with
 //!   start after target. Newer Plane (makeplane/plane commit 14c2d77,
@@ -1541,6 +1543,15 @@ fn api(inner: &mut Inner, req: &HttpRequest) -> Response {
             return error(403, vec![("detail", s("Given API token is not valid"))])
         }
         Some(_) => {}
+    }
+    if segs.first() == Some(&"workspaces") && segs.get(1) != Some(&inner.world.slug.as_str()) {
+        return error(
+            403,
+            vec![(
+                "detail",
+                s("You do not have permission to perform this action."),
+            )],
+        );
     }
     // Sliding-log throttle over the configured window.
     let now = Instant::now();
