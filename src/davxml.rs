@@ -9,7 +9,9 @@
 //! predefined entities and character references), nesting depth is limited, the parse loop is
 //! iterative, and every malformed input yields a positioned [`XmlError`] instead of a panic.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::Range;
 
 /// The WebDAV namespace (RFC 4918).
 pub const DAV: &str = "DAV:";
@@ -26,6 +28,19 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// Deepest element nesting the reader accepts. Real multistatus bodies are < 10 deep; the
 /// limit keeps hostile input from building trees whose recursive `Drop`/`Clone` could overflow.
 pub const MAX_DEPTH: usize = 256;
+
+/// Most attributes (namespace declarations included) one start tag may carry. WebDAV
+/// elements carry a handful; a root element rarely declares more than 20 namespaces. The
+/// limit keeps a hostile element (80,000 attributes in 789 KB) from costing ~100 bytes of
+/// memory per source byte.
+pub const MAX_ATTRIBUTES: usize = 1_000;
+
+/// Most nodes (elements plus attributes) the reader holds in memory at once: the whole
+/// tree for [`parse`], one child of the root for [`parse_streaming`]. A node costs ~150
+/// bytes however short its source (`<a/>` is 4 bytes), so this bounds a tree to ~15 MB. A
+/// multistatus `<response>` has ~10 nodes; a document of 10,000 of them is read with
+/// [`parse_streaming`], which holds one at a time.
+pub const MAX_HELD_NODES: usize = 100_000;
 
 /// An element with its namespace resolved.
 ///
@@ -241,8 +256,33 @@ fn escape_attr(s: &str) -> String {
 /// Parse a document and return its root element.
 pub fn parse(input: &str) -> Result<Element, XmlError> {
     let src = input.strip_prefix('\u{FEFF}').unwrap_or(input);
-    Parser { src, pos: 0 }.document()
+    Parser::new(src).document(None)
 }
+
+/// Parse a document, handing each child element of the root to `visit` as soon as its end
+/// tag has been read, instead of attaching it to the root. `visit` gets the root (its
+/// attributes and the text read so far, no children), the child, and the byte range of the
+/// child's source in `input`. Returns the root, childless.
+///
+/// Memory held at once is one child, not the whole tree, so a 30 MB multistatus costs the
+/// caller only what it keeps of each `<response>`. The range lets a caller relate a child
+/// to positions in the input (e.g. bytes that were not UTF-8 before decoding).
+pub fn parse_streaming(
+    input: &str,
+    visit: &mut dyn FnMut(&Element, Element, Range<usize>),
+) -> Result<Element, XmlError> {
+    let (src, offset) = match input.strip_prefix('\u{FEFF}') {
+        Some(rest) => (rest, '\u{FEFF}'.len_utf8()),
+        None => (input, 0),
+    };
+    let mut shifted = |root: &Element, child: Element, span: Range<usize>| {
+        visit(root, child, span.start + offset..span.end + offset)
+    };
+    Parser::new(src).document(Some(&mut shifted))
+}
+
+/// Receives the children of the root in [`parse_streaming`].
+type Sink<'v> = Option<&'v mut dyn FnMut(&Element, Element, Range<usize>)>;
 
 /// An element whose end tag has not been seen yet.
 struct Open {
@@ -251,6 +291,59 @@ struct Open {
     qname: String,
     /// How many namespace bindings this element pushed.
     bindings: usize,
+    /// Byte offset of its `<`.
+    start: usize,
+    /// Nodes (elements and attributes) in its subtree, itself included.
+    nodes: usize,
+}
+
+/// The namespace prefixes in scope: each prefix maps to its bindings, innermost last, so
+/// a lookup costs one hash probe however many declarations are in scope.
+#[derive(Default)]
+struct Scopes {
+    by_prefix: HashMap<String, Vec<String>>,
+    /// Prefixes in declaration order, to undo an element's declarations at its end.
+    declared: Vec<String>,
+}
+
+impl Scopes {
+    fn push(&mut self, prefix: &str, ns: String) {
+        self.by_prefix
+            .entry(prefix.to_string())
+            .or_default()
+            .push(ns);
+        self.declared.push(prefix.to_string());
+    }
+
+    /// Undo the last `n` declarations.
+    fn pop(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(prefix) = self.declared.pop() else {
+                return;
+            };
+            if let Some(stack) = self.by_prefix.get_mut(&prefix) {
+                stack.pop();
+                if stack.is_empty() {
+                    self.by_prefix.remove(&prefix);
+                }
+            }
+        }
+    }
+
+    /// Namespace bound to `prefix`; the unprefixed default is "" (no namespace) when
+    /// undeclared.
+    fn resolve(&self, prefix: &str) -> Option<&str> {
+        if prefix == "xml" {
+            return Some(XML_NS);
+        }
+        match self.by_prefix.get(prefix).and_then(|s| s.last()) {
+            Some(ns) if prefix.is_empty() || !ns.is_empty() => Some(ns),
+            // `xmlns:p=""` un-declares p (Namespaces 1.1); treat p as unknown from there on.
+            Some(_) => None,
+            None if prefix.is_empty() => Some(""),
+            None => None,
+        }
+    }
 }
 
 struct Parser<'a> {
@@ -260,6 +353,10 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(src: &'a str) -> Self {
+        Parser { src, pos: 0 }
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.src.as_bytes()
     }
@@ -373,7 +470,7 @@ impl<'a> Parser<'a> {
         Err(self.error_at(start, "unterminated DOCTYPE"))
     }
 
-    fn document(mut self) -> Result<Element, XmlError> {
+    fn document(mut self, sink: Sink<'_>) -> Result<Element, XmlError> {
         let mut seen_doctype = false;
         loop {
             if self.skip_misc()? {
@@ -400,7 +497,7 @@ impl<'a> Parser<'a> {
         {
             return Err(self.error("expected the root element"));
         }
-        let root = self.elements()?;
+        let root = self.elements(sink)?;
         while self.skip_misc()? {}
         if !self.at_end() {
             return Err(self.error("unexpected content after the root element"));
@@ -408,54 +505,36 @@ impl<'a> Parser<'a> {
         Ok(root)
     }
 
-    /// Parse the root element and everything inside it, iteratively.
-    fn elements(&mut self) -> Result<Element, XmlError> {
+    /// Parse the root element and everything inside it, iteratively. With a sink, each
+    /// finished child of the root goes there instead of into the root.
+    fn elements(&mut self, mut sink: Sink<'_>) -> Result<Element, XmlError> {
         let mut stack: Vec<Open> = Vec::new();
-        // (prefix, namespace); "" is the default namespace. Innermost last.
-        let mut bindings: Vec<(String, String)> = Vec::new();
+        let mut scopes = Scopes::default();
+        // Nodes of the tree held now (the root and its children not handed to the sink).
+        let mut held = 0usize;
         loop {
             if self.at_end() {
                 let open = stack.last().map_or("", |o| o.qname.as_str());
                 return Err(self.error(format!("unexpected end of input inside <{open}>")));
             }
             let start = self.pos;
-            if self.starts_with("</") {
-                self.pos += 2;
-                let name = self.name()?;
-                self.skip_ws();
-                if self.peek() != Some(b'>') {
-                    return Err(self.error(format!("expected '>' to end </{name}")));
-                }
-                self.pos += 1;
-                let Some(open) = stack.pop() else {
-                    return Err(self.error_at(start, "end tag without start tag"));
-                };
-                if open.qname != name {
-                    return Err(self.error_at(
-                        start,
-                        format!(
-                            "mismatched end tag: expected </{}>, found </{name}>",
-                            open.qname
-                        ),
-                    ));
-                }
-                bindings.truncate(bindings.len() - open.bindings);
-                match stack.last_mut() {
-                    Some(parent) => parent.element.children.push(open.element),
-                    None => return Ok(open.element),
-                }
+            let closed = if self.starts_with("</") {
+                Some(self.end_tag(&mut stack)?)
             } else if self.starts_with("<!--") {
                 self.pos += 4;
                 self.skip_past("-->", start, "comment")?;
+                None
             } else if self.starts_with("<?") {
                 self.pos += 2;
                 self.skip_past("?>", start, "processing instruction")?;
+                None
             } else if self.starts_with("<![CDATA[") {
                 self.pos += 9;
                 let data = self.skip_past("]]>", start, "CDATA section")?;
                 if let Some(top) = stack.last_mut() {
                     push_normalized(&mut top.element.text, data);
                 }
+                None
             } else if self.starts_with("<!") {
                 return Err(self.error("unexpected markup declaration in content"));
             } else if self.starts_with("<") {
@@ -464,54 +543,96 @@ impl<'a> Parser<'a> {
                         self.error(format!("elements nested deeper than {MAX_DEPTH} levels"))
                     );
                 }
-                let (open, self_closing) = self.start_tag(&mut bindings)?;
+                let (open, self_closing) = self.start_tag(&mut scopes)?;
+                held += open.nodes;
+                if held > MAX_HELD_NODES {
+                    return Err(self.error_at(
+                        start,
+                        format!("more than {MAX_HELD_NODES} elements and attributes held at once"),
+                    ));
+                }
                 if self_closing {
-                    bindings.truncate(bindings.len() - open.bindings);
-                    match stack.last_mut() {
-                        Some(parent) => parent.element.children.push(open.element),
-                        None => return Ok(open.element),
-                    }
+                    Some(open)
                 } else {
                     stack.push(open);
+                    None
                 }
             } else {
                 // Character data; only reachable with an open element.
-                let text = self.char_data()?;
-                if let Some(top) = stack.last_mut() {
-                    top.element.text.push_str(&text);
+                match stack.last_mut() {
+                    Some(top) => self.char_data(&mut top.element.text)?,
+                    None => return Err(self.error("character data outside the root element")),
+                }
+                None
+            };
+            let Some(open) = closed else { continue };
+            scopes.pop(open.bindings);
+            match (&mut sink, stack.len()) {
+                (_, 0) => return Ok(open.element),
+                (Some(visit), 1) => {
+                    held -= open.nodes;
+                    visit(&stack[0].element, open.element, open.start..self.pos);
+                }
+                _ => {
+                    if let Some(parent) = stack.last_mut() {
+                        parent.nodes += open.nodes;
+                        parent.element.children.push(open.element);
+                    }
                 }
             }
         }
     }
 
+    /// `</name>` at the current position: pops and returns the element it closes.
+    fn end_tag(&mut self, stack: &mut Vec<Open>) -> Result<Open, XmlError> {
+        let start = self.pos;
+        self.pos += 2;
+        let name = self.name()?;
+        self.skip_ws();
+        if self.peek() != Some(b'>') {
+            return Err(self.error(format!("expected '>' to end </{name}")));
+        }
+        self.pos += 1;
+        let Some(open) = stack.pop() else {
+            return Err(self.error_at(start, "end tag without start tag"));
+        };
+        if open.qname != name {
+            return Err(self.error_at(
+                start,
+                format!(
+                    "mismatched end tag: expected </{}>, found </{name}>",
+                    open.qname
+                ),
+            ));
+        }
+        Ok(open)
+    }
+
     /// Parse `<name attr="v" …>` or `<name …/>`, pushing its namespace declarations.
-    fn start_tag(
-        &mut self,
-        bindings: &mut Vec<(String, String)>,
-    ) -> Result<(Open, bool), XmlError> {
+    fn start_tag(&mut self, scopes: &mut Scopes) -> Result<(Open, bool), XmlError> {
         let tag_start = self.pos;
         self.pos += 1;
-        let qname = self.name()?.to_string();
+        let qname = self.name()?;
         let mut attrs: Vec<(String, String)> = Vec::new();
-        let mut declared = 0usize;
-        let self_closing;
-        loop {
+        let mut declarations: Vec<(&'a str, String)> = Vec::new();
+        // Attribute names seen in this tag: a linear scan while few, a hash set beyond, so
+        // a tag with thousands of attributes costs linear time.
+        let mut seen = Seen::default();
+        let self_closing = loop {
             let before_ws = self.pos;
             self.skip_ws();
             match self.peek() {
                 None => return Err(self.error_at(tag_start, format!("unterminated tag <{qname}"))),
                 Some(b'>') => {
                     self.pos += 1;
-                    self_closing = false;
-                    break;
+                    break false;
                 }
                 Some(b'/') => {
                     if self.bytes().get(self.pos + 1) != Some(&b'>') {
                         return Err(self.error("expected '/>'"));
                     }
                     self.pos += 2;
-                    self_closing = true;
-                    break;
+                    break true;
                 }
                 Some(_) => {}
             }
@@ -519,7 +640,7 @@ impl<'a> Parser<'a> {
                 return Err(self.error("expected whitespace before attribute"));
             }
             let attr_pos = self.pos;
-            let key = self.name()?.to_string();
+            let key = self.name()?;
             self.skip_ws();
             if self.peek() != Some(b'=') {
                 return Err(self.error(format!("expected '=' after attribute {key}")));
@@ -527,43 +648,32 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             self.skip_ws();
             let value = self.attr_value()?;
-            if attrs.iter().any(|(k, _)| *k == key)
-                || bindings[bindings.len() - declared..]
-                    .iter()
-                    .any(|(p, _)| xmlns_prefix(&key) == Some(p.as_str()))
-            {
-                bindings.truncate(bindings.len() - declared);
+            if !seen.insert(key) {
                 return Err(self.error_at(attr_pos, format!("duplicate attribute {key}")));
             }
-            if let Some(prefix) = xmlns_prefix(&key) {
-                bindings.push((prefix.to_string(), value));
-                declared += 1;
-            } else {
-                attrs.push((key, value));
+            if attrs.len() + declarations.len() >= MAX_ATTRIBUTES {
+                return Err(self.error_at(
+                    attr_pos,
+                    format!("more than {MAX_ATTRIBUTES} attributes on <{qname}>"),
+                ));
             }
+            match xmlns_prefix(key) {
+                Some(prefix) => declarations.push((prefix, value)),
+                None => attrs.push((key.to_string(), value)),
+            }
+        };
+        let declared = declarations.len();
+        for (prefix, ns) in declarations {
+            scopes.push(prefix, ns);
         }
-        let resolved = (|| {
-            let (prefix, local) = split_qname(&qname)
-                .ok_or_else(|| self.error_at(tag_start, format!("malformed name {qname}")))?;
-            let ns = resolve(bindings, prefix).ok_or_else(|| {
-                self.error_at(tag_start, format!("unknown namespace prefix '{prefix}'"))
-            })?;
-            for (key, _) in &attrs {
-                let (p, _) = split_qname(key)
-                    .ok_or_else(|| self.error_at(tag_start, format!("malformed name {key}")))?;
-                if !p.is_empty() && resolve(bindings, p).is_none_or(|n| n.is_empty()) {
-                    return Err(self.error_at(tag_start, format!("unknown namespace prefix '{p}'")));
-                }
-            }
-            Ok((ns.to_string(), local.to_string()))
-        })();
-        let (ns, name) = match resolved {
+        let (ns, name) = match self.resolve_names(scopes, tag_start, qname, &attrs) {
             Ok(v) => v,
             Err(e) => {
-                bindings.truncate(bindings.len() - declared);
+                scopes.pop(declared);
                 return Err(e);
             }
         };
+        let nodes = 1 + attrs.len();
         let element = Element {
             ns,
             name,
@@ -571,14 +681,37 @@ impl<'a> Parser<'a> {
             children: Vec::new(),
             text: String::new(),
         };
-        Ok((
-            Open {
-                element,
-                qname,
-                bindings: declared,
-            },
-            self_closing,
-        ))
+        let open = Open {
+            element,
+            qname: qname.to_string(),
+            bindings: declared,
+            start: tag_start,
+            nodes,
+        };
+        Ok((open, self_closing))
+    }
+
+    /// The element's namespace and local name; checks the attributes' prefixes.
+    fn resolve_names(
+        &self,
+        scopes: &Scopes,
+        tag_start: usize,
+        qname: &str,
+        attrs: &[(String, String)],
+    ) -> Result<(String, String), XmlError> {
+        let (prefix, local) = split_qname(qname)
+            .ok_or_else(|| self.error_at(tag_start, format!("malformed name {qname}")))?;
+        let ns = scopes.resolve(prefix).ok_or_else(|| {
+            self.error_at(tag_start, format!("unknown namespace prefix '{prefix}'"))
+        })?;
+        for (key, _) in attrs {
+            let (p, _) = split_qname(key)
+                .ok_or_else(|| self.error_at(tag_start, format!("malformed name {key}")))?;
+            if !p.is_empty() && scopes.resolve(p).is_none_or(|n| n.is_empty()) {
+                return Err(self.error_at(tag_start, format!("unknown namespace prefix '{p}'")));
+            }
+        }
+        Ok((ns.to_string(), local.to_string()))
     }
 
     /// An XML name (prefix included), as written.
@@ -644,9 +777,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Character data up to the next `<`, references decoded, line ends normalised.
-    fn char_data(&mut self) -> Result<String, XmlError> {
-        let mut out = String::new();
+    /// Character data up to the next `<`, references decoded, line ends normalised,
+    /// appended to `out` (no intermediate copy: calendar data can be megabytes).
+    fn char_data(&mut self, out: &mut String) -> Result<(), XmlError> {
         loop {
             let rest = self.rest();
             let i = rest
@@ -664,7 +797,7 @@ impl<'a> Parser<'a> {
                     }
                     out.push('\n');
                 }
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
     }
@@ -727,17 +860,30 @@ fn split_qname(qname: &str) -> Option<(&str, &str)> {
     }
 }
 
-/// Namespace bound to `prefix`; the unprefixed default is "" (no namespace) when undeclared.
-fn resolve<'b>(bindings: &'b [(String, String)], prefix: &str) -> Option<&'b str> {
-    if prefix == "xml" {
-        return Some(XML_NS);
-    }
-    match bindings.iter().rev().find(|(p, _)| p == prefix) {
-        Some((_, ns)) if prefix.is_empty() || !ns.is_empty() => Some(ns),
-        // `xmlns:p=""` un-declares p (Namespaces 1.1); treat p as unknown from there on.
-        Some(_) => None,
-        None if prefix.is_empty() => Some(""),
-        None => None,
+/// Attribute names of one start tag, for the duplicate check.
+#[derive(Default)]
+struct Seen<'a> {
+    few: Vec<&'a str>,
+    many: HashSet<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    /// Below this many names a linear scan beats hashing.
+    const LINEAR: usize = 8;
+
+    /// Records `name`; false when it was seen before.
+    fn insert(&mut self, name: &'a str) -> bool {
+        if self.few.len() < Self::LINEAR {
+            if self.few.contains(&name) {
+                return false;
+            }
+            self.few.push(name);
+            return true;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().copied());
+        }
+        self.many.insert(name)
     }
 }
 

@@ -85,3 +85,126 @@ pub fn is_transient(e: &ureq::Error) -> bool {
         _ => false,
     }
 }
+
+/// A response body decoded as UTF-8, with where it was not.
+///
+/// Servers are not always right about their bytes (one object saved by a broken client),
+/// and one bad byte must not cost a whole 30 MB answer: each invalid sequence becomes
+/// U+FFFD and its position is kept, so a caller can tell which part of the document
+/// (which `<response>`) was damaged and set only that part aside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text {
+    /// The body; invalid sequences replaced by U+FFFD.
+    pub text: String,
+    /// Byte offsets in `text` of the replacements, ascending; empty for a valid body.
+    pub damage: Vec<usize>,
+}
+
+impl Text {
+    /// Decodes `bytes`; no copy when they are valid UTF-8.
+    pub fn decode(bytes: Vec<u8>) -> Text {
+        let bytes = match String::from_utf8(bytes) {
+            Ok(text) => {
+                return Text {
+                    text,
+                    damage: Vec::new(),
+                }
+            }
+            Err(e) => e.into_bytes(),
+        };
+        let mut text = String::with_capacity(bytes.len() + 16);
+        let mut damage = Vec::new();
+        for chunk in bytes.utf8_chunks() {
+            text.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                damage.push(text.len());
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+        Text { text, damage }
+    }
+
+    /// The first damaged position within `range` of `text`, if any.
+    pub fn damage_in(&self, range: std::ops::Range<usize>) -> Option<usize> {
+        let i = self.damage.partition_point(|&d| d < range.start);
+        self.damage.get(i).copied().filter(|&d| d < range.end)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text {
+            text: s.to_string(),
+            damage: Vec::new(),
+        }
+    }
+}
+
+/// Why a response body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Longer than the limit the caller set (announced by Content-Length, or read so far).
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The connection failed while reading.
+    Transport(ureq::Error),
+}
+
+/// What to do with a body longer than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse it: the caller needs all of it ([`BodyError::TooLarge`]).
+    Refuse,
+    /// Keep the first `limit` bytes (an error page shown in one line).
+    Truncate,
+}
+
+/// Reads a response body of at most `limit` bytes. A Content-Length above the limit is
+/// refused before reading anything; within it, the buffer is allocated once at that size
+/// (a growing buffer would copy itself and briefly need twice the room). Bytes are
+/// returned as they came: decoding is the caller's ([`Text::decode`]).
+pub fn read_body(
+    body: &mut ureq::Body,
+    limit: u64,
+    overflow: Overflow,
+) -> Result<Vec<u8>, BodyError> {
+    use std::io::Read;
+    let announced = body.content_length();
+    if overflow == Overflow::Refuse && announced.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let capacity = announced.unwrap_or(0).min(limit);
+    let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    // One byte more than the limit tells "exactly the limit" from "too long".
+    let mut reader = body.as_reader().take(limit.saturating_add(1));
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::Transport(ureq::Error::from(e)))?;
+    if out.len() as u64 > limit {
+        match overflow {
+            Overflow::Refuse => return Err(BodyError::TooLarge { limit }),
+            Overflow::Truncate => out.truncate(usize::try_from(limit).unwrap_or(usize::MAX)),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Text;
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_located() {
+        let t = Text::decode(b"ab\xffcd\xe2\x82ef".to_vec());
+        assert_eq!(t.text, "ab\u{FFFD}cd\u{FFFD}ef");
+        assert_eq!(t.damage, [2, 7]);
+        assert_eq!(t.damage_in(0..2), None);
+        assert_eq!(t.damage_in(0..3), Some(2));
+        assert_eq!(t.damage_in(3..7), None);
+        assert_eq!(t.damage_in(3..12), Some(7));
+        let clean = Text::decode("é ok".as_bytes().to_vec());
+        assert!(clean.damage.is_empty() && clean.text == "é ok");
+    }
+}

@@ -5,7 +5,7 @@
 //! Hrefs are handled as absolute paths (`/calendars/alice/work/x.ics`); servers may answer
 //! with full URLs or other percent-encodings, which [`path_of`] and [`same_href`] absorb.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -18,6 +18,23 @@ pub use super::href::{path_of, percent_decode, percent_encode_segment, same_href
 use super::{DavError, SyncRefusal};
 use crate::config::{AuthType, Secret};
 use crate::davxml::{self, Element, CALDAV, CALSERVER, DAV};
+use crate::http::{read_body, BodyError, Overflow, Text};
+
+/// Largest PROPFIND or REPORT answer read, in bytes. A listing costs ~300 bytes per
+/// object, so 32 MiB is ~100,000 objects in one calendar; a multiget of 100 objects is
+/// far smaller unless the objects are huge (then it is split, see
+/// [`CalDavClient::multiget`]). Peak memory stays within ~2x the body: the answer is
+/// read into one buffer of its announced size and parsed one `<response>` at a time.
+pub const MAX_MULTISTATUS_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest calendar object read with GET, in bytes. Events are a few KB; 8 MiB leaves
+/// room for inline attachments (ATTACH;ENCODING=BASE64) without letting one object
+/// exhaust a small device's memory.
+pub const MAX_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How much of any other answer (error pages, PUT/DELETE/MKCALENDAR replies) is read: only
+/// its first line is ever shown.
+pub const MAX_OTHER_BODY_BYTES: u64 = 64 * 1024;
 
 /// Where the user's calendars live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +76,8 @@ pub struct ObjectData {
     pub href: String,
     /// Its ETag.
     pub etag: Option<String>,
-    /// The iCalendar text.
+    /// The iCalendar text; empty for an object that could not be read (bytes that are
+    /// not UTF-8, or too large), which an error line has named.
     pub ical: String,
 }
 
@@ -129,7 +147,7 @@ struct DavResponse {
     etag: Option<String>,
     location: Option<String>,
     challenges: Vec<String>,
-    body: String,
+    body: Text,
 }
 
 /// A client for one CalDAV account.
@@ -155,6 +173,8 @@ struct MsResponse {
     status: Option<u16>,
     /// Properties that came with a 2xx propstat.
     props: Vec<Element>,
+    /// Where its source held bytes that were not UTF-8 (a byte offset in the body).
+    damage: Option<usize>,
 }
 
 impl MsResponse {
@@ -181,6 +201,148 @@ impl MsResponse {
     }
 }
 
+/// A calendar as a home listing describes it.
+fn calendar_of(r: MsResponse) -> Calendar {
+    Calendar {
+        display_name: r.text(DAV, "displayname"),
+        components: r
+            .prop(CALDAV, "supported-calendar-component-set")
+            .map(|set| {
+                set.children_named(CALDAV, "comp")
+                    .filter_map(|c| c.attr("name").map(str::to_ascii_uppercase))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ctag: r.text(CALSERVER, "getctag"),
+        sync_token: r.text(DAV, "sync-token"),
+        href: with_slash(r.href),
+    }
+}
+
+/// What a PROPFIND found where a calendar was to be made.
+enum Existing {
+    /// Nothing.
+    Nothing,
+    /// A calendar with our display name: ours.
+    Ours,
+    /// Something else.
+    Other,
+}
+
+/// Whether a failed MKCALENDAR says the name is taken (then asking again is pointless).
+fn is_taken(e: &DavError) -> bool {
+    matches!(
+        e,
+        DavError::Status {
+            status: 405 | 409,
+            ..
+        }
+    )
+}
+
+/// The error for an object whose bytes are not UTF-8.
+fn not_utf8(href: &str, at: usize) -> DavError {
+    malformed(
+        href,
+        format!("the object holds bytes that are not UTF-8 (near byte {at}); left unread and unchanged (hint: open and save it again in a calendar app)"),
+    )
+}
+
+/// The object in one `<response>` of a multiget or calendar-query answer (`None` when it
+/// carries no data). One whose bytes were not UTF-8, or that is larger than
+/// [`MAX_OBJECT_BYTES`], is named in an error line and comes back [`set_aside`].
+fn object_data(calendar: &str, r: MsResponse) -> Option<ObjectData> {
+    let etag = r.text(DAV, "getetag").and_then(|e| normalize_etag(&e));
+    if let Some(at) = r.damage {
+        log::error!("{calendar}: {}", not_utf8(&r.href, at));
+        return Some(set_aside(r.href, etag));
+    }
+    let ical = r
+        .props
+        .into_iter()
+        .find(|p| p.is(CALDAV, "calendar-data"))?
+        .text;
+    if ical.len() as u64 > MAX_OBJECT_BYTES {
+        log::error!(
+            "{calendar}: {} holds {} MiB of calendar data, more than the {} MiB calplanebot reads; left unread and unchanged",
+            r.href,
+            ical.len() >> 20,
+            MAX_OBJECT_BYTES >> 20
+        );
+        return Some(set_aside(r.href, etag));
+    }
+    Some(ObjectData {
+        href: r.href,
+        etag,
+        ical,
+    })
+}
+
+/// An object that exists but could not be read: its text is empty, which is no valid
+/// iCalendar, so the sync leaves it unchanged and says so (naming the href) instead of
+/// taking it for deleted and writing it again.
+fn set_aside(href: String, etag: Option<String>) -> ObjectData {
+    ObjectData {
+        href,
+        etag,
+        ical: String::new(),
+    }
+}
+
+/// RFC 6764's entry point for CalDAV.
+const WELL_KNOWN: &str = "/.well-known/caldav";
+
+/// What one discovery PROPFIND said about a URL.
+#[derive(Debug, Clone)]
+struct Probe {
+    /// The path that answered (after redirects).
+    path: String,
+    /// `current-user-principal`'s href.
+    principal: Option<String>,
+    /// `calendar-home-set`'s href.
+    home_set: Option<String>,
+    /// `current-user-principal` was `<unauthenticated/>`: the server did not know us.
+    unauthenticated: bool,
+    /// It is a collection.
+    collection: bool,
+    /// It is a calendar.
+    calendar: bool,
+}
+
+impl Probe {
+    fn of(path: String, me: &MsResponse) -> Probe {
+        Probe {
+            principal: me
+                .href_prop(DAV, "current-user-principal")
+                .map(|p| path_of(&p)),
+            home_set: me
+                .href_prop(CALDAV, "calendar-home-set")
+                .map(|h| path_of(&h)),
+            unauthenticated: me
+                .prop(DAV, "current-user-principal")
+                .is_some_and(|p| p.child(DAV, "unauthenticated").is_some()),
+            collection: me.is_collection(),
+            calendar: me.is_calendar(),
+            path,
+        }
+    }
+}
+
+/// Why no calendar home was found, with what to do about it.
+fn no_home_message(first: &Probe, last: &Probe, username: &str) -> String {
+    let hint = if (first.unauthenticated || last.unauthenticated) && username.is_empty() {
+        "the server did not ask for a login but does not know who you are: set CALDAV_USERNAME and CALDAV_PASSWORD"
+    } else if last.unauthenticated {
+        "the server still calls us unauthenticated: check CALDAV_USERNAME, CALDAV_PASSWORD and CALDAV_AUTH_TYPE"
+    } else {
+        "set CALDAV_URL to your calendar home, e.g. https://host/dav/calendars/user/NAME/"
+    };
+    format!(
+        "{} is not a collection and names no calendar home (hint: {hint})",
+        first.path
+    )
+}
+
 fn propfind_body(props: &[(&str, &str)]) -> String {
     let mut prop = Element::new(DAV, "prop");
     for (ns, name) in props {
@@ -196,49 +358,91 @@ fn malformed(path: &str, message: String) -> DavError {
     }
 }
 
-fn parse_multistatus(path: &str, body: &str) -> Result<Vec<MsResponse>, DavError> {
-    responses_of(path, &multistatus_root(path, body)?)
-}
-
-/// The `DAV:multistatus` root of a 207 body.
-fn multistatus_root(path: &str, body: &str) -> Result<Element, DavError> {
-    let root = davxml::parse(body).map_err(|e| malformed(path, format!("invalid XML: {e}")))?;
+/// Reads a 207 multistatus one `<response>` at a time (the document is never held as a
+/// whole tree), handing each to `f` with only its 2xx properties. A `<response>` whose
+/// source held bytes that were not UTF-8 comes with `damaged` set. Returns the root
+/// element (childless: its `<sync-token>` and other non-response children are kept on
+/// [`Multistatus::extra`]).
+fn each_response(
+    path: &str,
+    body: &Text,
+    f: &mut dyn FnMut(MsResponse),
+) -> Result<Multistatus, DavError> {
+    let mut extra = Vec::new();
+    let mut failure: Option<DavError> = None;
+    let mut visit = |root: &Element, child: Element, span: std::ops::Range<usize>| {
+        if failure.is_some() || !root.is(DAV, "multistatus") {
+            return;
+        }
+        if !child.is(DAV, "response") {
+            extra.push(child);
+            return;
+        }
+        match MsResponse::read(path, child, body.damage_in(span)) {
+            Ok(r) => f(r),
+            Err(e) => failure = Some(e),
+        }
+    };
+    let root = davxml::parse_streaming(&body.text, &mut visit)
+        .map_err(|e| malformed(path, format!("invalid XML: {e}")))?;
     if !root.is(DAV, "multistatus") {
         return Err(malformed(
             path,
             format!("expected a DAV multistatus, got <{}>", root.name),
         ));
     }
-    Ok(root)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Multistatus { extra }),
+    }
 }
 
-/// The `<response>` elements of a multistatus, hrefs reduced to paths.
-fn responses_of(path: &str, root: &Element) -> Result<Vec<MsResponse>, DavError> {
+/// What a multistatus holds besides its responses.
+struct Multistatus {
+    /// Children of the root other than `<response>` (e.g. `<sync-token>`).
+    extra: Vec<Element>,
+}
+
+/// Every `<response>` of a 207 body.
+fn parse_multistatus(path: &str, body: &Text) -> Result<Vec<MsResponse>, DavError> {
     let mut out = Vec::new();
-    for r in root.children_named(DAV, "response") {
-        let Some(href) = r.child(DAV, "href").map(|h| h.text_trimmed().to_string()) else {
-            return Err(malformed(path, "a <response> without <href>".into()));
-        };
-        let status = r
-            .child(DAV, "status")
-            .and_then(|s| status_code(s.text_trimmed()));
+    each_response(path, body, &mut |r| out.push(r))?;
+    Ok(out)
+}
+
+impl MsResponse {
+    /// One `<response>` element, hrefs reduced to paths; `damage` is where its source held
+    /// bytes that were not UTF-8.
+    fn read(path: &str, r: Element, damage: Option<usize>) -> Result<MsResponse, DavError> {
+        let mut href = None;
+        let mut status = None;
         let mut props = Vec::new();
-        for ps in r.children_named(DAV, "propstat") {
-            let ok = ps
-                .child(DAV, "status")
-                .and_then(|s| status_code(s.text_trimmed()))
-                .is_some_and(|c| (200..300).contains(&c));
-            if let (true, Some(prop)) = (ok, ps.child(DAV, "prop")) {
-                props.extend(prop.children.iter().cloned());
+        for c in r.children {
+            if c.is(DAV, "href") && href.is_none() {
+                href = Some(c.text_trimmed().to_string());
+            } else if c.is(DAV, "status") {
+                status = status_code(c.text_trimmed());
+            } else if c.is(DAV, "propstat") {
+                let ok = c
+                    .child(DAV, "status")
+                    .and_then(|s| status_code(s.text_trimmed()))
+                    .is_some_and(|c| (200..300).contains(&c));
+                if let (true, Some(prop)) = (ok, c.children.into_iter().find(|p| p.is(DAV, "prop")))
+                {
+                    props.extend(prop.children);
+                }
             }
         }
-        out.push(MsResponse {
+        let Some(href) = href else {
+            return Err(malformed(path, "a <response> without <href>".into()));
+        };
+        Ok(MsResponse {
             href: path_of(&href),
             status,
             props,
-        });
+            damage,
+        })
     }
-    Ok(out)
 }
 
 /// What one `<response>` of a sync-collection answer means (RFC 6578 §3.5).
@@ -275,10 +479,26 @@ fn sync_entry(calendar: &str, r: MsResponse) -> SyncEntry {
 }
 
 /// Reads the 207 answer to a sync-collection REPORT on `calendar`.
-fn parse_sync_collection(calendar: &str, body: &str) -> Result<SyncDelta, DavError> {
-    let root = multistatus_root(calendar, body)?;
-    let token = root
-        .child(DAV, "sync-token")
+fn parse_sync_collection(calendar: &str, body: &Text) -> Result<SyncDelta, DavError> {
+    let mut delta = SyncDelta {
+        token: String::new(),
+        changed: Vec::new(),
+        removed: Vec::new(),
+        truncated: false,
+    };
+    let ms = each_response(calendar, body, &mut |r| {
+        warn_damaged(calendar, &r);
+        match sync_entry(calendar, r) {
+            SyncEntry::Changed(object) => delta.changed.push(object),
+            SyncEntry::Removed(href) => delta.removed.push(href),
+            SyncEntry::Truncated => delta.truncated = true,
+            SyncEntry::Skipped => {}
+        }
+    })?;
+    delta.token = ms
+        .extra
+        .iter()
+        .find(|e| e.is(DAV, "sync-token"))
         .map(|t| t.text_trimmed().to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
@@ -287,21 +507,19 @@ fn parse_sync_collection(calendar: &str, body: &str) -> Result<SyncDelta, DavErr
                 "a sync-collection answer without <sync-token>".into(),
             )
         })?;
-    let mut delta = SyncDelta {
-        token,
-        changed: Vec::new(),
-        removed: Vec::new(),
-        truncated: false,
-    };
-    for r in responses_of(calendar, &root)? {
-        match sync_entry(calendar, r) {
-            SyncEntry::Changed(object) => delta.changed.push(object),
-            SyncEntry::Removed(href) => delta.removed.push(href),
-            SyncEntry::Truncated => delta.truncated = true,
-            SyncEntry::Skipped => {}
-        }
-    }
     Ok(delta)
+}
+
+/// A listing entry whose bytes were not all UTF-8 is kept (its href and ETag are what
+/// matter, and a changed ETag only makes us read the object, which is then set aside if
+/// it is damaged) but named in the log.
+fn warn_damaged(path: &str, r: &MsResponse) {
+    if let Some(at) = r.damage {
+        log::warn!(
+            "{path}: the server's entry for {} holds bytes that are not UTF-8 (near byte {at}); read with replacement characters",
+            r.href
+        );
+    }
 }
 
 /// The precondition elements of a `DAV:error` body (RFC 4918 §16); none for other bodies.
@@ -337,6 +555,25 @@ fn sync_refusal(status: u16, body: &str, token_sent: bool) -> Option<SyncRefusal
         Some(SyncRefusal::InvalidToken)
     } else {
         None
+    }
+}
+
+/// Whether a request may be sent again after a lost answer: reads, and writes that a
+/// precondition makes fail the second time instead of happening twice.
+fn is_repeatable(method: &str, headers: &[(&str, &str)]) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
+        || headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("if-match") || k.eq_ignore_ascii_case("if-none-match")
+        })
+}
+
+/// How much of an answer is read: a multistatus or an object in full up to its limit
+/// (refused beyond), anything else only its start (error pages are shown in one line).
+fn body_limit(method: &str, status: u16) -> (u64, Overflow) {
+    match (method, status) {
+        ("PROPFIND" | "REPORT", 207) => (MAX_MULTISTATUS_BYTES, Overflow::Refuse),
+        ("GET", 200..=299) => (MAX_OBJECT_BYTES, Overflow::Refuse),
+        _ => (MAX_OTHER_BODY_BYTES, Overflow::Truncate),
     }
 }
 
@@ -397,17 +634,80 @@ impl CalDavClient {
 
     /// Finds the calendar home from the configured URL: follows redirects and
     /// `/.well-known/caldav`, then `current-user-principal` → `calendar-home-set`.
-    /// A URL that is itself a calendar yields its parent as home.
+    /// A URL that is itself a calendar yields its parent as home; a URL that names no
+    /// home is accepted as the home only when it is a collection.
+    ///
+    /// With a user name set, a server that answers without asking for a login and calls
+    /// us `<unauthenticated/>` (Cyrus IMAP on `/`) is asked again logged in: first through
+    /// `/.well-known/caldav` (whose target asks for a login on Cyrus), then by sending the
+    /// credentials unasked (Basic; a Digest server answers that with its challenge).
     pub fn discover(&mut self) -> Result<Discovery, DavError> {
+        let start = self.start_path.clone();
+        let first = self.probe(&start)?;
+        if let Some(d) = self.discovery_from(&first)? {
+            return Ok(d);
+        }
+        if first.collection && !first.unauthenticated {
+            // A home collection on a server without current-user-principal.
+            return Ok(Discovery {
+                principal: None,
+                home: with_slash(first.path),
+            });
+        }
+        let mut last = first.clone();
+        if first.path != WELL_KNOWN {
+            // RFC 6764 §5; on Cyrus the redirect target asks for a login, which send()
+            // answers.
+            match self.probe(WELL_KNOWN) {
+                Ok(p) => match self.discovery_from(&p)? {
+                    Some(d) => return Ok(d),
+                    None => last = p,
+                },
+                Err(e @ DavError::Auth(_)) => return Err(e),
+                Err(e) => log::debug!("{WELL_KNOWN}: {e}"),
+            }
+        }
+        let anonymous = matches!(self.auth, AuthState::None);
+        if anonymous && !self.username.is_empty() && self.auth_type != AuthType::Digest {
+            log::info!(
+                "{}: the server answered without asking for a login; sending CALDAV_USERNAME unasked",
+                first.path
+            );
+            self.auth = AuthState::Basic;
+        }
+        if !matches!(self.auth, AuthState::None) && anonymous {
+            // Logged in now: what does the configured URL say to us?
+            let again = self.probe(&start)?;
+            if let Some(d) = self.discovery_from(&again)? {
+                return Ok(d);
+            }
+            last = again;
+        }
+        if first.collection {
+            return Ok(Discovery {
+                principal: None,
+                home: with_slash(first.path.clone()),
+            });
+        }
+        Err(DavError::Discovery(no_home_message(
+            &first,
+            &last,
+            &self.username,
+        )))
+    }
+
+    /// One Depth-0 PROPFIND for the discovery properties at `path`, following redirects
+    /// on this server; on `/`, a 404 or 405 leads to `/.well-known/caldav`.
+    fn probe(&mut self, path: &str) -> Result<Probe, DavError> {
         let props = [
             (DAV, "current-user-principal"),
             (CALDAV, "calendar-home-set"),
             (DAV, "resourcetype"),
         ];
-        let mut path = self.start_path.clone();
+        let mut path = path.to_string();
         let mut tried_well_known = false;
         let mut redirects = 0;
-        let responses = loop {
+        loop {
             let r = self.send(
                 "PROPFIND",
                 &path,
@@ -415,12 +715,18 @@ impl CalDavClient {
                 Some(&propfind_body(&props)),
             )?;
             match r.status {
-                207 => break parse_multistatus(&path, &r.body)?,
+                207 => {
+                    let responses = parse_multistatus(&path, &r.body)?;
+                    let me = responses.into_iter().next().ok_or_else(|| {
+                        DavError::Discovery(format!("{path}: empty multistatus"))
+                    })?;
+                    return Ok(Probe::of(path, &me));
+                }
                 301 | 302 | 303 | 307 | 308 if redirects < 5 => {
                     redirects += 1;
-                    let loc = r.location.ok_or_else(|| DavError::Discovery(format!(
-                        "{path} redirects without a Location"
-                    )))?;
+                    let loc = r.location.ok_or_else(|| {
+                        DavError::Discovery(format!("{path} redirects without a Location"))
+                    })?;
                     if !loc.starts_with('/') && !loc.starts_with(&self.origin) {
                         return Err(DavError::Discovery(format!(
                             "{path} redirects to another server ({loc}); put that URL in CALDAV_URL"
@@ -430,7 +736,7 @@ impl CalDavClient {
                 }
                 404 | 405 if !tried_well_known && (path == "/" || path.is_empty()) => {
                     tried_well_known = true;
-                    path = "/.well-known/caldav".to_string();
+                    path = WELL_KNOWN.to_string();
                 }
                 status => {
                     return Err(DavError::Status {
@@ -441,47 +747,45 @@ impl CalDavClient {
                     })
                 }
             }
-        };
-        let me = responses
-            .first()
-            .ok_or_else(|| DavError::Discovery(format!("{path}: empty multistatus")))?;
-        if let Some(home) = me.href_prop(CALDAV, "calendar-home-set") {
-            return Ok(Discovery {
-                principal: me
-                    .href_prop(DAV, "current-user-principal")
-                    .map(|p| path_of(&p)),
-                home: with_slash(path_of(&home)),
-            });
         }
-        if let Some(principal) = me.href_prop(DAV, "current-user-principal") {
-            let principal = path_of(&principal);
+    }
+
+    /// The home a probe names: its calendar-home-set, its principal's, or (a calendar)
+    /// its parent. `None` when it names none.
+    fn discovery_from(&mut self, p: &Probe) -> Result<Option<Discovery>, DavError> {
+        if let Some(home) = &p.home_set {
+            return Ok(Some(Discovery {
+                principal: p.principal.clone(),
+                home: with_slash(home.clone()),
+            }));
+        }
+        if let Some(principal) = &p.principal {
             let body = propfind_body(&[(CALDAV, "calendar-home-set")]);
-            let r = self.send("PROPFIND", &principal, &[("Depth", "0")], Some(&body))?;
-            self.expect(&r, 207, "PROPFIND", &principal)?;
-            let rs = parse_multistatus(&principal, &r.body)?;
+            let r = self.send("PROPFIND", principal, &[("Depth", "0")], Some(&body))?;
+            self.expect(&r, 207, "PROPFIND", principal)?;
+            let rs = parse_multistatus(principal, &r.body)?;
             let home = rs
                 .first()
                 .and_then(|p| p.href_prop(CALDAV, "calendar-home-set"))
                 .ok_or_else(|| DavError::Discovery(format!(
                     "principal {principal} has no calendar-home-set (hint: set CALDAV_URL to your calendar home)"
                 )))?;
-            return Ok(Discovery {
-                principal: Some(principal),
+            return Ok(Some(Discovery {
+                principal: Some(principal.clone()),
                 home: with_slash(path_of(&home)),
-            });
+            }));
         }
-        let home = if me.is_calendar() {
-            parent_of(&path)
-        } else {
-            with_slash(path.clone())
-        };
-        Ok(Discovery {
-            principal: None,
-            home,
-        })
+        if p.calendar {
+            return Ok(Some(Discovery {
+                principal: None,
+                home: parent_of(&p.path),
+            }));
+        }
+        Ok(None)
     }
 
-    /// The calendars in a home collection.
+    /// The calendars in a home collection. Fails when the home itself is listed as
+    /// something other than a collection (a server root taken for a home).
     pub fn calendars(&mut self, home: &str) -> Result<Vec<Calendar>, DavError> {
         let body = propfind_body(&[
             (DAV, "resourcetype"),
@@ -492,40 +796,38 @@ impl CalDavClient {
         ]);
         let r = self.send("PROPFIND", home, &[("Depth", "1")], Some(&body))?;
         self.expect(&r, 207, "PROPFIND", home)?;
-        Ok(parse_multistatus(home, &r.body)?
-            .into_iter()
-            .filter(|r| r.is_calendar() && !same_href(&r.href, home))
-            .map(|r| Calendar {
-                href: with_slash(r.href.clone()),
-                display_name: r.text(DAV, "displayname"),
-                components: r
-                    .prop(CALDAV, "supported-calendar-component-set")
-                    .map(|set| {
-                        set.children_named(CALDAV, "comp")
-                            .filter_map(|c| {
-                                c.attrs
-                                    .iter()
-                                    .find(|(k, _)| k == "name")
-                                    .map(|(_, v)| v.to_ascii_uppercase())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                ctag: r.text(CALSERVER, "getctag"),
-                sync_token: r.text(DAV, "sync-token"),
-            })
-            .collect())
+        let mut calendars = Vec::new();
+        let mut home_is_collection = None;
+        each_response(home, &r.body, &mut |r| {
+            if same_href(&r.href, home) {
+                home_is_collection = Some(r.is_collection());
+            } else if r.is_calendar() {
+                warn_damaged(home, &r);
+                calendars.push(calendar_of(r));
+            }
+        })?;
+        if home_is_collection == Some(false) {
+            return Err(DavError::Discovery(format!(
+                "{home} is not a collection, so it cannot hold calendars (hint: set CALDAV_URL to your calendar home)"
+            )));
+        }
+        Ok(calendars)
     }
 
     /// Creates a calendar collection at `href` for one component type.
+    ///
+    /// MKCALENDAR has no precondition, so it is never simply sent again: when its answer
+    /// is lost (a dropped connection, a gateway's 502–504) or is 405/409 (a proxy may have
+    /// resent it), a PROPFIND tells whether our calendar now exists there — then it is
+    /// ours, and a 405 is not read as "name taken". Only a calendar proven absent is
+    /// requested once more.
     pub fn make_calendar(
         &mut self,
         href: &str,
         display_name: &str,
         component: &str,
     ) -> Result<(), DavError> {
-        let mut comp = Element::new(CALDAV, "comp");
-        comp.attrs.push(("name".into(), component.to_string()));
+        let comp = Element::new(CALDAV, "comp").with_attr("name", component);
         let body = Element::new(CALDAV, "mkcalendar")
             .with_child(
                 Element::new(DAV, "set").with_child(
@@ -538,8 +840,49 @@ impl CalDavClient {
                 ),
             )
             .to_xml();
-        let r = self.send("MKCALENDAR", href, &[], Some(&body))?;
-        self.expect(&r, 201, "MKCALENDAR", href)
+        for attempt in 1..=2 {
+            let failure = match self.send("MKCALENDAR", href, &[], Some(&body)) {
+                Ok(r) if matches!(r.status, 200 | 201) => return Ok(()),
+                Ok(r) if matches!(r.status, 405 | 409 | 500..=599) => {
+                    self.status_error(&r, "MKCALENDAR", href)
+                }
+                Ok(r) => return Err(self.status_error(&r, "MKCALENDAR", href)),
+                Err(e @ DavError::Transport { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            match self.calendar_at(href, display_name) {
+                Ok(Existing::Ours) => {
+                    log::info!("MKCALENDAR {href}: {failure}; the calendar exists now, using it");
+                    return Ok(());
+                }
+                Ok(Existing::Nothing) if attempt == 1 && !is_taken(&failure) => {
+                    log::warn!("MKCALENDAR {href}: {failure}; nothing was created, asking again");
+                }
+                _ => return Err(failure),
+            }
+        }
+        Err(DavError::Discovery(format!(
+            "{href}: MKCALENDAR failed twice"
+        )))
+    }
+
+    /// What lives at `href`, for [`CalDavClient::make_calendar`].
+    fn calendar_at(&mut self, href: &str, display_name: &str) -> Result<Existing, DavError> {
+        let body = propfind_body(&[(DAV, "resourcetype"), (DAV, "displayname")]);
+        let r = self.send("PROPFIND", href, &[("Depth", "0")], Some(&body))?;
+        if r.status == 404 {
+            return Ok(Existing::Nothing);
+        }
+        self.expect(&r, 207, "PROPFIND", href)?;
+        let responses = parse_multistatus(href, &r.body)?;
+        let ours = responses.first().is_some_and(|me| {
+            me.is_calendar() && me.text(DAV, "displayname").as_deref() == Some(display_name)
+        });
+        Ok(if ours {
+            Existing::Ours
+        } else {
+            Existing::Other
+        })
     }
 
     /// Every object in a calendar with its ETag (one PROPFIND, no calendar data).
@@ -547,14 +890,18 @@ impl CalDavClient {
         let body = propfind_body(&[(DAV, "getetag"), (DAV, "resourcetype")]);
         let r = self.send("PROPFIND", calendar, &[("Depth", "1")], Some(&body))?;
         self.expect(&r, 207, "PROPFIND", calendar)?;
-        Ok(parse_multistatus(calendar, &r.body)?
-            .into_iter()
-            .filter(|r| !r.is_collection() && !same_href(&r.href, calendar))
-            .map(|r| ObjectRef {
+        let mut out = Vec::new();
+        each_response(calendar, &r.body, &mut |r| {
+            if r.is_collection() || same_href(&r.href, calendar) {
+                return;
+            }
+            warn_damaged(calendar, &r);
+            out.push(ObjectRef {
                 etag: r.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
                 href: r.href,
-            })
-            .collect())
+            });
+        })?;
+        Ok(out)
     }
 
     /// The ctag, sync-token and ETag of one calendar (one Depth-0 PROPFIND): when they
@@ -608,7 +955,7 @@ impl CalDavClient {
         if r.status == 207 {
             return parse_sync_collection(calendar, &r.body);
         }
-        match sync_refusal(r.status, &r.body, token.is_some()) {
+        match sync_refusal(r.status, &r.body.text, token.is_some()) {
             Some(reason) => Err(DavError::SyncRefused {
                 path: calendar.to_string(),
                 status: r.status,
@@ -619,43 +966,66 @@ impl CalDavClient {
     }
 
     /// Reads several objects in one `calendar-multiget` REPORT per 100 hrefs. Hrefs the
-    /// server reports missing are left out.
+    /// server reports missing are left out. An object whose bytes are not UTF-8 is named
+    /// in an error line and comes back with an empty text (no valid iCalendar: the sync
+    /// leaves it alone); the others are read. An answer over [`MAX_MULTISTATUS_BYTES`] is
+    /// asked for again in halves; a single object that large is set aside the same way.
     pub fn multiget(
         &mut self,
         calendar: &str,
         hrefs: &[String],
     ) -> Result<Vec<ObjectData>, DavError> {
         let mut out = Vec::new();
-        for chunk in hrefs.chunks(100) {
-            let mut report = Element::new(CALDAV, "calendar-multiget").with_child(
-                Element::new(DAV, "prop")
-                    .with_child(Element::new(DAV, "getetag"))
-                    .with_child(Element::new(CALDAV, "calendar-data")),
-            );
-            for h in chunk {
-                report = report.with_child(Element::new(DAV, "href").with_text(h));
-            }
-            let r = self.send(
-                "REPORT",
-                calendar,
-                &[("Depth", "1")],
-                Some(&report.to_xml()),
-            )?;
-            self.expect(&r, 207, "REPORT", calendar)?;
-            for resp in parse_multistatus(calendar, &r.body)? {
-                if resp.status.is_some_and(|s| s == 404) {
-                    continue;
+        let mut pending: Vec<&[String]> = hrefs.chunks(100).rev().collect();
+        while let Some(chunk) = pending.pop() {
+            match self.multiget_chunk(calendar, chunk, &mut out) {
+                Err(DavError::TooLarge { .. }) if chunk.len() > 1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    pending.extend([b, a]);
                 }
-                if let Some(ical) = resp.prop(CALDAV, "calendar-data").map(|d| d.text.clone()) {
-                    out.push(ObjectData {
-                        etag: resp.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
-                        href: resp.href,
-                        ical,
-                    });
+                Err(e @ DavError::TooLarge { .. }) => {
+                    log::error!("{e}: {} left unread and unchanged", chunk[0]);
+                    out.push(set_aside(chunk[0].clone(), None));
                 }
+                other => other?,
             }
         }
         Ok(out)
+    }
+
+    fn multiget_chunk(
+        &mut self,
+        calendar: &str,
+        chunk: &[String],
+        out: &mut Vec<ObjectData>,
+    ) -> Result<(), DavError> {
+        let mut report = Element::new(CALDAV, "calendar-multiget").with_child(
+            Element::new(DAV, "prop")
+                .with_child(Element::new(DAV, "getetag"))
+                .with_child(Element::new(CALDAV, "calendar-data")),
+        );
+        for h in chunk {
+            report = report.with_child(Element::new(DAV, "href").with_text(h));
+        }
+        let r = self.send(
+            "REPORT",
+            calendar,
+            &[("Depth", "1")],
+            Some(&report.to_xml()),
+        )?;
+        self.expect(&r, 207, "REPORT", calendar)?;
+        // Only what was asked for is kept: a server answering every multiget with
+        // everything would otherwise make us hold the calendar once per chunk.
+        let asked: HashSet<String> = chunk.iter().map(|h| percent_decode(h)).collect();
+        each_response(calendar, &r.body, &mut |resp| {
+            if resp.status == Some(404) || !asked.contains(&percent_decode(&resp.href)) {
+                return;
+            }
+            if let Some(o) = object_data(calendar, resp) {
+                out.push(o);
+            }
+        })?;
+        Ok(())
     }
 
     /// Finds the object holding `uid` with a `calendar-query` REPORT (a `text-match` on
@@ -667,16 +1037,18 @@ impl CalDavClient {
         uid: &str,
     ) -> Result<Option<ObjectData>, DavError> {
         for component in ["VEVENT", "VTODO"] {
-            let mut text_match = Element::new(CALDAV, "text-match").with_text(uid);
-            text_match
-                .attrs
-                .push(("collation".into(), "i;octet".into()));
-            let mut uid_filter = Element::new(CALDAV, "prop-filter").with_child(text_match);
-            uid_filter.attrs.push(("name".into(), "UID".into()));
-            let mut comp = Element::new(CALDAV, "comp-filter").with_child(uid_filter);
-            comp.attrs.push(("name".into(), component.into()));
-            let mut vcal = Element::new(CALDAV, "comp-filter").with_child(comp);
-            vcal.attrs.push(("name".into(), "VCALENDAR".into()));
+            let text_match = Element::new(CALDAV, "text-match")
+                .with_text(uid)
+                .with_attr("collation", "i;octet");
+            let uid_filter = Element::new(CALDAV, "prop-filter")
+                .with_attr("name", "UID")
+                .with_child(text_match);
+            let comp = Element::new(CALDAV, "comp-filter")
+                .with_attr("name", component)
+                .with_child(uid_filter);
+            let vcal = Element::new(CALDAV, "comp-filter")
+                .with_attr("name", "VCALENDAR")
+                .with_child(comp);
             let query = Element::new(CALDAV, "calendar-query")
                 .with_child(
                     Element::new(DAV, "prop")
@@ -686,37 +1058,45 @@ impl CalDavClient {
                 .with_child(Element::new(CALDAV, "filter").with_child(vcal));
             let r = self.send("REPORT", calendar, &[("Depth", "1")], Some(&query.to_xml()))?;
             self.expect(&r, 207, "REPORT", calendar)?;
-            for resp in parse_multistatus(calendar, &r.body)? {
-                let Some(ical) = resp.prop(CALDAV, "calendar-data").map(|d| d.text.clone()) else {
-                    continue;
+            let mut found = None;
+            each_response(calendar, &r.body, &mut |resp| {
+                let Some(o) = found
+                    .is_none()
+                    .then(|| object_data(calendar, resp))
+                    .flatten()
+                else {
+                    return;
                 };
                 // text-match is a substring match: confirm the exact UID.
-                let exact = ical
+                if o.ical
                     .lines()
-                    .any(|l| l.trim_end().strip_prefix("UID:") == Some(uid));
-                if exact {
-                    return Ok(Some(ObjectData {
-                        etag: resp.text(DAV, "getetag").and_then(|e| normalize_etag(&e)),
-                        href: resp.href,
-                        ical,
-                    }));
+                    .any(|l| l.trim_end().strip_prefix("UID:") == Some(uid))
+                {
+                    found = Some(o);
                 }
+            })?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
         Ok(None)
     }
 
-    /// Reads one object; `None` on 404.
+    /// Reads one object; `None` on 404. An object whose bytes are not UTF-8 is an error
+    /// naming it (it is left as it is; the rest of the calendar syncs).
     pub fn get(&mut self, href: &str) -> Result<Option<ObjectData>, DavError> {
         let r = self.send("GET", href, &[], None)?;
         if r.status == 404 {
             return Ok(None);
         }
         self.expect(&r, 200, "GET", href)?;
+        if let Some(&at) = r.body.damage.first() {
+            return Err(not_utf8(href, at));
+        }
         Ok(Some(ObjectData {
             href: href.to_string(),
             etag: r.etag.as_deref().and_then(normalize_etag),
-            ical: r.body,
+            ical: r.body.text,
         }))
     }
 
@@ -745,7 +1125,7 @@ impl CalDavClient {
             200..=299 => {
                 let etag = match r.etag.as_deref().and_then(normalize_etag) {
                     Some(e) => Some(e),
-                    None => self.etag_of(href)?,
+                    None => self.etag_of(href)?.flatten(),
                 };
                 Ok(WriteOutcome::Written(etag))
             }
@@ -754,10 +1134,24 @@ impl CalDavClient {
         }
     }
 
-    /// Deletes an object, only if it still has `etag` (when given).
+    /// Deletes an object, only if it still has `etag`. Without one (the listing gave
+    /// none) the current ETag is read first, so the DELETE still carries `If-Match`: an
+    /// object changed since the listing is never deleted unseen.
     pub fn delete(&mut self, href: &str, etag: Option<&str>) -> Result<WriteOutcome, DavError> {
-        let headers: Vec<(&str, &str)> = etag.map(|e| ("If-Match", e)).into_iter().collect();
-        let r = self.send("DELETE", href, &headers, None)?;
+        let etag = match etag {
+            Some(e) => e.to_string(),
+            None => match self.etag_of(href)? {
+                None => return Ok(WriteOutcome::NotFound),
+                Some(Some(e)) => e,
+                Some(None) => {
+                    return Err(malformed(
+                        href,
+                        "the server gives no ETag for it, and it is not deleted without one".into(),
+                    ))
+                }
+            },
+        };
+        let r = self.send("DELETE", href, &[("If-Match", &etag)], None)?;
         match r.status {
             200..=299 => Ok(WriteOutcome::Written(None)),
             404 => Ok(WriteOutcome::NotFound),
@@ -766,15 +1160,28 @@ impl CalDavClient {
         }
     }
 
-    /// The current ETag of one resource.
-    fn etag_of(&mut self, href: &str) -> Result<Option<String>, DavError> {
+    /// The current ETag of one resource: `None` when it does not exist, `Some(None)`
+    /// when the server names none (neither in PROPFIND nor in a GET's header).
+    fn etag_of(&mut self, href: &str) -> Result<Option<Option<String>>, DavError> {
         let body = propfind_body(&[(DAV, "getetag")]);
         let r = self.send("PROPFIND", href, &[("Depth", "0")], Some(&body))?;
+        if r.status == 404 {
+            return Ok(None);
+        }
         self.expect(&r, 207, "PROPFIND", href)?;
-        Ok(parse_multistatus(href, &r.body)?
+        let listed = parse_multistatus(href, &r.body)?
             .first()
             .and_then(|r| r.text(DAV, "getetag"))
-            .and_then(|e| normalize_etag(&e)))
+            .and_then(|e| normalize_etag(&e));
+        if listed.is_some() {
+            return Ok(Some(listed));
+        }
+        let r = self.send("GET", href, &[], None)?;
+        if r.status == 404 {
+            return Ok(None);
+        }
+        self.expect(&r, 200, "GET", href)?;
+        Ok(Some(r.etag.as_deref().and_then(normalize_etag)))
     }
 
     fn expect(&self, r: &DavResponse, want: u16, method: &str, path: &str) -> Result<(), DavError> {
@@ -788,12 +1195,13 @@ impl CalDavClient {
 
     fn status_error(&self, r: &DavResponse, method: &str, path: &str) -> DavError {
         // Servers explain refusals in a DAV:error body; name its first element.
-        let detail = davxml::parse(&r.body)
+        let detail = davxml::parse(&r.body.text)
             .ok()
             .filter(|e| e.is(DAV, "error"))
             .and_then(|e| e.children.first().map(|c| c.name.clone()))
             .unwrap_or_else(|| {
                 r.body
+                    .text
                     .chars()
                     .take(80)
                     .collect::<String>()
@@ -809,8 +1217,9 @@ impl CalDavClient {
     }
 
     /// Sends one request, answering authentication challenges and retrying transient
-    /// failures (network errors, 502/503/504) twice. Every write we send carries a
-    /// precondition, so a retry cannot clobber anything.
+    /// failures (network errors, 502/503/504) twice — but only reads and writes with a
+    /// precondition (`If-Match`, `If-None-Match`), which a retry cannot make happen twice.
+    /// Any other write (MKCALENDAR) is sent once; its caller finds out what happened.
     fn send(
         &mut self,
         method: &str,
@@ -819,18 +1228,19 @@ impl CalDavClient {
         body: Option<&str>,
     ) -> Result<DavResponse, DavError> {
         let mut auth_attempts = 0;
+        let retries = if is_repeatable(method, headers) { 2 } else { 0 };
         let mut transient_attempts = 0;
         loop {
             let r = self.send_once(method, path, headers, body);
             let r = match r {
-                Err(DavError::Transport { .. }) if transient_attempts < 2 => {
+                Err(DavError::Transport { .. }) if transient_attempts < retries => {
                     transient_attempts += 1;
                     sleep(Duration::from_millis(300 * transient_attempts));
                     continue;
                 }
                 other => other?,
             };
-            if matches!(r.status, 502..=504) && transient_attempts < 2 {
+            if matches!(r.status, 502..=504) && transient_attempts < retries {
                 transient_attempts += 1;
                 log::warn!("CalDAV {method} {path}: HTTP {}; retrying", r.status);
                 sleep(Duration::from_millis(500 * transient_attempts));
@@ -967,19 +1377,21 @@ impl CalDavClient {
             .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .lossy_utf8(true)
-            .read_to_string()
-            .map_err(transport)?;
+        let (limit, overflow) = body_limit(method, status);
+        let bytes = read_body(response.body_mut(), limit, overflow).map_err(|e| match e {
+            BodyError::TooLarge { limit } => DavError::TooLarge {
+                method: method.to_string(),
+                path: path.to_string(),
+                limit,
+            },
+            BodyError::Transport(e) => transport(e),
+        })?;
         Ok(DavResponse {
             status,
             etag,
             location,
             challenges,
-            body,
+            body: Text::decode(bytes),
         })
     }
 }
@@ -997,14 +1409,16 @@ mod tests {
   <d:propstat><d:prop><d:sync-token/></d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>
  </d:response>
 </d:multistatus>"#;
-        let rs = parse_multistatus("/cal/", body).unwrap();
+        let rs = parse_multistatus("/cal/", &Text::from(body)).unwrap();
         assert_eq!(rs[0].href, "/cal/");
         assert_eq!(rs[0].text(CALSERVER, "getctag").as_deref(), Some("7"));
         assert!(rs[0].prop(DAV, "sync-token").is_none());
-        assert!(parse_multistatus("/cal/", "<html>oops</html>").is_err());
-        assert!(
-            parse_multistatus("/cal/", "<d:multistatus xmlns:d=\"DAV:\"><d:response>").is_err()
-        );
+        assert!(parse_multistatus("/cal/", &Text::from("<html>oops</html>")).is_err());
+        assert!(parse_multistatus(
+            "/cal/",
+            &Text::from("<d:multistatus xmlns:d=\"DAV:\"><d:response>")
+        )
+        .is_err());
     }
 
     fn object(href: &str, etag: &str) -> ObjectRef {
@@ -1035,7 +1449,7 @@ mod tests {
   </D:response>
   <D:sync-token>http://example.com/ns/sync/1234</D:sync-token>
 </D:multistatus>"#;
-        let d = parse_sync_collection("/home/cyrusdaboo/", initial).unwrap();
+        let d = parse_sync_collection("/home/cyrusdaboo/", &Text::from(initial)).unwrap();
         assert_eq!(d.token, "http://example.com/ns/sync/1234");
         assert_eq!(
             d.changed,
@@ -1063,7 +1477,7 @@ mod tests {
   </D:response>
   <D:sync-token>http://example.com/ns/sync/1238</D:sync-token>
 </D:multistatus>"#;
-        let d = parse_sync_collection("/home/cyrusdaboo/", later).unwrap();
+        let d = parse_sync_collection("/home/cyrusdaboo/", &Text::from(later)).unwrap();
         assert_eq!(d.token, "http://example.com/ns/sync/1238");
         assert_eq!(
             d.changed,
@@ -1089,7 +1503,7 @@ mod tests {
  </d:response>
  <d:sync-token>data:,7</d:sync-token>
 </d:multistatus>"#;
-        let d = parse_sync_collection("/cal/", body).unwrap();
+        let d = parse_sync_collection("/cal/", &Text::from(body)).unwrap();
         assert!(d.truncated);
         assert_eq!(d.changed, [object("/cal/a.ics", "\"1\"")]);
         assert!(d.removed.is_empty());
@@ -1102,12 +1516,12 @@ mod tests {
  <response><href>/cal/a.ics</href><status>HTTP/1.1 404 Not Found</status></response>
  <response><href>/cal/b.ics</href><status>HTTP/1.1 404 Not Found</status></response>
 </multistatus>"#;
-        let d = parse_sync_collection("/cal/", body).unwrap();
+        let d = parse_sync_collection("/cal/", &Text::from(body)).unwrap();
         assert_eq!(d.removed, ["/cal/a.ics", "/cal/b.ics"]);
         assert!(d.changed.is_empty() && !d.truncated);
         // Radicale's answer when nothing changed.
         let none = "<?xml version='1.0' encoding='utf-8'?>\n<multistatus xmlns=\"DAV:\"><sync-token>http://radicale.org/ns/sync/e3b0</sync-token></multistatus>";
-        let d = parse_sync_collection("/alice/cal/", none).unwrap();
+        let d = parse_sync_collection("/alice/cal/", &Text::from(none)).unwrap();
         assert_eq!(d.token, "http://radicale.org/ns/sync/e3b0");
         assert!(d.changed.is_empty() && d.removed.is_empty() && !d.truncated);
     }
@@ -1123,7 +1537,7 @@ mod tests {
 <ns0:response><ns0:href>/user/calendars/c/sub/</ns0:href><ns0:status>HTTP/1.1 404 Not Found</ns0:status></ns0:response>
 <ns0:response><ns0:href>/user/calendars/c/secret.ics</ns0:href><ns0:status>HTTP/1.1 403 Forbidden</ns0:status></ns0:response>
 <ns0:sync-token>095a4ea5</ns0:sync-token></ns0:multistatus>"#;
-        let d = parse_sync_collection("/user/calendars/c/", body).unwrap();
+        let d = parse_sync_collection("/user/calendars/c/", &Text::from(body)).unwrap();
         assert_eq!(
             d.changed,
             [
@@ -1143,7 +1557,7 @@ mod tests {
             r#"<d:multistatus xmlns:d="DAV:"><d:sync-token> </d:sync-token></d:multistatus>"#,
             "<html>login</html>",
         ] {
-            let e = parse_sync_collection("/cal/", body).unwrap_err();
+            let e = parse_sync_collection("/cal/", &Text::from(body)).unwrap_err();
             assert!(
                 matches!(e, DavError::Malformed { ref path, .. } if path == "/cal/"),
                 "{e}"

@@ -46,6 +46,16 @@ pub enum DavError {
     },
     /// The calendar home could not be found.
     Discovery(String),
+    /// An answer longer than the limit for its kind (`client::MAX_MULTISTATUS_BYTES`,
+    /// `client::MAX_OBJECT_BYTES`); it was not read.
+    TooLarge {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A sync-collection REPORT refused in a way a full listing of the calendar answers.
     SyncRefused {
         /// The calendar.
@@ -126,6 +136,15 @@ impl fmt::Display for DavError {
                 )
             }
             DavError::Discovery(m) => write!(f, "CalDAV discovery failed: {m}"),
+            DavError::TooLarge {
+                method,
+                path,
+                limit,
+            } => write!(
+                f,
+                "CalDAV {method} {path}: the answer is larger than {} MiB, the most calplanebot reads; not read (hint: is CALDAV_URL the CalDAV server? a calendar this large must be split)",
+                limit / (1024 * 1024)
+            ),
             DavError::SyncRefused {
                 path,
                 status,
