@@ -372,6 +372,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         // after the PUT, the next cycle finds the event with an ETag the journal lacks and
         // merges against this shadow, so an edit made meanwhile is not overwritten; if we
         // die before it, the next cycle simply creates the event (see plan).
+        let before = self.journal.state().items.get(uid).cloned();
         let pending = record(desired, href, None, 0);
         self.journal.put_item(pending).map_err(|e| e.to_string())?;
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
@@ -393,6 +394,10 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             ) => e.to_string(),
             Err(e) => return Err(format!("{label}: {e}")),
         };
+        // Our PUT did not land: the write-ahead record must not outlive this attempt, or
+        // should the adoption below fail, the next cycle would read the object that was
+        // there as a calendar edit against our shadow and push its old values to Plane.
+        self.undo_pending(uid, before)?;
         // The object exists already — at our href (a crash after the PUT, a listing that
         // did not show it) or elsewhere (the seed's events): adopt it, never duplicate it.
         let here = self.cal.get(href).map_err(|e| format!("{label}: {e}"))?;
@@ -413,6 +418,17 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 "{label}: the server refused to create {href} ({refusal})"
             )),
         }
+    }
+
+    /// Takes back the write-ahead record of a create the server refused: the confirmed
+    /// record that was there before comes back; an unconfirmed one (no ETag) is dropped
+    /// too, so the object is adopted next cycle instead of merged.
+    fn undo_pending(&mut self, uid: &str, before: Option<ItemRecord>) -> Result<(), String> {
+        let undone = match before.filter(|r| r.etag.is_some()) {
+            Some(r) => self.journal.put_item(r),
+            None => self.journal.remove_item(uid),
+        };
+        undone.map_err(|e| e.to_string())
     }
 
     fn update(

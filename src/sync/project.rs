@@ -985,6 +985,36 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_create_whose_adoption_fails_pushes_nothing_to_plane() {
+        // Another client put an object at the href of a new item (a restored backup, say):
+        // our create gets 412 and the GET that would adopt it fails. The next cycle must
+        // adopt the object (Plane wins), not read it as an edit of what we never wrote.
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        w.plane.add("c", "New in Plane", "2026-12-09");
+        let uid = model::uid_for("c");
+        let stale = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//y//EN\r\nBEGIN:VEVENT\r\n\
+             UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20260301\r\n\
+             SUMMARY:[P-3] Old name from a backup\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        // Unlogged: the sync-collection delta does not show it (a server that missed a
+        // change), so the plan creates where the object already is.
+        let key = percent_decode(&w.href("c"));
+        w.cal.objects.insert(key, ("\"backup\"".into(), stale));
+        w.cal.fail_next_get = Some(503);
+        let s = w.cycle();
+        assert_eq!(s.errors.len(), 1, "{s:?}");
+        assert!(!w.journal().state().items.contains_key(&uid));
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{s:?}");
+        assert_eq!((s.plane_updated, s.updated), (0, 1), "{s:?}");
+        assert!(w.plane.patches.is_empty(), "{:?}", w.plane.patches);
+        assert_eq!(prop(&w.object("c"), "SUMMARY"), "[P-3] New in Plane");
+        w.settle();
+    }
+
+    #[test]
     fn a_date_moved_in_the_calendar_reaches_plane_once() {
         let mut w = World::new(ItemKind::Event);
         w.settle();

@@ -155,6 +155,8 @@ pub mod memory {
         pub requests: BTreeMap<&'static str, u32>,
         /// Answer the next PUT with this HTTP status instead of writing.
         pub fail_next_put: Option<u16>,
+        /// Answer the next GET with this HTTP status.
+        pub fail_next_get: Option<u16>,
         /// Whether sync-collection is supported (else it answers 403, as SabreDAV 1.8).
         pub sync_collection: bool,
         /// Every write as (sequence, decoded href): the sync token is the last sequence.
@@ -170,6 +172,7 @@ pub mod memory {
                 uid_conflict,
                 requests: BTreeMap::new(),
                 fail_next_put: None,
+                fail_next_get: None,
                 sync_collection: true,
                 log: Vec::new(),
                 next_etag: 0,
@@ -314,6 +317,14 @@ pub mod memory {
 
         fn get(&mut self, href: &str) -> Result<Option<ObjectData>, DavError> {
             self.count_request("GET");
+            if let Some(status) = self.fail_next_get.take() {
+                return Err(DavError::Status {
+                    method: "GET".into(),
+                    path: href.into(),
+                    status,
+                    detail: String::new(),
+                });
+            }
             Ok(self.data(&percent_decode(href)))
         }
 
