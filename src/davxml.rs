@@ -232,6 +232,9 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // Not an XML 1.0 Char (§2.2), not even as a reference: a server must refuse
+            // the document (Radicale answers MKCALENDAR 400), so such characters are dropped.
+            c if !is_xml_char(c) => {}
             _ => out.push(ch),
         }
     }
@@ -1359,5 +1362,14 @@ mod tests {
             .to_xml()
             .contains("xmlns:cs=\"http://calendarserver.org/ns/\""));
         assert_eq!(escape("a&b<c>d\"e'f"), "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_dropped() {
+        // A Plane project named with terminal escapes: Radicale refused the MKCALENDAR.
+        let name = "Ops\u{1b}[31m\u{7}\u{0}\u{FFFE}\t\u{9b}é";
+        assert_eq!(escape(name), "Ops[31m\t\u{9b}é");
+        let body = format!("<d:x xmlns:d=\"DAV:\">{}</d:x>", escape(name));
+        assert!(parse(&body).is_ok());
     }
 }
