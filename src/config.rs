@@ -174,6 +174,9 @@ pub struct Config {
     pub http_bind: Option<String>,
     /// Secret Plane signs webhooks with; webhooks are refused without it.
     pub plane_webhook_secret: Option<Secret>,
+    /// API_TOKEN: with it, every HTTP path but `/health` and the webhook needs
+    /// `Authorization: Bearer <token>`, and only such requests see full error details.
+    pub api_token: Option<Secret>,
     /// Whether `run` syncs at all (false: serve HTTP only).
     pub enable_sync: bool,
     /// Log to this file (rotated by size) instead of stderr.
@@ -247,6 +250,7 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("HTTP_TIMEOUT_SECONDS", "30", false),
     ("HTTP_BIND", "0.0.0.0:8765", false),
     ("PLANE_WEBHOOK_SECRET", "", true),
+    ("API_TOKEN", "", true),
     ("ENABLE_SYNC", "true", false),
     ("LOG_FILE", "", false),
 ];
@@ -873,6 +877,7 @@ impl Config {
             },
             plane_webhook_secret: Some(env.secret("PLANE_WEBHOOK_SECRET")?)
                 .filter(|s| !s.is_empty()),
+            api_token: Some(env.secret("API_TOKEN")?).filter(|s| !s.is_empty()),
             enable_sync: boolean(env, "ENABLE_SYNC", true)?,
             log_file: env.get("LOG_FILE").map(PathBuf::from),
         })

@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::caldav::CalDavClient;
+use crate::caldav::DavError;
 use crate::config::Config;
+use crate::plane::PlaneError;
 use crate::plane::{PlaneClient, Project};
 use crate::server::{self, Wake};
 use crate::state::Journal;
-use crate::status::Status;
+use crate::status::{Failure, Status};
 use crate::sync::{self, Options, Summary, SyncError};
 
 /// Set by SIGTERM/SIGINT.
@@ -114,6 +116,72 @@ fn error_kind(e: &SyncError) -> &'static str {
     }
 }
 
+/// The host (and port) of a URL, without userinfo or path.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// What kind of failure, in words that hold no user name, path or server text.
+fn failure_class(e: &SyncError) -> String {
+    match e {
+        SyncError::Plane(p) => match p {
+            PlaneError::Auth { status, .. } => format!("login refused (HTTP {status})"),
+            PlaneError::NotFound { .. } => "not found (HTTP 404)".into(),
+            PlaneError::RateLimited { .. } => "rate limited".into(),
+            PlaneError::Status { status, .. } => format!("HTTP {status}"),
+            PlaneError::Transport { .. } => "unreachable".into(),
+            PlaneError::Malformed { .. } => "unexpected answer".into(),
+            _ => "request failed".into(),
+        },
+        SyncError::Dav(d) => match d {
+            DavError::Auth(_) => "login refused".into(),
+            DavError::Transport { .. } => "unreachable".into(),
+            DavError::Status { status, .. } => format!("HTTP {status}"),
+            DavError::Malformed { .. } => "unexpected answer".into(),
+            DavError::Discovery(_) => "calendar home not found".into(),
+            _ => "request failed".into(),
+        },
+        SyncError::Journal(_) => "cannot write the state journal".into(),
+    }
+}
+
+/// A whole-cycle failure as recorded: the full message, and for unauthenticated readers
+/// only its kind, class and server host.
+fn failure_of(e: &SyncError, config: &Config) -> Failure {
+    let kind = error_kind(e);
+    let host = match e {
+        SyncError::Plane(_) => host_of(&config.plane_base_url),
+        SyncError::Dav(_) => host_of(&config.caldav_url),
+        SyncError::Journal(_) => "local",
+    };
+    Failure {
+        kind: Some(kind),
+        message: e.to_string(),
+        public: format!("{kind}: {} ({host})", failure_class(e)),
+    }
+}
+
+/// A cycle that ran but in which every project failed (each one's errors are in the log).
+fn all_projects_failed(s: &Summary) -> Option<Failure> {
+    if s.projects == 0 || s.projects_failed < s.projects {
+        return None;
+    }
+    Some(Failure {
+        kind: None,
+        message: format!(
+            "every project failed ({}); first error: {}",
+            s.projects,
+            s.errors.first().map_or("-", String::as_str)
+        ),
+        public: format!("every project failed ({}): see the service log", s.projects),
+    })
+}
+
+/// Project ids remembered as "not ours" between full cycles, at most.
+const MAX_FOREIGN: usize = 1000;
+
 /// The service.
 struct Service<'a> {
     config: &'a Config,
@@ -122,6 +190,9 @@ struct Service<'a> {
     journal: Journal,
     status: Arc<Mutex<Status>>,
     projects: Vec<Project>,
+    /// Project ids a webhook named that are not synced, as found since the last full
+    /// cycle: asked about once, not on every webhook.
+    foreign: BTreeSet<String>,
 }
 
 impl Service<'_> {
@@ -138,6 +209,7 @@ impl Service<'_> {
         run: impl FnOnce(&mut Self) -> Result<Summary, SyncError>,
     ) {
         let started = Instant::now();
+        self.status().syncing = true;
         let result = run(self);
         let seconds = started.elapsed().as_secs_f64();
         let now = crate::clock::now_unix();
@@ -159,21 +231,30 @@ impl Service<'_> {
                     self.projects = s.project_list.clone();
                 }
                 let mut st = self.status();
-                st.record_success(&s, seconds, full, now);
-                st.caldav_ok = true;
+                match all_projects_failed(&s) {
+                    Some(f) => {
+                        log::error!("{what} failed: {}", f.message);
+                        st.record_all_failed(&s, &f, seconds, full, now);
+                    }
+                    None => {
+                        st.record_success(&s, seconds, full, now);
+                        st.caldav_ok = true;
+                    }
+                }
                 st.mapped_projects = projects;
                 st.mapped_events = events;
             }
             Err(e) => {
                 log::error!("{what} failed: {e}");
                 let mut st = self.status();
-                st.record_failure(error_kind(&e), &e.to_string(), seconds, now);
+                st.record_failure(&failure_of(&e, self.config), seconds, full, now);
                 st.caldav_ok = !matches!(e, SyncError::Dav(_));
             }
         }
     }
 
     fn full_cycle(&mut self) {
+        self.foreign.clear();
         self.cycle("sync", true, |s| {
             let opts = Options {
                 stop: Some(&STOP),
@@ -183,15 +264,35 @@ impl Service<'_> {
         });
     }
 
-    /// A project by id from the cache, refreshed once if it is not there (new project).
+    /// A synced project by id. One not in the cache costs a listing only when it may be
+    /// a new project we should sync, and only once between full cycles: not when
+    /// PLANE_PROJECTS names projects that are all known (then it is not ours).
     fn project(&mut self, id: &str) -> Option<Project> {
-        if !self.projects.iter().any(|p| p.id == id) {
-            match self.plane.projects() {
-                Ok(all) => self.projects = sync::select_projects(all, &self.config.plane_projects),
-                Err(e) => log::warn!("cannot refresh the project list: {e}"),
-            }
+        if let Some(p) = self.projects.iter().find(|p| p.id == id) {
+            return Some(p.clone());
         }
-        self.projects.iter().find(|p| p.id == id).cloned()
+        if self.selection_complete() || self.foreign.contains(id) {
+            return None;
+        }
+        match self.plane.projects() {
+            Ok(all) => self.projects = sync::select_projects(all, &self.config.plane_projects),
+            Err(e) => log::warn!("cannot refresh the project list: {e}"),
+        }
+        let found = self.projects.iter().find(|p| p.id == id).cloned();
+        if found.is_none() && self.foreign.len() < MAX_FOREIGN {
+            self.foreign.insert(id.to_string());
+        }
+        found
+    }
+
+    /// Whether PLANE_PROJECTS names projects and every one is in the cache: then no
+    /// listing can make another id ours (until the next full cycle refreshes the list).
+    fn selection_complete(&self) -> bool {
+        let wanted = &self.config.plane_projects;
+        !wanted.is_empty()
+            && wanted.iter().all(|w| {
+                !sync::select_projects(self.projects.clone(), std::slice::from_ref(w)).is_empty()
+            })
     }
 
     fn handle(&mut self, wakes: Vec<Wake>) {
@@ -211,6 +312,7 @@ impl Service<'_> {
                 }
                 Wake::Project(project) => {
                     if self.project(&project).is_none() {
+                        log::debug!("webhook for project {project}, which is not synced; ignored");
                         continue;
                     }
                     self.cycle("webhook project sync", false, |s| {
@@ -227,8 +329,11 @@ impl Service<'_> {
     }
 }
 
+/// The service's Plane client: its waits (rate limit, retries) end early on SIGTERM.
 fn plane_client(config: &Config) -> Result<PlaneClient, String> {
-    PlaneClient::from_config(config).map_err(|e| e.to_string())
+    let mut plane = PlaneClient::from_config(config).map_err(|e| e.to_string())?;
+    plane.set_stop(&STOP);
+    Ok(plane)
 }
 
 fn caldav_client(config: &Config) -> Result<CalDavClient, String> {
@@ -239,6 +344,8 @@ fn caldav_client(config: &Config) -> Result<CalDavClient, String> {
 /// (journal locked, port taken, bad CA file); a failing cycle is logged and retried.
 pub fn run(config: &Config) -> Result<(), String> {
     install_signal_handlers();
+    let nofile = server::raise_fd_limit();
+    log::debug!("open-file limit: {nofile:?}");
     let journal = Journal::open(&config.state_dir).map_err(|e| e.to_string())?;
     let status = Arc::new(Mutex::new(Status::new(config.enable_sync)));
     {
@@ -253,15 +360,21 @@ pub fn run(config: &Config) -> Result<(), String> {
         let addr = server::spawn(
             bind,
             config.plane_webhook_secret.clone(),
+            config.api_token.clone(),
             status.clone(),
             tx.clone(),
         )?;
         log::info!(
-            "listening on http://{addr} (webhooks {})",
+            "listening on http://{addr} (webhooks {}; API {})",
             if config.plane_webhook_secret.is_some() {
                 "on"
             } else {
                 "off: PLANE_WEBHOOK_SECRET not set"
+            },
+            if config.api_token.is_some() {
+                "needs API_TOKEN"
+            } else {
+                "open, errors shown without detail"
             }
         );
     }
@@ -285,6 +398,7 @@ pub fn run(config: &Config) -> Result<(), String> {
         journal,
         status,
         projects: Vec::new(),
+        foreign: BTreeSet::new(),
     };
     let interval = Duration::from_secs(config.sync_interval_seconds);
     log::info!(
@@ -322,6 +436,32 @@ pub fn run(config: &Config) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_lose_userinfo_and_paths() {
+        assert_eq!(
+            host_of("https://alice:pw@dav.example.com:8443/dav/alice/"),
+            "dav.example.com:8443"
+        );
+        assert_eq!(host_of("http://plane.local"), "plane.local");
+        assert_eq!(host_of("http://h/a@b"), "h");
+    }
+
+    #[test]
+    fn a_cycle_where_every_project_failed_is_a_failure() {
+        let mut s = Summary {
+            projects: 2,
+            projects_failed: 1,
+            errors: vec!["project A: CalDAV said 500".into()],
+            ..Summary::default()
+        };
+        assert!(all_projects_failed(&s).is_none());
+        s.projects_failed = 2;
+        let f = all_projects_failed(&s).unwrap();
+        assert!(f.message.contains("project A: CalDAV said 500"));
+        assert!(!f.public.contains("project A"));
+        assert!(all_projects_failed(&Summary::default()).is_none());
+    }
 
     #[test]
     fn delays() {

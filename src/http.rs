@@ -2,7 +2,8 @@
 //! one line a user can act on.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
@@ -191,9 +192,32 @@ pub fn read_body(
     Ok(out)
 }
 
+/// How often a long wait looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Sleeps for `wait`, in short slices so that a set `stop` flag (SIGTERM) ends it early.
+/// Returns false when it was cut short.
+pub fn sleep_unless_stopped(wait: Duration, stop: Option<&AtomicBool>) -> bool {
+    let Some(stop) = stop else {
+        std::thread::sleep(wait);
+        return true;
+    };
+    let until = Instant::now() + wait;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(STOP_CHECK));
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Text;
+    use super::*;
 
     #[test]
     fn invalid_utf8_is_replaced_and_located() {
@@ -206,5 +230,15 @@ mod tests {
         assert_eq!(t.damage_in(3..12), Some(7));
         let clean = Text::decode("é ok".as_bytes().to_vec());
         assert!(clean.damage.is_empty() && clean.text == "é ok");
+    }
+
+    #[test]
+    fn a_long_wait_ends_when_stop_is_set() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let t = std::thread::spawn(|| sleep_unless_stopped(Duration::from_secs(90), Some(&STOP)));
+        std::thread::sleep(Duration::from_millis(50));
+        STOP.store(true, Ordering::Relaxed);
+        assert!(!t.join().unwrap(), "cut short");
+        assert!(sleep_unless_stopped(Duration::from_millis(1), None));
     }
 }

@@ -502,9 +502,17 @@ fn service_url(config: &Config) -> Option<String> {
     Some(format!("http://{host}:{port}"))
 }
 
-fn fetch_json(agent: &ureq::Agent, url: &str) -> Result<(u16, miniserde::json::Value), String> {
-    let mut r = agent
-        .get(url)
+fn fetch_json(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&calplanebot::config::Secret>,
+) -> Result<(u16, miniserde::json::Value), String> {
+    let mut request = agent.get(url);
+    if let Some(t) = token {
+        // API_TOKEN guards every path but /health.
+        request = request.header("Authorization", &format!("Bearer {}", t.expose()));
+    }
+    let mut r = request
         .call()
         .map_err(|e| calplanebot::http::describe(&e))?;
     let status = r.status().as_u16();
@@ -544,7 +552,7 @@ fn service_status(config: &Config) -> bool {
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    match fetch_json(&agent, &format!("{base}/health")) {
+    match fetch_json(&agent, &format!("{base}/health"), None) {
         Err(e) => {
             println!("✗ Cannot connect to calplanebot service at {base} ({e})");
             println!("ℹ Is the service running? Try: systemctl status calplanebot");
@@ -557,7 +565,8 @@ fn service_status(config: &Config) -> bool {
                 println!("✗ calplanebot service returned non-200 status ({code})");
             }
             println!("ℹ Status: {}", field(&health, &["status"]));
-            if let Ok((_, m)) = fetch_json(&agent, &format!("{base}/api/v1/metrics")) {
+            let token = config.api_token.as_ref();
+            if let Ok((_, m)) = fetch_json(&agent, &format!("{base}/api/v1/metrics"), token) {
                 println!("ℹ Last sync: {}", field(&m, &["last_sync"]));
                 println!("ℹ Next sync: {}", field(&m, &["next_sync"]));
                 println!("ℹ Last error: {}", field(&m, &["last_error"]));

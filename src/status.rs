@@ -29,12 +29,26 @@ pub struct WebhookStats {
     pub busy: u64,
     /// Valid but about something we do not sync (cycles, comments…).
     pub ignored: u64,
+    /// Signed, but an `X-Plane-Delivery` id seen before: answered 202 without work.
+    pub duplicate: u64,
     /// Unix time of the last accepted delivery.
     pub last_delivery: Option<i64>,
     /// `event/action` of the last accepted delivery.
     pub last_event: Option<String>,
     /// The last refusal, for `/webhooks/status`.
     pub last_error: Option<String>,
+}
+
+/// A cycle that failed as a whole, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error kind counted in `errors` (plane, caldav, journal); `None` when the
+    /// cycle's own errors were counted already (every project failed).
+    pub kind: Option<&'static str>,
+    /// The full message, for authenticated answers.
+    pub message: String,
+    /// What anyone may read: the kind and the server host, no user names or paths.
+    pub public: String,
 }
 
 /// The service's state, as reported.
@@ -48,7 +62,8 @@ pub struct Status {
     pub cycles: u64,
     /// Cycles that failed as a whole.
     pub cycles_failed: u64,
-    /// Failed cycles since the last success.
+    /// Failed full cycles since the last successful one (webhook cycles of one item or
+    /// project neither add to nor reset it: they say little about the whole).
     pub consecutive_failures: u32,
     /// Unix time the last cycle ended.
     pub last_sync: Option<i64>,
@@ -58,8 +73,12 @@ pub struct Status {
     pub last_duration: f64,
     /// Seconds of all cycles, for an average.
     pub duration_total: f64,
-    /// The last cycle's failure, if it failed.
+    /// The last failure's full message (cleared by a successful full cycle).
     pub last_error: Option<String>,
+    /// The same failure as unauthenticated answers show it (kind and server host).
+    pub last_error_public: Option<String>,
+    /// Whether a cycle is running now.
+    pub syncing: bool,
     /// Projects looked at in the last full cycle.
     pub projects_synced: u64,
     /// Objects by action over the process lifetime: created, updated, deleted, skipped.
@@ -133,7 +152,8 @@ impl Status {
         self.consecutive_failures < UNHEALTHY_AFTER
     }
 
-    /// Records a cycle that ran to its end (some items may still have failed).
+    /// Records a cycle that ran to its end (some items may still have failed). `full`: a
+    /// timed cycle over every project, the only kind that ends a failure streak.
     pub fn record_success(
         &mut self,
         summary: &crate::sync::Summary,
@@ -141,13 +161,54 @@ impl Status {
         full: bool,
         now: i64,
     ) {
-        self.cycles += 1;
-        self.consecutive_failures = 0;
-        self.last_sync = Some(now);
+        self.end_cycle(seconds, now);
+        self.add_counts(summary, full);
         self.last_success = Some(now);
+        if full {
+            self.consecutive_failures = 0;
+            self.last_error = None;
+            self.last_error_public = None;
+        }
+    }
+
+    /// Records a cycle that failed as a whole. Only a `full` one extends the streak that
+    /// `/health` and the retry back-off read.
+    pub fn record_failure(&mut self, failure: &Failure, seconds: f64, full: bool, now: i64) {
+        self.end_cycle(seconds, now);
+        self.cycles_failed += 1;
+        if full {
+            self.consecutive_failures += 1;
+        }
+        self.last_error = Some(failure.message.clone());
+        self.last_error_public = Some(failure.public.clone());
+        if let Some(kind) = failure.kind {
+            *self.errors.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    /// Records a cycle that ran, but in which every project failed: its counts are kept,
+    /// and it is a failure.
+    pub fn record_all_failed(
+        &mut self,
+        summary: &crate::sync::Summary,
+        failure: &Failure,
+        seconds: f64,
+        full: bool,
+        now: i64,
+    ) {
+        self.add_counts(summary, full);
+        self.record_failure(failure, seconds, full, now);
+    }
+
+    fn end_cycle(&mut self, seconds: f64, now: i64) {
+        self.cycles += 1;
+        self.syncing = false;
+        self.last_sync = Some(now);
         self.last_duration = seconds;
         self.duration_total += seconds;
-        self.last_error = None;
+    }
+
+    fn add_counts(&mut self, summary: &crate::sync::Summary, full: bool) {
         if full {
             self.projects_synced = summary.projects as u64;
         }
@@ -167,18 +228,6 @@ impl Status {
         *self.errors.entry("safety_valve").or_insert(0) += summary.blocked.len() as u64;
     }
 
-    /// Records a cycle that failed as a whole.
-    pub fn record_failure(&mut self, kind: &'static str, message: &str, seconds: f64, now: i64) {
-        self.cycles += 1;
-        self.cycles_failed += 1;
-        self.consecutive_failures += 1;
-        self.last_sync = Some(now);
-        self.last_duration = seconds;
-        self.duration_total += seconds;
-        self.last_error = Some(message.to_string());
-        *self.errors.entry(kind).or_insert(0) += 1;
-    }
-
     fn health_word(&self) -> Value {
         text(if self.healthy() {
             "healthy"
@@ -189,19 +238,68 @@ impl Status {
 
     /// `GET /health`: the seed's keys (status, timestamp, version). The seed always
     /// answered 200; we answer 503 "unhealthy" after repeated failed cycles, so that
-    /// `curl -f` health checks (Docker, Synology) notice.
+    /// `curl -f` health checks (Docker, Synology) notice, and then say why in
+    /// `last_error` — the public form only: this path needs no token.
     pub fn health_json(&self, now: i64) -> String {
-        json::to_string(&object(vec![
+        let mut pairs = vec![
             ("status", self.health_word()),
             ("timestamp", text(&clock::format_python_iso(now))),
             ("version", text(env!("CARGO_PKG_VERSION"))),
-        ]))
+        ];
+        if !self.healthy() {
+            pairs.push(("last_error", self.public_error()));
+        }
+        json::to_string(&object(pairs))
     }
 
-    /// `GET /api/v1/health`: key for key what the seed's code returns (its documentation
-    /// shows another shape, which the seed never served).
+    fn public_error(&self) -> Value {
+        self.last_error_public
+            .as_deref()
+            .map(text)
+            .unwrap_or(Value::Null)
+    }
+
+    /// `last_error` as `detail` allows: the full message, or kind and host.
+    fn error_for(&self, detail: bool) -> Value {
+        match (&self.last_error, detail) {
+            (Some(full), true) => text(full),
+            _ => self.public_error(),
+        }
+    }
+
+    /// "idle", "syncing", or "error" while the last full cycles failed.
+    fn sync_word(&self) -> &'static str {
+        if self.syncing {
+            "syncing"
+        } else if self.consecutive_failures > 0 {
+            "error"
+        } else {
+            "idle"
+        }
+    }
+
+    /// `GET /api/v1/health`: the union of the seed's two shapes. Its code served status,
+    /// services, stats and timestamp; its admin guide documents status, timestamp,
+    /// version, uptime ("2h 15m") and metrics{projects_synced, events_created, last_sync,
+    /// sync_status}. Monitors exist for both.
     pub fn seed_health_json(&self, now: i64) -> String {
+        let up = (now - self.started_at).max(0);
+        let metrics = object(vec![
+            ("projects_synced", num(self.projects_synced)),
+            (
+                "events_created",
+                num(*self.items.get("created").unwrap_or(&0)),
+            ),
+            ("last_sync", opt_time(self.last_sync)),
+            ("sync_status", text(self.sync_word())),
+        ]);
         json::to_string(&object(vec![
+            ("version", text(env!("CARGO_PKG_VERSION"))),
+            (
+                "uptime",
+                text(&format!("{}h {}m", up / 3600, up % 3600 / 60)),
+            ),
+            ("metrics", metrics),
             ("status", self.health_word()),
             (
                 "services",
@@ -230,8 +328,8 @@ impl Status {
         ])
     }
 
-    /// `GET /api/v1/metrics`.
-    pub fn metrics_json(&self, now: i64) -> String {
+    /// `GET /api/v1/metrics`; `detail`: the request is authenticated (full error text).
+    pub fn metrics_json(&self, now: i64, detail: bool) -> String {
         let w = &self.webhooks;
         json::to_string(&object(vec![
             (
@@ -249,10 +347,7 @@ impl Status {
             ("last_success", opt_time(self.last_success)),
             ("next_sync", opt_time(self.next_sync)),
             ("last_duration_seconds", float(self.last_duration)),
-            (
-                "last_error",
-                self.last_error.as_deref().map(text).unwrap_or(Value::Null),
-            ),
+            ("last_error", self.error_for(detail)),
             ("projects_synced", num(self.projects_synced)),
             ("items", counts(&self.items, ITEM_ACTIONS)),
             (
@@ -274,6 +369,7 @@ impl Status {
             ("malformed", num(w.malformed)),
             ("busy", num(w.busy)),
             ("ignored", num(w.ignored)),
+            ("duplicate", num(w.duplicate)),
             ("last_delivery", opt_time(w.last_delivery)),
             (
                 "last_event",
@@ -287,8 +383,17 @@ impl Status {
     }
 
     /// `GET /webhooks/status`: the seed's `scheduler` and `sync_stats`, plus our
-    /// webhook counters under `webhooks`.
-    pub fn webhooks_json(&self, secret_set: bool, next_sync: Option<i64>) -> String {
+    /// webhook counters under `webhooks`. `detail`: the request is authenticated; the
+    /// others see the state file's name, not its path.
+    pub fn webhooks_json(&self, secret_set: bool, next_sync: Option<i64>, detail: bool) -> String {
+        let path = std::path::Path::new(&self.state_file);
+        let shown = if detail {
+            self.state_file.clone()
+        } else {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         let mut hooks = self.webhook_object(&self.webhooks);
         if let Value::Object(o) = &mut hooks {
             o.insert("enabled".into(), Value::Bool(secret_set));
@@ -307,12 +412,10 @@ impl Status {
                 opt_time(next_sync.filter(|_| self.sync_enabled)),
             ),
             ("last_sync_time", opt_time(self.last_sync)),
-            ("state_file", text(&self.state_file)),
+            ("state_file", text(&shown)),
             (
                 "state_file_exists",
-                Value::Bool(
-                    !self.state_file.is_empty() && std::path::Path::new(&self.state_file).exists(),
-                ),
+                Value::Bool(!self.state_file.is_empty() && path.exists()),
             ),
         ]);
         json::to_string(&object(vec![
@@ -440,6 +543,7 @@ impl Status {
                 ("malformed", w.malformed),
                 ("busy", w.busy),
                 ("ignored", w.ignored),
+                ("duplicate", w.duplicate),
             ]
             .iter()
             .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), n.to_string()))
@@ -500,7 +604,33 @@ mod tests {
         let v: Value = json::from_str(&s.seed_health_json(1_060)).unwrap();
         let Value::Object(o) = v else { panic!() };
         let keys: Vec<&str> = o.keys().map(String::as_str).collect();
-        assert_eq!(keys, vec!["services", "stats", "status", "timestamp"]);
+        assert_eq!(
+            keys,
+            vec![
+                "metrics",
+                "services",
+                "stats",
+                "status",
+                "timestamp",
+                "uptime",
+                "version"
+            ]
+        );
+        assert!(matches!(o.get("uptime"), Some(Value::String(u)) if u == "0h 1m"));
+        let Some(Value::Object(m)) = o.get("metrics") else {
+            panic!()
+        };
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "events_created",
+                "last_sync",
+                "projects_synced",
+                "sync_status"
+            ]
+        );
+        assert!(matches!(m.get("sync_status"), Some(Value::String(s)) if s == "idle"));
         let Some(Value::Object(m)) = o.get("stats") else {
             panic!()
         };
@@ -518,23 +648,82 @@ mod tests {
         );
     }
 
+    fn down() -> Failure {
+        Failure {
+            kind: Some("caldav"),
+            message: "CalDAV login refused for alice at /home/alice/state".into(),
+            public: "caldav: login refused (dav.example.com)".into(),
+        }
+    }
+
     #[test]
     fn health_turns_unhealthy_after_repeated_failures() {
         let mut s = Status::new(true);
         for i in 0..UNHEALTHY_AFTER {
             assert!(s.healthy(), "after {i} failures");
-            s.record_failure("plane", "down", 0.1, 5);
+            s.record_failure(&down(), 0.1, true, 5);
         }
         assert!(!s.healthy());
-        assert!(s.health_json(7).contains("unhealthy"));
+        let health = s.health_json(7);
+        assert!(health.contains("unhealthy"), "{health}");
+        assert!(
+            health.contains(r#""last_error":"caldav: login refused (dav.example.com)""#),
+            "{health}"
+        );
+        assert!(!health.contains("alice"), "{health}");
         s.record_success(&crate::sync::Summary::default(), 0.1, true, 6);
         assert!(s.healthy());
+        assert!(!s.health_json(8).contains("last_error"));
+    }
+
+    #[test]
+    fn only_full_cycles_make_or_break_the_streak() {
+        let mut s = Status::new(true);
+        s.record_failure(&down(), 0.1, true, 5);
+        s.record_failure(&down(), 0.1, true, 6);
+        // A webhook's one-item sync succeeds: the streak stays, and so does the error.
+        s.record_success(&crate::sync::Summary::default(), 0.1, false, 7);
+        assert_eq!(s.consecutive_failures, 2);
+        assert!(s.last_error.is_some());
+        // A webhook sync that fails does not push the back-off either.
+        s.record_failure(&down(), 0.1, false, 8);
+        assert_eq!(s.consecutive_failures, 2);
+        assert_eq!(s.cycles_failed, 3);
+        let all_failed = crate::sync::Summary {
+            projects: 2,
+            errors: vec!["a".into(), "b".into()],
+            ..crate::sync::Summary::default()
+        };
+        let f = Failure {
+            kind: None,
+            ..down()
+        };
+        s.record_all_failed(&all_failed, &f, 0.1, true, 9);
+        assert_eq!(s.consecutive_failures, 3);
+        assert!(!s.healthy());
+        assert_eq!(s.errors.get("item"), Some(&2));
+        assert_eq!(s.errors.get("caldav"), Some(&3));
+    }
+
+    #[test]
+    fn unauthenticated_answers_carry_no_names_or_paths() {
+        let mut s = Status::new(true);
+        s.state_file = "/home/alice/.local/state/calplanebot/state.jsonl".into();
+        s.record_failure(&down(), 0.1, true, 5);
+        for public in [s.metrics_json(6, false), s.webhooks_json(true, None, false)] {
+            assert!(!public.contains("alice"), "{public}");
+        }
+        assert!(s
+            .webhooks_json(true, None, false)
+            .contains(r#""state_file":"state.jsonl""#));
+        assert!(s.metrics_json(6, true).contains("login refused for alice"));
+        assert!(s.webhooks_json(true, None, true).contains("/home/alice/"));
     }
 
     #[test]
     fn prometheus_lines_are_well_formed() {
         let mut s = Status::new(true);
-        s.record_failure("caldav", "x", 1.5, 10);
+        s.record_failure(&down(), 1.5, true, 10);
         let text = s.prometheus(20);
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
@@ -559,7 +748,7 @@ mod tests {
         assert!(text.contains("calplanebot_conflicts_total 6\n"), "{text}");
         assert!(text.contains("calplanebot_plane_writes_total{action=\"updated\"} 4\n"));
         assert!(text.contains("calplanebot_plane_writes_total{action=\"created\"} 2\n"));
-        let json = s.metrics_json(8);
+        let json = s.metrics_json(8, false);
         assert!(json.contains(r#""conflicts":6"#), "{json}");
         assert!(
             json.contains(r#""plane_writes":{"plane_created":2,"plane_updated":4}"#),

@@ -16,6 +16,8 @@ struct Daemon {
     child: Child,
     url: String,
     log: std::path::PathBuf,
+    /// API_TOKEN, when the daemon was started with one.
+    token: Option<String>,
 }
 
 impl Drop for Daemon {
@@ -43,7 +45,16 @@ fn agent() -> ureq::Agent {
 }
 
 fn get(url: &str) -> (u16, String) {
-    let mut r = agent().get(url).call().unwrap();
+    get_with(url, None)
+}
+
+/// GET, with `Authorization: Bearer <token>` when a token is given.
+fn get_with(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().unwrap();
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
 
@@ -56,28 +67,58 @@ fn post(url: &str, body: &[u8], signature: Option<&str>) -> u16 {
 }
 
 fn metric(d: &Daemon, key: &str) -> u64 {
-    let (_, body) = get(&format!("{}/api/v1/metrics", d.url));
-    let v: Value = json::from_str(&body).unwrap();
+    metric_in(d, &[key])
+}
+
+/// A number from `/api/v1/metrics` at `path` (0 when absent).
+fn metric_in(d: &Daemon, path: &[&str]) -> u64 {
+    let (_, body) = get_with(&format!("{}/api/v1/metrics", d.url), d.token.as_deref());
+    let mut v: Value = json::from_str(&body).unwrap();
+    for key in path {
+        v = match v {
+            Value::Object(mut o) => o.remove(*key).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+    }
     match v {
-        Value::Object(o) => match o.get(key) {
-            Some(Value::Number(n)) => n.to_string().parse().unwrap(),
-            _ => 0,
-        },
+        Value::Number(n) => n.to_string().parse().unwrap(),
         _ => 0,
     }
 }
 
 /// Starts `calplanebot run` and waits for its first full cycle.
 fn start(s: &Setup, extra: &[(&str, &str)]) -> Daemon {
+    start_limited(s, extra, None)
+}
+
+/// Like [`start`], with the open-file limit (soft and hard) lowered to `fd_limit`.
+fn start_limited(s: &Setup, extra: &[(&str, &str)], fd_limit: Option<u32>) -> Daemon {
     let port = free_port();
     let log = s.state.with_extension(format!("daemon-{port}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_calplanebot"))
-        .arg("run")
+    let bin = env!("CARGO_BIN_EXE_calplanebot");
+    let mut cmd = match fd_limit {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" run"), bin]);
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.arg("run");
+            c
+        }
+    };
+    let token = extra
+        .iter()
+        .find(|(k, _)| *k == "API_TOKEN")
+        .map(|(_, v)| v.to_string());
+    let child = cmd
         .env_clear()
         .envs(s.vars())
         .env("HTTP_BIND", format!("127.0.0.1:{port}"))
         .env("PLANE_WEBHOOK_SECRET", SECRET)
         .env("SYNC_INTERVAL_SECONDS", "3600")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -87,6 +128,7 @@ fn start(s: &Setup, extra: &[(&str, &str)]) -> Daemon {
         child,
         url: format!("http://127.0.0.1:{port}"),
         log,
+        token,
     };
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
@@ -391,10 +433,36 @@ fn health_endpoints_have_the_seed_shape_and_metrics_parse_as_prometheus() {
     let v: Value = json::from_str(&body).unwrap();
     assert_eq!(keys(&v), ["status", "timestamp", "version"]);
 
+    // Issue 9 item 4: both of the seed's shapes at once (its code's and its admin guide's).
     let (code, body) = get(&format!("{}/api/v1/health", d.url));
     assert_eq!(code, 200);
     let v: Value = json::from_str(&body).unwrap();
-    assert_eq!(keys(&v), ["services", "stats", "status", "timestamp"]);
+    assert_eq!(
+        keys(&v),
+        [
+            "metrics",
+            "services",
+            "stats",
+            "status",
+            "timestamp",
+            "uptime",
+            "version"
+        ]
+    );
+    assert_eq!(
+        keys(sub(&v, "metrics")),
+        [
+            "events_created",
+            "last_sync",
+            "projects_synced",
+            "sync_status"
+        ]
+    );
+    assert!(matches!(sub(sub(&v, "metrics"), "sync_status"), Value::String(x) if x == "idle"));
+    assert!(matches!(sub(&v, "uptime"), Value::String(x) if x.ends_with('m') && x.contains("h ")));
+    assert!(
+        matches!(sub(sub(&v, "metrics"), "last_sync"), Value::String(x) if x.starts_with("20"))
+    );
     assert_eq!(keys(sub(&v, "services")), ["caldav", "scheduler"]);
     assert_eq!(
         keys(sub(&v, "stats")),
@@ -405,6 +473,10 @@ fn health_endpoints_have_the_seed_shape_and_metrics_parse_as_prometheus() {
     let created = s.calendar(0).objects.len().to_string();
     assert_eq!(
         json::to_string(sub(sub(&v, "stats"), "total_events")),
+        created
+    );
+    assert_eq!(
+        json::to_string(sub(sub(&v, "metrics"), "events_created")),
         created
     );
     match sub(&v, "timestamp") {
@@ -602,11 +674,371 @@ fn a_failing_cycle_does_not_end_the_service() {
     let (code, _) = get(&format!("{}/health", d.url));
     assert_eq!(code, 200, "one failure is not yet unhealthy");
     let (_, m) = get(&format!("{}/api/v1/metrics", d.url));
-    assert!(m.contains("Plane rejected the API token"), "{m}");
+    // Without API_TOKEN configured, only the kind and host of the error are shown.
+    assert!(
+        m.contains("\"last_error\":\"plane: login refused (HTTP 40"),
+        "{m}"
+    );
     assert!(!m.contains("plane_api_revoked"), "no secrets in metrics");
     assert!(
         m.contains("\"next_sync\":\"20"),
         "a retry is scheduled: {m}"
     );
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
+}
+
+/// Posts a signed delivery, optionally with an `X-Plane-Delivery` id; status and body.
+fn deliver(d: &Daemon, body: &str, delivery: Option<&str>) -> (u16, String) {
+    let mut req = agent()
+        .post(&format!("{}/webhooks/plane", d.url))
+        .header("X-Plane-Signature", &sign_webhook(SECRET, body.as_bytes()));
+    if let Some(id) = delivery {
+        req = req.header("X-Plane-Delivery", id);
+    }
+    let mut r = req.send(body.as_bytes()).unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// Waits (60 s at most) until the daemon's log contains `needle`.
+fn wait_for_log(d: &Daemon, needle: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        if std::fs::read_to_string(&d.log).is_ok_and(|l| l.contains(needle)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "no {needle:?} in the log:\n{}",
+        std::fs::read_to_string(&d.log).unwrap_or_default()
+    );
+}
+
+/// Issue 9 item 1: idle connections beyond the open-file limit used to make the HTTP
+/// thread panic in accept and abort the process. 600 idle connections against a daemon
+/// limited to 256 descriptors: it lives, answers /health, and keeps syncing.
+#[test]
+fn idle_connections_beyond_the_fd_limit_do_not_stop_the_service() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[8]);
+    let mut d = start_limited(&s, &[], Some(256));
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..600)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+
+    let (code, body) = get(&format!("{}/health", d.url));
+    assert_eq!(code, 200, "{body}");
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+
+    let item = dated_item(&s);
+    s.fake
+        .with_world(|w| w.rename(&item, "Renamed during the flood"));
+    let body = webhook_for(&s, &item, "name");
+    assert_eq!(deliver(&d, &body, None).0, 202);
+    wait_for_summary(&s, &item, "Renamed during the flood");
+    drop(idle);
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Issue 9 item 2: a request whose body never comes used to freeze every endpoint. Now
+/// it holds only its own connection, which is dropped after the read deadline (10 s).
+#[test]
+fn a_stalled_request_holds_only_its_own_connection() {
+    use std::io::{Read, Write};
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[8]);
+    let d = start(&s, &[]);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"POST /webhooks/plane HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{")
+        .unwrap();
+    let mut half_head = std::net::TcpStream::connect(&addr).unwrap();
+    half_head.write_all(b"GET /health HTTP/1.1\r\nHo").unwrap();
+    // A chunked body is refused at once, not waited for.
+    let mut chunked = std::net::TcpStream::connect(&addr).unwrap();
+    chunked
+        .write_all(b"POST /webhooks/plane HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n")
+        .unwrap();
+    chunked
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = chunked.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 411 "), "{answer:?}");
+
+    // Meanwhile everything else is answered, and a webhook syncs.
+    assert_eq!(get(&format!("{}/health", d.url)).0, 200);
+    assert_eq!(get(&format!("{}/metrics", d.url)).0, 200);
+    let item = dated_item(&s);
+    s.fake
+        .with_world(|w| w.rename(&item, "Renamed past a stalled client"));
+    let body = webhook_for(&s, &item, "name");
+    assert_eq!(deliver(&d, &body, None).0, 202);
+    wait_for_summary(&s, &item, "Renamed past a stalled client");
+
+    // The stalled clients are dropped (with a 408) well before this generous deadline.
+    for conn in [&mut stalled, &mut half_head] {
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut rest = String::new();
+        let r = conn.read_to_string(&mut rest);
+        assert!(r.is_ok(), "not closed by the server: {r:?}");
+        assert!(rest.starts_with("HTTP/1.1 408 "), "{rest:?}");
+    }
+}
+
+/// Issue 9 item 3: with API_TOKEN, everything but /health and the webhook needs it; and
+/// no answer without it carries the CalDAV user name or the state directory.
+#[test]
+fn api_token_guards_details_and_public_answers_hold_no_names_or_paths() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    assert!(!radicale.user.is_empty(), "Radicale runs with a login");
+    let mut s = Setup::new(radicale.clone(), &[4]);
+    s.env
+        .push(("CALDAV_PASSWORD".into(), "wrong-password".into()));
+    const TOKEN: &str = "api-token-0123456789";
+    let d = start(&s, &[("API_TOKEN", TOKEN)]);
+    assert_eq!(metric(&d, "cycles_failed"), 1, "the login fails");
+    let state_dir = s.state.display().to_string();
+    let user = radicale.user.clone();
+
+    for path in [
+        "/api/v1/metrics",
+        "/metrics",
+        "/webhooks/status",
+        "/api/v1/health",
+    ] {
+        let url = format!("{}{path}", d.url);
+        assert_eq!(get(&url).0, 401, "{path} without the token");
+        assert_eq!(get_with(&url, Some("wrong")).0, 401, "{path}, wrong token");
+        let (code, body) = get_with(&url, Some(TOKEN));
+        assert_eq!(code, 200, "{path} with the token: {body}");
+    }
+    let (code, health) = get(&format!("{}/health", d.url));
+    assert_eq!(code, 200, "/health stays open: {health}");
+    let body = r#"{"event":"cycle","action":"created","data":{"id":"c"}}"#;
+    assert_eq!(
+        deliver(&d, body, None).0,
+        202,
+        "the webhook has its signature"
+    );
+
+    let (_, full) = get_with(&format!("{}/api/v1/metrics", d.url), Some(TOKEN));
+    assert!(
+        full.contains(&format!("rejected user \\\"{user}\\\"")),
+        "authenticated: full message: {full}"
+    );
+    let (_, status) = get_with(&format!("{}/webhooks/status", d.url), Some(TOKEN));
+    assert!(
+        status.contains(&state_dir),
+        "authenticated: the path: {status}"
+    );
+
+    // The same daemon without API_TOKEN: open, but scrubbed.
+    drop(d);
+    let d = start(&s, &[]);
+    for path in [
+        "/api/v1/metrics",
+        "/webhooks/status",
+        "/api/v1/health",
+        "/health",
+    ] {
+        let (code, body) = get(&format!("{}{path}", d.url));
+        assert_eq!(code, 200, "{path}");
+        assert!(!body.contains(&user), "{path} names the user: {body}");
+        assert!(!body.contains(&state_dir), "{path} shows the path: {body}");
+    }
+    let (_, m) = get(&format!("{}/api/v1/metrics", d.url));
+    assert!(
+        m.contains("\"last_error\":\"caldav: login refused ("),
+        "{m}"
+    );
+}
+
+/// Issue 9 item 5: a cycle in which every project failed is a failed cycle, and a
+/// webhook's successful one-item sync does not end the failure streak.
+#[test]
+fn every_project_failing_is_a_failure_and_a_webhook_does_not_reset_the_streak() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[6, 6]);
+    s.fake.with_world(|w| {
+        for _ in 0..2 {
+            w.push_fault_for("/work-items/", common::fake_plane::Fault::Status(404));
+        }
+    });
+    let d = start(&s, &[]);
+    assert_eq!(metric(&d, "cycles_failed"), 1, "both projects failed");
+    assert_eq!(metric(&d, "consecutive_failures"), 1);
+    let (_, m) = get(&format!("{}/api/v1/metrics", d.url));
+    assert!(m.contains("every project failed (2)"), "{m}");
+
+    // The failed cycle is retried about 10 s later; the webhook is synced long before.
+    let item = dated_item(&s);
+    s.fake
+        .with_world(|w| w.rename(&item, "Synced by a webhook"));
+    let body = webhook_for(&s, &item, "name");
+    assert_eq!(deliver(&d, &body, None).0, 202);
+    let until = Instant::now() + Duration::from_secs(20);
+    let snapshot = loop {
+        let (_, m) = get(&format!("{}/api/v1/metrics", d.url));
+        if m.contains("\"cycles\":2,") {
+            break m;
+        }
+        assert!(
+            Instant::now() < until,
+            "the webhook cycle was not recorded: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        snapshot.contains("\"cycles_failed\":1,") && snapshot.contains("\"last_success\":\"20"),
+        "the webhook cycle succeeded: {snapshot}"
+    );
+    assert!(
+        snapshot.contains("\"consecutive_failures\":1,"),
+        "a one-item sync says nothing about the whole: {snapshot}"
+    );
+    wait_for_summary(&s, &item, "Synced by a webhook");
+}
+
+/// Issue 9 item 6: ids must be UUIDs before they reach a Plane URL, and a repeated
+/// `X-Plane-Delivery` is answered without work.
+#[test]
+fn webhook_ids_are_uuids_and_replayed_deliveries_do_nothing() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[6]);
+    let d = start(&s, &[]);
+    let item = dated_item(&s);
+    s.fake.clear_requests();
+
+    let traversal = webhook_for(&s, &item, "name").replace(&item, "../../users/me");
+    let (code, answer) = deliver(&d, &traversal, None);
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("not a UUID"), "{answer}");
+
+    s.fake.with_world(|w| w.rename(&item, "Delivered once"));
+    let body = webhook_for(&s, &item, "name");
+    let id = "9c5e3f0e-5b7a-4f0e-8d4b-1f2a3b4c5d6e";
+    assert_eq!(
+        deliver(&d, &body, Some(id)),
+        (202, r#"{"status":"accepted"}"#.into())
+    );
+    wait_for_summary(&s, &item, "Delivered once");
+    for _ in 0..5 {
+        assert_eq!(
+            deliver(&d, &body, Some(id)),
+            (202, r#"{"status":"duplicate"}"#.into())
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3)); // a batch would have run by now
+    let (one, lists) = plane_reads(&s, &item);
+    assert_eq!((one, lists), (1, 0), "{:?}", s.fake.requests());
+    assert!(
+        !s.fake
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("users/me")),
+        "{:?}",
+        s.fake.requests()
+    );
+    assert_eq!(metric_in(&d, &["webhooks", "duplicate"]), 5);
+}
+
+/// Issue 9 item 21: a webhook about a project outside PLANE_PROJECTS costs no Plane
+/// request, and SYNC_ASSIGNEES e-mails are resolved once, not on every webhook.
+#[test]
+fn webhooks_about_other_projects_and_assignee_emails_cost_no_plane_requests() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[6, 6]);
+    let w = s.fake.world();
+    let email = w.members[0].email.clone();
+    let ours = w.projects[0].identifier.clone();
+    let d = start(
+        &s,
+        &[
+            ("PLANE_PROJECTS", &ours),
+            ("SYNC_ASSIGNEES", &email),
+            ("LOG_LEVEL", "debug"),
+        ],
+    );
+    let members = |s: &Setup| {
+        s.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/members/") && !r.path.contains("/projects/"))
+            .count()
+    };
+    assert_eq!(members(&s), 1, "the first cycle lists members once");
+
+    let other = w.projects[1].visible_items()[0].id.clone();
+    s.fake.clear_requests();
+    let body = webhook_for(&s, &other, "name");
+    assert_eq!(deliver(&d, &body, None).0, 202);
+    wait_for_log(&d, "which is not synced; ignored");
+    assert!(s.fake.requests().is_empty(), "{:?}", s.fake.requests());
+
+    for n in 0..2u64 {
+        let item = dated_item(&s);
+        let body = webhook_for(&s, &item, "name");
+        assert_eq!(deliver(&d, &body, None).0, 202);
+        let until = Instant::now() + Duration::from_secs(20);
+        while metric(&d, "cycles") < 2 + n {
+            assert!(Instant::now() < until, "webhook {n} was not synced");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(members(&s), 0, "{:?}", s.fake.requests());
+}
+
+/// Issue 9 item 21: a rate-limit wait (Retry-After up to 90 s) ends on SIGTERM.
+#[test]
+fn sigterm_ends_a_rate_limit_wait() {
+    let Some(radicale) = server("Radicale", "RADICALE") else {
+        return;
+    };
+    let s = Setup::new(radicale, &[4]);
+    let mut d = start(&s, &[]);
+    s.fake.with_world(|w| {
+        w.rate_limit = 1;
+        w.rate_window = Duration::from_secs(90);
+    });
+    let item = dated_item(&s);
+    let body = webhook_for(&s, &item, "name");
+    assert_eq!(deliver(&d, &body, None).0, 202);
+    wait_for_log(&d, "Plane rate limit reached; waiting");
+    let stop = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    // Generous, but far below the ~90 s the wait would last.
+    let until = stop + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "still waiting out the rate limit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    eprintln!(
+        "stopped {:.1} s after SIGTERM",
+        stop.elapsed().as_secs_f64()
+    );
 }

@@ -3,8 +3,10 @@
 //! I/O only — it knows nothing of calendars or sync.
 
 use std::collections::HashSet;
-use std::thread::sleep;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+use crate::http::sleep_unless_stopped;
 
 use miniserde::json::Value;
 
@@ -73,6 +75,10 @@ pub struct PlaneClient {
     slug: String,
     token: Secret,
     retry_delay: Duration,
+    /// Set by SIGTERM in the service: waits (rate limit, retries) end early.
+    stop: Option<&'static AtomicBool>,
+    /// Workspace members as last listed (see [`PlaneClient::members_cached`]).
+    members: Option<Vec<Member>>,
     /// Counters since creation.
     pub stats: PlaneStats,
 }
@@ -92,6 +98,8 @@ impl PlaneClient {
             slug: slug.to_string(),
             token,
             retry_delay: Duration::from_millis(500),
+            stop: None,
+            members: None,
             stats: PlaneStats::default(),
         })
     }
@@ -104,6 +112,28 @@ impl PlaneClient {
             config.plane_api_token.clone(),
             Duration::from_secs(config.http_timeout_seconds),
         )
+    }
+
+    /// Lets a set `stop` flag end rate-limit and retry waits early (the request then
+    /// fails), so a service told to stop does not sleep through its shutdown.
+    pub fn set_stop(&mut self, stop: &'static AtomicBool) {
+        self.stop = Some(stop);
+    }
+
+    /// [`PlaneClient::members`], listed once and then kept until
+    /// [`PlaneClient::forget_members`].
+    pub fn members_cached(&mut self) -> Result<Vec<Member>, PlaneError> {
+        if let Some(m) = &self.members {
+            return Ok(m.clone());
+        }
+        let m = self.members()?;
+        self.members = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Drops the cached members list: the next [`PlaneClient::members_cached`] lists again.
+    pub fn forget_members(&mut self) {
+        self.members = None;
     }
 
     /// Changes the first retry delay (doubled on each retry); tests shorten it.
@@ -352,7 +382,9 @@ impl PlaneClient {
                 Err(e) if crate::http::is_transient(&e) && attempt < RETRIES => {
                     let what = crate::http::describe(&e);
                     log::warn!("Plane {} {shown}: {what}; retrying", method.name());
-                    self.backoff(&mut attempt);
+                    if !self.backoff(&mut attempt) {
+                        return Err(self.stopped(shown));
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -372,12 +404,16 @@ impl PlaneClient {
                     self.stats.rate_limited += 1;
                     let wait = rate_limit_wait(answer.retry_after);
                     log::warn!("Plane rate limit reached; waiting {} s", wait.as_secs());
-                    sleep(wait);
+                    if !sleep_unless_stopped(wait, self.stop) {
+                        return Err(self.stopped(shown));
+                    }
                 }
                 500..=599 if attempt < RETRIES => {
                     let status = answer.status;
                     log::warn!("Plane {} {shown}: HTTP {status}; retrying", method.name());
-                    self.backoff(&mut attempt);
+                    if !self.backoff(&mut attempt) {
+                        return Err(self.stopped(shown));
+                    }
                 }
                 status => {
                     let body = answer.body.unwrap_or_default();
@@ -438,10 +474,20 @@ impl PlaneClient {
         })
     }
 
-    fn backoff(&mut self, attempt: &mut u32) {
+    /// Waits before a retry; false when a stop cut the wait short.
+    fn backoff(&mut self, attempt: &mut u32) -> bool {
         self.stats.retries += 1;
-        sleep(self.retry_delay * 2u32.pow(*attempt));
+        let waited = sleep_unless_stopped(self.retry_delay * 2u32.pow(*attempt), self.stop);
         *attempt += 1;
+        waited
+    }
+
+    /// The error of a request abandoned because the service is stopping.
+    fn stopped(&self, path: String) -> PlaneError {
+        PlaneError::Transport {
+            path,
+            message: "not retried: the service is stopping".into(),
+        }
     }
 
     /// Plane allows 60 requests a minute per token: when the window is nearly used up,
@@ -455,7 +501,8 @@ impl PlaneClient {
                     "Plane rate limit nearly used up; pausing {} s",
                     wait.as_secs()
                 );
-                sleep(wait.min(MAX_RATE_WAIT));
+                // Cut short by a stop: the answer in hand is still good.
+                sleep_unless_stopped(wait.min(MAX_RATE_WAIT), self.stop);
             }
         }
     }

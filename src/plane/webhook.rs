@@ -3,7 +3,9 @@
 //! Plane signs the raw body with HMAC-SHA256 and sends the lowercase hex digest in
 //! `X-Plane-Signature` (no `sha256=` prefix, no timestamp). The payload is a hint only:
 //! the daemon re-reads the named work item from Plane, so a replayed delivery costs at
-//! most one extra API call.
+//! most one extra API call (and the server answers a repeated `X-Plane-Delivery` without
+//! any). Ids go into Plane URLs, so they must be UUIDs: a signed payload naming
+//! `../../users/me` is refused, not followed.
 
 use hmac::{Hmac, Mac};
 use miniserde::json::{self, Value};
@@ -92,6 +94,27 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Whether `s` is a UUID in its canonical text form (8-4-4-4-12 hex digits, any case), as
+/// Plane's ids are. Only such ids are put into request paths.
+pub fn is_uuid(s: &str) -> bool {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == GROUPS.len()
+        && parts
+            .iter()
+            .zip(GROUPS)
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `id` if it is a UUID, else a refusal naming `what`.
+fn uuid(id: String, what: &str) -> Result<String, PayloadError> {
+    if is_uuid(&id) {
+        Ok(id)
+    } else {
+        Err(PayloadError(format!("{what} is not a UUID")))
+    }
+}
+
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     match v {
         Value::Object(o) => o.get(key),
@@ -125,6 +148,7 @@ pub fn parse(body: &str) -> Result<WebhookEvent, PayloadError> {
             let project = id_of(data_field("project"))
                 .or_else(|| id_of(data_field("project_id")))
                 .ok_or_else(|| PayloadError("work item event without data.project".into()))?;
+            let (id, project) = (uuid(id, "data.id")?, uuid(project, "data.project")?);
             let actor = field(&v, "activity")
                 .and_then(|a| field(a, "actor"))
                 .and_then(|a| id_of(Some(a)));
@@ -136,8 +160,11 @@ pub fn parse(body: &str) -> Result<WebhookEvent, PayloadError> {
             })
         }
         "project" => Ok(WebhookEvent::Project {
-            id: id_of(data_field("id"))
-                .ok_or_else(|| PayloadError("project event without data.id".into()))?,
+            id: uuid(
+                id_of(data_field("id"))
+                    .ok_or_else(|| PayloadError("project event without data.id".into()))?,
+                "data.id",
+            )?,
             action,
         }),
         _ => Ok(WebhookEvent::Ignored { event }),
@@ -171,34 +198,65 @@ mod tests {
         }
     }
 
+    const P1: &str = "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d";
+    const I1: &str = "6f1c2a3b-0d4e-4f5a-8b6c-7d8e9fa0b1c2";
+
+    #[test]
+    fn ids_must_be_uuids_before_they_reach_a_url() {
+        assert!(is_uuid(P1) && is_uuid(&P1.to_uppercase()));
+        for bad in [
+            "",
+            "../../users/me",
+            "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3",
+            "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3dd",
+            "0a1b2c3d4e5f-4a6b-9c7d-8e9f0a1b2c3d",
+            "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3g",
+            "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3/",
+        ] {
+            assert!(!is_uuid(bad), "{bad}");
+        }
+        let traversal = format!(
+            r#"{{"event":"issue","action":"updated","data":{{"id":"../../users/me","project":"{P1}"}}}}"#
+        );
+        assert_eq!(
+            parse(&traversal),
+            Err(PayloadError("data.id is not a UUID".into()))
+        );
+        let project = format!(
+            r#"{{"event":"issue","action":"updated","data":{{"id":"{I1}","project":"x/../y"}}}}"#
+        );
+        assert!(parse(&project).is_err());
+        assert!(parse(r#"{"event":"project","action":"deleted","data":{"id":"."}}"#).is_err());
+    }
+
     #[test]
     fn ce_and_v2_payloads() {
         let ce = r#"{"event":"issue","action":"updated","webhook_id":"w","workspace_id":"ws",
-            "data":{"id":"i1","project":"p1","name":"x","state":{"id":"s"}},
+            "data":{"id":"6f1c2a3b-0d4e-4f5a-8b6c-7d8e9fa0b1c2","project":"0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d","name":"x","state":{"id":"s"}},
             "activity":{"field":"name","new_value":"x","old_value":"y","actor":{"id":"u1"}}}"#;
         assert_eq!(
             parse(ce).unwrap(),
             WebhookEvent::WorkItem {
-                project: "p1".into(),
-                id: "i1".into(),
+                project: P1.into(),
+                id: I1.into(),
                 action: "updated".into(),
                 actor: Some("u1".into())
             }
         );
-        let v2 = r#"{"event":"workitem.deleted","delivery_id":"d","data":{"id":"i2","project_id":"p2"}}"#;
+        let v2 = r#"{"event":"workitem.deleted","delivery_id":"d","data":{"id":"6F1C2A3B-0D4E-4F5A-8B6C-7D8E9FA0B1C3","project_id":"0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3e"}}"#;
         assert_eq!(
             parse(v2).unwrap(),
             WebhookEvent::WorkItem {
-                project: "p2".into(),
-                id: "i2".into(),
+                project: "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3e".into(),
+                id: "6F1C2A3B-0D4E-4F5A-8B6C-7D8E9FA0B1C3".into(),
                 action: "deleted".into(),
                 actor: None
             }
         );
         assert_eq!(
-            parse(r#"{"event":"project","action":"updated","data":{"id":"p9"}}"#).unwrap(),
+            parse(r#"{"event":"project","action":"updated","data":{"id":"0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d"}}"#).unwrap(),
             WebhookEvent::Project {
-                id: "p9".into(),
+                id: P1.into(),
                 action: "updated".into()
             }
         );

@@ -27,6 +27,9 @@ use plan::Action;
 pub struct Summary {
     /// Projects looked at.
     pub projects: usize,
+    /// Projects that failed and got nothing done (the service counts a cycle in which
+    /// every project failed as a failed cycle).
+    pub projects_failed: usize,
     /// Objects created.
     pub created: usize,
     /// Objects updated.
@@ -56,6 +59,25 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Objects dealt with in any way, for telling "failed" from "partly failed".
+    fn done(&self) -> usize {
+        self.created
+            + self.updated
+            + self.deleted
+            + self.unchanged
+            + self.skipped
+            + self.plane_updated
+            + self.plane_created
+    }
+
+    /// Counts the project begun at `before` as failed when it added errors and did
+    /// nothing else.
+    fn judge_project(&mut self, before: (usize, usize)) {
+        if self.errors.len() > before.0 && self.done() == before.1 {
+            self.projects_failed += 1;
+        }
+    }
+
     /// Records (and logs) a failure that did not stop the run.
     pub fn error(&mut self, message: impl Into<String>) {
         let m = message.into();
@@ -124,6 +146,8 @@ impl Options<'_> {
     }
 }
 
+/// The mapping, with SYNC_ASSIGNEES e-mails resolved through the members list the client
+/// cached (fetched again only with the project list, see [`sync_once`]).
 fn mapping_for(config: &Config, plane: &mut PlaneClient) -> Result<Mapping, PlaneError> {
     let mut mapping = Mapping::from_config(config);
     if mapping.assignees.iter().any(|a| a.contains('@')) {
@@ -199,7 +223,7 @@ pub fn event_zone(config: &Config) -> Zone {
 
 /// SYNC_ASSIGNEES may name users by e-mail; work items reliably carry only user ids.
 fn resolve_emails(plane: &mut PlaneClient, wanted: &[String]) -> Result<Vec<String>, PlaneError> {
-    let members = plane.members()?;
+    let members = plane.members_cached()?;
     let mut ids = Vec::new();
     for w in wanted {
         if !w.contains('@') {
@@ -262,12 +286,13 @@ pub fn sync_once(
     journal: &mut Journal,
     opts: &Options<'_>,
 ) -> Result<Summary, SyncError> {
-    let mapping = mapping_for(config, plane)?;
     let zone = event_zone(config);
     let mut summary = Summary::default();
     let mut projects = match cached_projects(config, journal, opts) {
         Some(cached) => cached,
         None => {
+            // Members change as rarely as projects: re-read them with the list.
+            plane.forget_members();
             let all = plane.projects()?;
             if !opts.dry_run {
                 forget_vanished_projects(journal, &all)?;
@@ -275,6 +300,7 @@ pub fn sync_once(
             select_projects(all, &config.plane_projects)
         }
     };
+    let mapping = mapping_for(config, plane)?;
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
         projects.retain(|p| p.id == only);
@@ -291,6 +317,7 @@ pub fn sync_once(
             break;
         }
         summary.projects += 1;
+        let before = (summary.errors.len(), summary.done());
         let full = opts.full || full_listing_due(config, journal, &project.id);
         log::info!(
             "[{}/{}] {} ({}): reading {} work items",
@@ -311,6 +338,7 @@ pub fn sync_once(
             opts,
             &mut summary,
         ) else {
+            summary.judge_project(before);
             continue;
         };
         let known = journal.state().calendars.get(&project.id).cloned();
@@ -346,6 +374,7 @@ pub fn sync_once(
             now,
         };
         project::sync_project(dav, plane, journal, &step, &mut summary)?;
+        summary.judge_project(before);
     }
     if !opts.dry_run {
         journal.compact_if_needed()?;
