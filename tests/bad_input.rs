@@ -21,9 +21,7 @@ fn last_line(r: &Run) -> String {
 
 #[test]
 fn wrong_credentials_give_one_line_errors_without_secrets() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale, &[3]);
     s.env
         .push(("PLANE_API_TOKEN".into(), "plane_api_wrongtoken123".into()));
@@ -74,9 +72,7 @@ fn wrong_credentials_give_one_line_errors_without_secrets() {
 
 #[test]
 fn wrong_digest_password_is_reported() {
-    let Some(sabre) = server("SabreDAV (Digest)", "SABRE") else {
-        return;
-    };
+    let sabre = server("SabreDAV (Digest)", "SABRE");
     let s = Setup::new(
         Server {
             password: "wrong-digest-pw".into(),
@@ -96,9 +92,7 @@ fn wrong_digest_password_is_reported() {
 
 #[test]
 fn plane_failures_lose_nothing_and_other_projects_continue() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale, &[15, 15, 15]);
     s.env.push(("HTTP_TIMEOUT_SECONDS".into(), "1".into()));
     s.sync().assert_ok();
@@ -148,9 +142,7 @@ fn plane_failures_lose_nothing_and_other_projects_continue() {
 
 #[test]
 fn plane_rate_limit_is_honoured() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[5, 5, 5]);
     s.fake.with_world(|w| {
         w.rate_limit = 2;
@@ -168,9 +160,7 @@ fn plane_rate_limit_is_honoured() {
 
 #[test]
 fn a_malformed_work_item_is_skipped_without_deleting_its_event() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[10]);
     s.sync().assert_ok();
     let before = total_objects(&s);
@@ -193,9 +183,7 @@ fn a_malformed_work_item_is_skipped_without_deleting_its_event() {
 
 #[test]
 fn caldav_garbage_and_failures_lose_nothing() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let proxy = Proxy::start(&radicale.url);
     let mut s = Setup::new(
         Server {
@@ -305,9 +293,7 @@ fn caldav_garbage_and_failures_lose_nothing() {
 /// without CALDAV_CA_FILE, trusted with it. There is no "insecure" switch.
 #[test]
 fn tls_with_a_private_ca() {
-    let Some(tls) = server("Radicale over HTTPS", "RADICALE_TLS") else {
-        return;
-    };
+    let tls = server("Radicale over HTTPS", "RADICALE_TLS");
     let ca = common::var("RADICALE_TLS_CA").expect("RADICALE_TLS_CA");
     let mut s = Setup::new(tls, &[5]);
     let r = s.run(&["test-caldav"]);
@@ -638,7 +624,7 @@ const CYRUS_ROOT: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<d:multist
 /// without one, `test-caldav` fails with a hint instead of reporting OK.
 #[test]
 fn an_unauthenticated_root_is_not_taken_for_the_home() {
-    let radicale = server("Radicale", "RADICALE").expect("RADICALE_URL (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let proxy = Hostile::start(&radicale.url);
     proxy.add(
         "PROPFIND",
@@ -705,7 +691,7 @@ fn an_unauthenticated_root_is_not_taken_for_the_home() {
 /// a DELETE whose ETag the server never listed still goes out with If-Match.
 #[test]
 fn a_lost_mkcalendar_answer_and_deletes_without_listed_etags() {
-    let radicale = server("Radicale", "RADICALE").expect("RADICALE_URL (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let proxy = Hostile::start(&radicale.url);
     proxy.add("MKCALENDAR", "/", false, Act::Drop, 1);
     let s = Setup::new(
@@ -793,7 +779,7 @@ fn a_lost_mkcalendar_answer_and_deletes_without_listed_etags() {
 /// items of the project sync, and the object is repaired once it reads cleanly.
 #[test]
 fn one_invalid_utf8_object_does_not_fail_the_project() {
-    let radicale = server("Radicale", "RADICALE").expect("RADICALE_URL (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let proxy = Hostile::start(&radicale.url);
     let s = Setup::new(
         Server {
@@ -881,7 +867,7 @@ fn one_invalid_utf8_object_does_not_fail_the_project() {
 /// what they concern, with a clear error; the other projects sync.
 #[test]
 fn huge_and_attribute_bombed_answers_cost_only_their_own_part() {
-    let radicale = server("Radicale", "RADICALE").expect("RADICALE_URL (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let proxy = Hostile::start(&radicale.url);
     let s = Setup::new(
         Server {

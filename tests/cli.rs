@@ -87,9 +87,7 @@ fn config_masks_secrets_and_env_file_works() {
 
 #[test]
 fn dry_run_writes_nothing() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[6]);
     let r = s.run(&["sync", "--dry-run"]);
     r.assert_ok();
@@ -141,9 +139,7 @@ fn dry_run_writes_nothing() {
 
 #[test]
 fn inspection_commands_and_create_event() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[5]);
     let r = s.run(&["test-plane"]);
     r.assert_ok();
@@ -193,9 +189,7 @@ fn inspection_commands_and_create_event() {
 
 #[test]
 fn todo_mode_writes_vtodos() {
-    let Some(xandikos) = server("Xandikos", "XANDIKOS") else {
-        return;
-    };
+    let xandikos = server("Xandikos", "XANDIKOS");
     let mut s = Setup::new(xandikos, &[20]);
     s.env.push(("ITEM_KIND".into(), "vtodo".into()));
     s.env.push(("DATE_MODE".into(), "span".into()));
@@ -245,9 +239,7 @@ fn todo_mode_writes_vtodos() {
 
 #[test]
 fn filters_by_assignee_email_label_and_state_group() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale, &[40]);
     let world = s.fake.world();
     let p = &world.projects[0];
@@ -318,7 +310,7 @@ fn offline_vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
 /// records the paths.
 #[test]
 fn caldav_url_path_is_kept_exactly() {
-    let radicale = server("Radicale", "RADICALE").expect("Radicale (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let proxy = common::proxy::Proxy::start(&radicale.url);
     let home = format!("{}{}/", proxy.url(), radicale.user);
     let vars = offline_vars(&[
@@ -628,7 +620,7 @@ fn dated_item(s: &Setup) -> (String, String) {
 /// one, and leaves every byte, mtime and mode as it was.
 #[test]
 fn dry_run_takes_no_lock_and_touches_no_file() {
-    let radicale = server("Radicale", "RADICALE").expect("Radicale (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale, &[6]);
     s.env.push(("COMPLETED_ITEMS".into(), "keep".into()));
     // Only `run` logs to LOG_FILE: a dry run must not create it either.
@@ -700,7 +692,7 @@ fn dry_run_takes_no_lock_and_touches_no_file() {
 /// escape sequences from the calendar to the terminal.
 #[test]
 fn control_characters_are_stripped_and_escaped() {
-    let radicale = server("Radicale", "RADICALE").expect("Radicale (run tests/run.sh)");
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale.clone(), &[4]);
     s.env.push(("COMPLETED_ITEMS".into(), "keep".into()));
     let (victim, key) = dated_item(&s);

@@ -205,9 +205,7 @@ fn plane_reads(s: &Setup, item: &str) -> (usize, usize) {
 
 #[test]
 fn a_signed_webhook_syncs_just_that_item_and_bursts_coalesce() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[30, 10]);
     let d = start(&s, &[]);
     let item = dated_item(&s);
@@ -267,9 +265,7 @@ fn a_signed_webhook_syncs_just_that_item_and_bursts_coalesce() {
 /// change of the same item in Plane and its webhook. Both changes must survive.
 #[test]
 fn a_webhook_merges_a_pending_calendar_edit() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale.clone(), &[30]);
     let d = start(&s, &[]);
     let item = dated_item(&s);
@@ -326,9 +322,7 @@ fn a_webhook_merges_a_pending_calendar_edit() {
 
 #[test]
 fn bad_requests_are_refused_and_the_service_keeps_working() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[8]);
     let d = start(&s, &[]);
     let hook = format!("{}/webhooks/plane", d.url);
@@ -421,9 +415,7 @@ fn sub<'a>(v: &'a Value, k: &str) -> &'a Value {
 
 #[test]
 fn health_endpoints_have_the_seed_shape_and_metrics_parse_as_prometheus() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[6]);
     let log_file = s.state.with_extension("service.log");
     let d = start(&s, &[("LOG_FILE", log_file.to_str().unwrap())]);
@@ -569,9 +561,7 @@ fn health_endpoints_have_the_seed_shape_and_metrics_parse_as_prometheus() {
 
 #[test]
 fn sigterm_mid_cycle_leaves_a_consistent_journal() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[400]);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_calplanebot"))
@@ -631,9 +621,7 @@ fn sigterm_mid_cycle_leaves_a_consistent_journal() {
 
 #[test]
 fn enable_sync_false_serves_http_only() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[4]);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_calplanebot"))
@@ -663,9 +651,7 @@ fn enable_sync_false_serves_http_only() {
 
 #[test]
 fn a_failing_cycle_does_not_end_the_service() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let mut s = Setup::new(radicale, &[4]);
     s.env
         .push(("PLANE_API_TOKEN".into(), "plane_api_revoked".into()));
@@ -719,9 +705,7 @@ fn wait_for_log(d: &Daemon, needle: &str) {
 /// limited to 256 descriptors: it lives, answers /health, and keeps syncing.
 #[test]
 fn idle_connections_beyond_the_fd_limit_do_not_stop_the_service() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[8]);
     let mut d = start_limited(&s, &[], Some(256));
     let addr = d.url.trim_start_matches("http://").to_string();
@@ -750,9 +734,7 @@ fn idle_connections_beyond_the_fd_limit_do_not_stop_the_service() {
 #[test]
 fn a_stalled_request_holds_only_its_own_connection() {
     use std::io::{Read, Write};
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[8]);
     let d = start(&s, &[]);
     let addr = d.url.trim_start_matches("http://").to_string();
@@ -799,9 +781,7 @@ fn a_stalled_request_holds_only_its_own_connection() {
 /// no answer without it carries the CalDAV user name or the state directory.
 #[test]
 fn api_token_guards_details_and_public_answers_hold_no_names_or_paths() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     assert!(!radicale.user.is_empty(), "Radicale runs with a login");
     let mut s = Setup::new(radicale.clone(), &[4]);
     s.env
@@ -869,9 +849,7 @@ fn api_token_guards_details_and_public_answers_hold_no_names_or_paths() {
 /// webhook's successful one-item sync does not end the failure streak.
 #[test]
 fn every_project_failing_is_a_failure_and_a_webhook_does_not_reset_the_streak() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[6, 6]);
     s.fake.with_world(|w| {
         for _ in 0..2 {
@@ -917,9 +895,7 @@ fn every_project_failing_is_a_failure_and_a_webhook_does_not_reset_the_streak() 
 /// `X-Plane-Delivery` is answered without work.
 #[test]
 fn webhook_ids_are_uuids_and_replayed_deliveries_do_nothing() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[6]);
     let d = start(&s, &[]);
     let item = dated_item(&s);
@@ -962,9 +938,7 @@ fn webhook_ids_are_uuids_and_replayed_deliveries_do_nothing() {
 /// request, and SYNC_ASSIGNEES e-mails are resolved once, not on every webhook.
 #[test]
 fn webhooks_about_other_projects_and_assignee_emails_cost_no_plane_requests() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[6, 6]);
     let w = s.fake.world();
     let email = w.members[0].email.clone();
@@ -1009,9 +983,7 @@ fn webhooks_about_other_projects_and_assignee_emails_cost_no_plane_requests() {
 /// Issue 9 item 21: a rate-limit wait (Retry-After up to 90 s) ends on SIGTERM.
 #[test]
 fn sigterm_ends_a_rate_limit_wait() {
-    let Some(radicale) = server("Radicale", "RADICALE") else {
-        return;
-    };
+    let radicale = server("Radicale", "RADICALE");
     let s = Setup::new(radicale, &[4]);
     let mut d = start(&s, &[]);
     s.fake.with_world(|w| {
