@@ -28,9 +28,11 @@ impl Resp {
     }
 }
 
+/// Like calplanebot's agent, it follows no redirects: the tests see Plane's 301s.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into()
@@ -170,10 +172,10 @@ fn auth_missing_wrong_and_routing_errors() {
 
     // A slug the token may not access: 403, as real Plane answers (not 404).
     assert_eq!(get(&fp, "workspaces/nope/projects/").status, 403);
-    // No trailing slash: not routed, Django's HTML 404.
+    // No trailing slash: Django's APPEND_SLASH redirect (see routing test below).
     let r = get(&fp, "users/me");
-    assert_eq!(r.status, 404);
-    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/api/v1/users/me/"));
     assert_eq!(get(&fp, "workspaces/acme/unknown/").status, 404);
 
     let members = get(&fp, "workspaces/acme/members/").json();
@@ -384,6 +386,348 @@ fn hidden_and_deleted_items_are_404_and_unlisted() {
     let c = p.visible_items()[2].id.clone();
     fp.with_world(|w| w.archive(&c));
     assert_eq!(get(&fp, &format!("{path}{c}/")).status, 404);
+}
+
+/// Sends `body` with exactly the given Content-Type (none when `None`).
+fn send_raw(fp: &FakePlane, method: &str, path: &str, ctype: Option<&str>, body: &str) -> Resp {
+    let key = fp.with_world(|w| w.api_key.clone());
+    let url = format!("{}{}", fp.api_url(), path);
+    let mut rq = match method {
+        "POST" => agent().post(&url),
+        "PATCH" => agent().patch(&url),
+        m => panic!("method {m}"),
+    }
+    .header("X-API-Key", &key);
+    if let Some(ct) = ctype {
+        rq = rq.header("Content-Type", ct);
+    }
+    collect(rq.send(body)).expect("transport error")
+}
+
+// The tests below pin what `tests/plane_conformance.py` found against real Plane CE 1.3.1.
+
+#[test]
+fn routing_redirects_a_missing_slash_and_404s_unrouted_paths_as_json() {
+    let fp = one_project(3);
+    let path = items_path(&fp, "WEB");
+    let id = fp.world().project("WEB").visible_items()[0].id.clone();
+    // Django's CommonMiddleware answers before authentication, for every method, and
+    // keeps the query string.
+    let r = try_get(
+        &fp,
+        &format!("{}?per_page=2", path.trim_end_matches('/')),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(r.body, "");
+    let want = format!("/api/v1/{path}?per_page=2");
+    assert_eq!(r.header("location"), Some(want.as_str()));
+    let r = send(&fp, "PATCH", &format!("{path}{id}"), r#"{"name":"x"}"#);
+    assert_eq!(r.status, 301);
+    assert_ne!(fp.world().item(&id).unwrap().name, "x", "not applied");
+    // Unrouted paths, ids that are not UUIDs included: Plane's JSON 404, no auth needed.
+    for unrouted in [
+        "workspaces/acme/unknown/".to_string(),
+        format!("{path}not-a-uuid/"),
+        format!("{path}{}/", id.to_uppercase()),
+        "workspaces/acme/projects/WEB/work-items/".to_string(),
+        "users/me/extra".to_string(),
+    ] {
+        let r = try_get(&fp, &unrouted, None).unwrap();
+        assert_eq!(r.status, 404, "{unrouted}");
+        assert_eq!(r.body, r#"{"error": "Page not found."}"#, "{unrouted}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    // A routed id that does not exist is the view's 404, counted by the throttle.
+    let r = get(&fp, &format!("{path}{}/", fp.with_world(|w| w.new_uuid())));
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        str_of(&r.json(), "error"),
+        "The requested resource does not exist."
+    );
+    assert!(r.header("x-ratelimit-remaining").is_some());
+}
+
+#[test]
+fn unknown_project_is_403_for_items_and_states_but_lists_nothing_elsewhere() {
+    let fp = one_project(3);
+    let ghost = fp.with_world(|w| w.new_uuid());
+    let item = fp.world().project("WEB").visible_items()[0].id.clone();
+    let base = format!("workspaces/acme/projects/{ghost}/");
+    for denied in [
+        format!("{base}work-items/"),
+        format!("{base}issues/"),
+        format!("{base}work-items/{item}/"),
+        format!("{base}states/"),
+        "workspaces/acme/work-items/NOPE-1/".to_string(),
+    ] {
+        let r = get(&fp, &denied);
+        assert_eq!(r.status, 403, "{denied}");
+        assert_eq!(
+            str_of(&r.json(), "detail"),
+            "You do not have permission to perform this action."
+        );
+        // Permission classes run before the throttle.
+        assert_eq!(r.header("x-ratelimit-remaining"), None, "{denied}");
+    }
+    let r = send(
+        &fp,
+        "POST",
+        &format!("{base}work-items/"),
+        r#"{"name":"x"}"#,
+    );
+    assert_eq!(r.status, 403);
+    let labels = get(&fp, &format!("{base}labels/"));
+    assert_eq!(labels.status, 200);
+    assert_eq!(num_of(&labels.json(), "total_count"), 0);
+    assert_eq!(get(&fp, &format!("{base}members/")).body, "[]");
+    let r = get(&fp, &base);
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        str_of(&r.json(), "error"),
+        "The requested resource does not exist."
+    );
+    // A project the token owner is not a member of is refused the same way.
+    let me = fp.world().me.id;
+    fp.with_world(|w| w.projects[0].member_ids.retain(|m| *m != me));
+    assert_eq!(get(&fp, &items_path(&fp, "WEB")).status, 403);
+}
+
+#[test]
+fn archived_project_is_listed_with_empty_lists_but_its_items_still_take_writes() {
+    let fp = FakePlane::start(World::generate(&[3, 2], 7));
+    let (pid, item, seq) = fp.with_world(|w| {
+        let it = w.projects[0].visible_items()[0].clone();
+        w.projects[0].archived_at = Some(w.now());
+        (w.projects[0].id.clone(), it.id, it.sequence_id)
+    });
+    let base = format!("workspaces/acme/projects/{pid}/");
+    let projects = get(&fp, "workspaces/acme/projects/").json();
+    let listed = arr(field(&projects, "results"));
+    assert_eq!(listed.len(), 2, "archived projects are still listed");
+    assert!(matches!(field(&listed[0], "archived_at"), Value::String(_)));
+    assert_eq!(get(&fp, &base).status, 200);
+    for empty in ["work-items/", "states/", "labels/"] {
+        let page = get(&fp, &format!("{base}{empty}")).json();
+        assert_eq!(num_of(&page, "total_count"), 0, "{empty}");
+    }
+    assert_eq!(get(&fp, &format!("{base}work-items/{item}/")).status, 404);
+    let key = format!("workspaces/acme/work-items/WEB-{seq}/");
+    assert_eq!(get(&fp, &key).status, 404);
+    assert!(arr(&get(&fp, &format!("{base}members/")).json()).len() > 1);
+    let r = send(
+        &fp,
+        "PATCH",
+        &format!("{base}work-items/{item}/"),
+        r#"{"priority":"high"}"#,
+    );
+    assert_eq!(r.status, 200);
+    let r = send(
+        &fp,
+        "POST",
+        &format!("{base}work-items/"),
+        r#"{"name":"late"}"#,
+    );
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn archived_and_draft_items_vanish_but_can_be_patched_back() {
+    let fp = one_project(3);
+    let path = items_path(&fp, "WEB");
+    let r = send(
+        &fp,
+        "POST",
+        &path,
+        r#"{"name":"Probe","external_id":"e-1","external_source":"cal"}"#,
+    );
+    let id = str_of(&r.json(), "id").to_string();
+    let one = format!("{path}{id}/");
+    let listed = |fp: &FakePlane| {
+        let page = get(fp, &format!("{path}?fields=id")).json();
+        arr(field(&page, "results"))
+            .iter()
+            .any(|r| str_of(r, "id") == id)
+    };
+    let by_ext = format!("{path}?external_id=e-1&external_source=cal");
+    for (hide, show) in [
+        (r#"{"archived_at":"2026-05-01"}"#, r#"{"archived_at":null}"#),
+        (r#"{"is_draft":true}"#, r#"{"is_draft":false}"#),
+    ] {
+        assert_eq!(send(&fp, "PATCH", &one, hide).status, 200, "{hide}");
+        assert_eq!(get(&fp, &one).status, 404, "{hide}");
+        assert!(!listed(&fp), "{hide}");
+        // Plane's external-id lookup and PATCH use `Issue.objects`: hidden items are found.
+        assert_eq!(str_of(&get(&fp, &by_ext).json(), "id"), id, "{hide}");
+        assert_eq!(
+            send(&fp, "PATCH", &one, r#"{"priority":"low"}"#).status,
+            200
+        );
+        assert_eq!(send(&fp, "PATCH", &one, show).status, 200, "{show}");
+        assert!(listed(&fp), "{show}");
+    }
+    let r = send(
+        &fp,
+        "PATCH",
+        &one,
+        r#"{"archived_at":"2026-05-01T10:00:00Z"}"#,
+    );
+    assert_eq!(r.status, 400);
+    let r = send(&fp, "PATCH", &one, r#"{"is_draft":"maybe"}"#);
+    assert_eq!(r.body, r#"{"is_draft":["Must be a valid boolean."]}"#);
+    assert_eq!(delete(&fp, &one).status, 204);
+    assert_eq!(get(&fp, &by_ext).status, 404, "deleted items are not found");
+}
+
+#[test]
+fn pagination_edge_cases_follow_ce_1_3_1() {
+    let fp = one_project(6);
+    let path = items_path(&fp, "WEB");
+    let order: Vec<String> = arr(field(
+        &get(&fp, &format!("{path}?fields=id")).json(),
+        "results",
+    ))
+    .iter()
+    .map(|r| str_of(r, "id").to_string())
+    .collect();
+    let ids = |q: &str| -> Vec<String> {
+        let page = get(&fp, &format!("{path}?fields=id&{q}")).json();
+        arr(field(&page, "results"))
+            .iter()
+            .map(|r| str_of(r, "id").to_string())
+            .collect()
+    };
+    // The page is positioned by per_page, not by the cursor's own value.
+    assert_eq!(ids("per_page=2&cursor=1:2:0"), order[4..6]);
+    assert_eq!(ids("per_page=2&cursor=2.0:1:0"), order[2..4]);
+    assert_eq!(ids("per_page=2&cursor=2:1:1"), order[2..4]);
+    for (q, status) in [
+        ("per_page=0", 500),
+        ("per_page=-1", 500),
+        // A "previous" cursor made for another page size: Django's negative slice.
+        ("per_page=2&cursor=1:1:1", 500),
+        ("per_page=2&cursor=2:-1:0", 400),
+        ("cursor=a:b", 400),
+    ] {
+        assert_eq!(get(&fp, &format!("{path}?{q}")).status, status, "{q}");
+    }
+    let r = get(&fp, &format!("{path}?cursor=2:-1:0"));
+    assert_eq!(r.body, r#"{"detail":"Error in parsing"}"#);
+    let page = get(&fp, &format!("{path}?per_page=2&cursor=2:2:0")).json();
+    assert!(!bool_of(&page, "next_page_results"));
+    assert_eq!(str_of(&page, "next_cursor"), "2:3:0", "always present");
+}
+
+#[test]
+fn foreign_ids_are_dropped_and_unknown_ids_are_400_by_index() {
+    let fp = FakePlane::start(World::generate(&[3, 2], 7));
+    let path = items_path(&fp, "WEB");
+    let (id, own, other, other_state, stranger) = fp.with_world(|w| {
+        let id = w.project("WEB").visible_items()[0].id.clone();
+        let own = w.project("WEB").labels[0].id.clone();
+        let other = w.project("OPS").labels[0].id.clone();
+        let other_state = w.project("OPS").states[1].id.clone();
+        let stranger = w.colleague().id.clone();
+        w.projects[0].member_ids.retain(|m| *m != stranger);
+        (id, own, other, other_state, stranger)
+    });
+    let one = format!("{path}{id}/");
+    let body = format!(r#"{{"labels":["{own}","{other}"],"assignees":["{stranger}"]}}"#);
+    let r = send(&fp, "PATCH", &one, &body);
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(
+        arr(field(&v, "labels")).len(),
+        1,
+        "another project's label is dropped"
+    );
+    assert!(
+        arr(field(&v, "assignees")).is_empty(),
+        "a non-member is dropped"
+    );
+    let ghost = fp.with_world(|w| w.new_uuid());
+    let r = send(
+        &fp,
+        "PATCH",
+        &one,
+        &format!(r#"{{"labels":["{own}","{ghost}"]}}"#),
+    );
+    assert_eq!(
+        r.body,
+        format!(r#"{{"labels":{{"1":["Invalid pk \"{ghost}\" - object does not exist."]}}}}"#)
+    );
+    let r = send(&fp, "PATCH", &one, r#"{"labels":[true]}"#);
+    assert!(r.body.contains("received bool"), "{}", r.body);
+    let r = send(&fp, "PATCH", &one, &format!(r#"{{"state":"{ghost}"}}"#));
+    assert_eq!(
+        r.body,
+        format!(r#"{{"state":["Invalid pk \"{ghost}\" - object does not exist."]}}"#)
+    );
+    let r = send(
+        &fp,
+        "PATCH",
+        &one,
+        &format!(r#"{{"state":"{other_state}"}}"#),
+    );
+    assert_eq!(
+        r.body,
+        r#"{"non_field_errors":["State is not valid please pass a valid state_id"]}"#
+    );
+}
+
+#[test]
+fn a_body_without_a_json_content_type_is_415_unless_empty() {
+    let fp = one_project(2);
+    let path = items_path(&fp, "WEB");
+    let one = format!("{path}{}/", fp.world().project("WEB").visible_items()[0].id);
+    let r = send_raw(&fp, "PATCH", &one, None, r#"{"name":"x"}"#);
+    assert_eq!(r.status, 415);
+    assert_eq!(
+        str_of(&r.json(), "detail"),
+        r#"Unsupported media type "" in request."#
+    );
+    assert_eq!(
+        send_raw(&fp, "PATCH", &one, Some("text/plain"), "{}").status,
+        415
+    );
+    assert_eq!(send_raw(&fp, "PATCH", &one, None, "").status, 200);
+    assert_eq!(
+        send_raw(&fp, "PATCH", &one, Some("text/plain"), "").status,
+        200
+    );
+    let r = send_raw(&fp, "POST", &path, Some("application/json"), "");
+    assert_eq!(r.body, r#"{"name":["This field is required."]}"#);
+}
+
+#[test]
+fn answers_carry_the_key_sets_of_ce_1_3_1() {
+    let fp = one_project(2);
+    let me = get(&fp, "users/me/").json();
+    let mut want = [
+        "avatar",
+        "avatar_url",
+        "display_name",
+        "email",
+        "first_name",
+        "id",
+        "last_name",
+    ];
+    want.sort();
+    assert_eq!(keys(&me), want);
+    let pid = fp.world().project("WEB").id.clone();
+    let detail = get(&fp, &format!("workspaces/acme/projects/{pid}/")).json();
+    let listed = get(&fp, "workspaces/acme/projects/").json();
+    let listed = &arr(field(&listed, "results"))[0];
+    assert_eq!(keys(&detail).len(), 43);
+    assert!(!keys(&detail).contains(&"sort_order".to_string()));
+    assert!(keys(listed).contains(&"sort_order".to_string()));
+    let item = get(&fp, &format!("{}?per_page=1", items_path(&fp, "WEB"))).json();
+    let item = &arr(field(&item, "results"))[0];
+    assert_eq!(keys(item).len(), 29);
+    for k in ["type", "point", "description_binary"] {
+        assert!(matches!(field(item, k), Value::Null), "{k}");
+    }
 }
 
 #[test]

@@ -15,8 +15,6 @@
 //! [`World::bump_after_write`] turns it off.
 //!
 //! Deliberate choices where real Plane is unknown or awkward:
-//! - A path without its trailing `/` is a 404 (Django would redirect GETs): clients must
-//!   always send the slash, as the spec says.
 //! - Unknown workspace slug → 403 "You do not have permission to perform this action."
 //!   (real Plane CE 1.3.1, verified: its workspace permission check runs before the view),
 //!   before throttling, as DRF checks permissions first.
@@ -25,8 +23,44 @@
 //!   start after target. Newer Plane (makeplane/plane commit 14c2d77,
 //!   `tests/unit/serializers/test_issue_date_validation.py`) also checks a one-date PATCH
 //!   against the other stored date; [`World::check_dates_against_item`] models that.
-//! - Unknown `order_by` field → 500, as Django's FieldError would give.
-//! - Request bodies must be `application/json` (else 415, like DRF).
+//! - Items with equal sort keys are ordered by `sequence_id` (Postgres leaves ties in no
+//!   particular order), so tests are deterministic.
+//! - A JSON syntax error is `{"detail":"JSON parse error"}`: Plane appends Python's own
+//!   parser message, which is not worth imitating.
+//! - Only the work-item, state, label and member routes calplanebot uses exist; POST or
+//!   PATCH on states, labels and projects (routed in Plane) are 405 here.
+//!
+//! Checked against a real Plane CE 1.3.1 (`tests/plane_conformance.py`, which sends ~100
+//! requests to both and compares status, error bodies, key sets, page envelopes and
+//! rate-limit headers). What the fake does because Plane was seen doing it:
+//! - Routing happens before authentication: a path without its trailing `/` is a 301 to
+//!   the same path with the slash (query kept, any method, empty body; calplanebot follows
+//!   no redirects, so a forgotten slash fails loudly); an unrouted path, or a project or
+//!   item id that is not a lower-case UUID, is `{"error": "Page not found."}` (JSON, 404).
+//! - Permission classes run after authentication and before the throttle: work items and
+//!   states of a project the token owner is not a member of (unknown or deleted project)
+//!   are 403 "You do not have permission to perform this action." without
+//!   `X-RateLimit-*`, not 404; its labels and members list nothing (200); the project
+//!   detail is 404 "The requested resource does not exist.".
+//! - An archived project is still listed (with `archived_at`); its items, states and labels
+//!   lists are empty, its items are 404 to GET but still take PATCH, POST and DELETE.
+//! - GET of one item sees only visible items; PATCH, DELETE and the external-id lookup
+//!   also find archived, draft and triage items (Plane's `Issue.objects`). `archived_at`
+//!   and `is_draft` can be PATCHed.
+//! - Pagination (`plane/utils/paginator.py`): the page is positioned by `per_page`, not by
+//!   the cursor's value; `per_page` absent → 1000, > 1000 → 400, ≤ 0 → 500; a negative
+//!   offset → 400 `{"detail":"Error in parsing"}`; an `is_prev` cursor whose value is not
+//!   `per_page` → 500; `next_cursor` is always present.
+//! - Unknown `order_by` field → 500, as Django's FieldError gives.
+//! - A non-empty body must be `application/json`, a missing Content-Type included (415
+//!   `Unsupported media type "" in request.`); an empty body is `{}` whatever its type.
+//! - `labels`/`assignees`: an id that exists nowhere is 400 keyed by its index
+//!   (`{"labels":{"0":["Invalid pk …"]}}`); another project's label or a non-member is
+//!   silently dropped. A `state`/`parent` that exists nowhere is a field error, one from
+//!   another project the serializer's `non_field_errors`.
+//! - Answers have CE 1.3.1's key sets: `users/me/` has exactly id, names, email,
+//!   display_name, avatar, avatar_url; items carry `type`, `point`, `description_binary`;
+//!   project details lack the list's `sort_order`.
 //!
 //! The HTTP layer is a small HTTP/1.1 server on `std::net` rather than tiny_http: tiny_http
 //! offers no way to drop a connection without answering, which the `Close` faults need.
@@ -166,8 +200,10 @@ pub struct Project {
     /// Offset used when rendering this project's datetimes, so tests see both `Z` and
     /// `+05:30` style values (real Plane uses the token owner's zone).
     pub utc_offset_minutes: i32,
-    /// Archived projects vanish from the API (404).
-    pub archived: bool,
+    /// Archive time (µs). Like CE 1.3.1, an archived project is still listed and readable
+    /// (with `archived_at` set), but its items, states and labels lists are empty and its
+    /// items answer GET with 404; PATCH, POST and DELETE of its items still work.
+    pub archived_at: Option<i64>,
     /// Workflow states, including one hidden `triage` state.
     pub states: Vec<State>,
     /// Labels.
@@ -181,9 +217,11 @@ pub struct Project {
 }
 
 impl Project {
-    /// Whether the API shows this item (not deleted, archived, draft or in triage).
+    /// Whether the API lists and GETs this item (not deleted, archived, draft or in
+    /// triage, and the project not archived: Plane's `issue_objects` manager).
     pub fn is_visible(&self, item: &WorkItem) -> bool {
-        item.deleted_at.is_none()
+        self.archived_at.is_none()
+            && item.deleted_at.is_none()
             && item.archived_at.is_none()
             && !item.is_draft
             && self.state(&item.state).map(|s| s.group.as_str()) != Some("triage")
@@ -913,7 +951,7 @@ fn generate_project(w: &mut World, index: usize, visible: usize) -> Project {
         name,
         description: format!("Generated project #{}", index + 1),
         utc_offset_minutes: [0, 330, -420][index % 3],
-        archived: false,
+        archived_at: None,
         states,
         labels,
         member_ids: member_ids.clone(),
@@ -1324,6 +1362,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        301 => "Moved Permanently",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
@@ -1451,10 +1490,7 @@ impl Shared {
 /// needs its bytes (truncation).
 fn fault_reply(f: Fault, real: impl FnOnce() -> Response) -> Reply {
     match f {
-        Fault::Status(500) => Reply::Full(error(
-            500,
-            vec![("error", s("Something went wrong please try again later"))],
-        )),
+        Fault::Status(500) => Reply::Full(server_error()),
         Fault::Status(code @ (502..=504)) => {
             let body = format!(
                 "<html>\r\n<head><title>{code} {r}</title></head>\r\n<body>\r\n<center><h1>{code} {r}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
@@ -1501,18 +1537,27 @@ enum Route<'a> {
     ProjectMembers(&'a str, &'a str),
 }
 
+/// Plane's URL conf: project and item ids are `<uuid:…>` (lower-case hex), so any other
+/// segment matches no route (Django's 404, before authentication).
 fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
     let items = |s: &str| s == "work-items" || s == "issues";
-    Some(match segs {
+    Some(match *segs {
         ["users", "me"] => Route::Me,
         ["workspaces", slug, "members"] => Route::Members(slug),
         ["workspaces", slug, "projects"] => Route::Projects(slug),
-        ["workspaces", slug, "projects", pid] => Route::Project(slug, pid),
-        ["workspaces", slug, "projects", pid, w] if items(w) => Route::Items(slug, pid),
-        ["workspaces", slug, "projects", pid, w, id] if items(w) => Route::Item(slug, pid, id),
-        ["workspaces", slug, "projects", pid, "states"] => Route::States(slug, pid),
-        ["workspaces", slug, "projects", pid, "labels"] => Route::Labels(slug, pid),
-        ["workspaces", slug, "projects", pid, "members"] => Route::ProjectMembers(slug, pid),
+        ["workspaces", slug, "projects", pid] if is_uuid(pid) => Route::Project(slug, pid),
+        ["workspaces", slug, "projects", pid, w] if items(w) && is_uuid(pid) => {
+            Route::Items(slug, pid)
+        }
+        ["workspaces", slug, "projects", pid, w, id] if items(w) && is_uuid(pid) && is_uuid(id) => {
+            Route::Item(slug, pid, id)
+        }
+        ["workspaces", slug, "projects", pid, tail] if is_uuid(pid) => match tail {
+            "states" => Route::States(slug, pid),
+            "labels" => Route::Labels(slug, pid),
+            "members" => Route::ProjectMembers(slug, pid),
+            _ => return None,
+        },
         ["workspaces", slug, w, key] if items(w) && key.contains('-') => {
             Route::ItemByKey(slug, key)
         }
@@ -1520,17 +1565,65 @@ fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
     })
 }
 
-fn api(inner: &mut Inner, req: &HttpRequest) -> Response {
+/// Django's `<uuid:…>` converter: 8-4-4-4-12 lower-case hex digits.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// The routed path segments of `/api/v1/…/`, or the answer Django's middleware gives
+/// first: a 301 to the same path with `/` appended when that path is routed
+/// (`APPEND_SLASH`, any method, no authentication needed), else the JSON 404.
+fn routed_segments(req: &HttpRequest) -> Result<Vec<&str>, Response> {
     let rest = req.path.strip_prefix("/api/v1/").unwrap_or("");
-    let Some(rest) = rest.strip_suffix('/') else {
-        return django_404();
+    let (rest, slash) = match rest.strip_suffix('/') {
+        Some(r) => (r, true),
+        None => (rest, false),
     };
     let segs: Vec<&str> = rest.split('/').collect();
-    if segs.iter().any(|s| s.is_empty()) {
-        return django_404();
+    if segs.iter().any(|s| s.is_empty()) || route(&segs).is_none() {
+        return Err(page_not_found());
     }
+    if !slash {
+        let q = if req.query.is_empty() { "" } else { "?" };
+        return Err(redirect(&format!("{}/{q}{}", req.path, req.query)));
+    }
+    Ok(segs)
+}
+
+/// Plane's permission classes, which run after authentication and before the throttle (so
+/// their 403 neither counts against the rate limit nor carries `X-RateLimit-*`): work
+/// items and states need the token owner to be a member of the project, so a project
+/// that does not exist (or was deleted) is a 403, not a 404. Labels and project members
+/// only need workspace membership: an unknown project lists nothing there.
+fn project_permission_denied(w: &World, route: &Route<'_>) -> bool {
+    let member = |p: Option<&Project>| p.is_some_and(|p| p.member_ids.contains(&w.me.id));
+    match *route {
+        Route::Items(slug, pid) | Route::Item(slug, pid, _) | Route::States(slug, pid) => {
+            !member(find_project(w, slug, pid))
+        }
+        Route::ItemByKey(slug, key) => {
+            let ident = key.rsplit_once('-').map_or(key, |(i, _)| i);
+            let p = w
+                .projects
+                .iter()
+                .find(|p| slug == w.slug && p.identifier == ident);
+            !member(p)
+        }
+        _ => false,
+    }
+}
+
+fn api(inner: &mut Inner, req: &HttpRequest) -> Response {
+    let segs = match routed_segments(req) {
+        Ok(segs) => segs,
+        Err(r) => return r,
+    };
     let Some(route) = route(&segs) else {
-        return django_404();
+        return page_not_found();
     };
     match req.header("x-api-key") {
         None => {
@@ -1545,13 +1638,10 @@ fn api(inner: &mut Inner, req: &HttpRequest) -> Response {
         Some(_) => {}
     }
     if segs.first() == Some(&"workspaces") && segs.get(1) != Some(&inner.world.slug.as_str()) {
-        return error(
-            403,
-            vec![(
-                "detail",
-                s("You do not have permission to perform this action."),
-            )],
-        );
+        return permission_denied();
+    }
+    if project_permission_denied(&inner.world, &route) {
+        return permission_denied();
     }
     // Sliding-log throttle over the configured window.
     let now = Instant::now();
@@ -1613,14 +1703,7 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
     let slug_ok = |slug: &str| slug == w.slug;
     match route {
         Route::Me => match m {
-            "GET" => {
-                let mut v = user_json(&w.me);
-                if let Value::Object(o) = &mut v {
-                    o.insert("is_bot".into(), Value::Bool(false));
-                    o.insert("user_timezone".into(), s("UTC"));
-                }
-                json_resp(200, &v)
-            }
+            "GET" => json_resp(200, &user_json(&w.me)),
             _ => not_allowed(m),
         },
         Route::Members(slug) => {
@@ -1648,9 +1731,12 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
             if m != "GET" {
                 return not_allowed(m);
             }
-            let ps: Vec<&Project> = w.projects.iter().filter(|p| !p.archived).collect();
-            paginated(q, w.max_per_page, ps.len(), |r| {
-                ps[r].iter().map(|p| project_json(w, p)).collect()
+            // Archived projects are listed too (with `archived_at`), as on CE 1.3.1.
+            paginated(q, w.max_per_page, w.projects.len(), |r| {
+                w.projects[r]
+                    .iter()
+                    .map(|p| project_json(w, p, true))
+                    .collect()
             })
         }
         Route::Project(slug, pid) => {
@@ -1658,34 +1744,45 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
                 return not_found();
             };
             match m {
-                "GET" => json_resp(200, &project_json(w, p)),
+                "GET" => json_resp(200, &project_json(w, p, false)),
                 _ => not_allowed(m),
             }
         }
         Route::States(slug, pid) | Route::Labels(slug, pid) | Route::ProjectMembers(slug, pid) => {
-            let Some(p) = find_project(w, slug, pid) else {
+            if !slug_ok(slug) {
                 return not_found();
-            };
+            }
             if m != "GET" {
                 return not_allowed(m);
             }
+            // An unknown project gets here only for labels and members (see
+            // `project_permission_denied`): Plane lists nothing for it, as it does for the
+            // states and labels of an archived project.
+            let p = find_project(w, slug, pid);
+            let unarchived = p.filter(|p| p.archived_at.is_none());
             match route {
                 Route::States(..) => {
-                    let mut st: Vec<&State> =
-                        p.states.iter().filter(|s| s.group != "triage").collect();
+                    let mut st: Vec<&State> = unarchived
+                        .map(|p| p.states.iter().filter(|s| s.group != "triage").collect())
+                        .unwrap_or_default();
                     st.sort_by(|a, b| a.sequence.total_cmp(&b.sequence));
-                    paginated(q, w.max_per_page, st.len(), |r| {
-                        st[r].iter().map(|x| state_json(w, p, x)).collect()
+                    paginated(q, w.max_per_page, st.len(), |r| match unarchived {
+                        Some(p) => st[r].iter().map(|x| state_json(w, p, x)).collect(),
+                        None => Array::new(),
                     })
                 }
-                Route::Labels(..) => paginated(q, w.max_per_page, p.labels.len(), |r| {
-                    p.labels[r].iter().map(|x| label_json(w, p, x)).collect()
-                }),
+                Route::Labels(..) => {
+                    let labels = unarchived.map_or(&[][..], |p| &p.labels[..]);
+                    paginated(q, w.max_per_page, labels.len(), |r| match unarchived {
+                        Some(p) => labels[r].iter().map(|x| label_json(w, p, x)).collect(),
+                        None => Array::new(),
+                    })
+                }
                 _ => {
                     let arr: Array = w
                         .members
                         .iter()
-                        .filter(|u| p.member_ids.contains(&u.id))
+                        .filter(|u| p.is_some_and(|p| p.member_ids.contains(&u.id)))
                         .map(user_json)
                         .collect();
                     json_resp(200, &Value::Array(arr))
@@ -1701,10 +1798,7 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
             }
             let found = key.rsplit_once('-').and_then(|(ident, seq)| {
                 let seq: u64 = seq.parse().ok()?;
-                let p = w
-                    .projects
-                    .iter()
-                    .find(|p| p.identifier == ident && !p.archived)?;
+                let p = w.projects.iter().find(|p| p.identifier == ident)?;
                 let it = p.items.iter().find(|i| i.sequence_id == seq)?;
                 p.is_visible(it).then_some((p, it))
             });
@@ -1728,7 +1822,12 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
                 return not_found();
             };
             let p = &w.projects[pi];
-            let Some(ii) = p.items.iter().position(|i| i.id == id && p.is_visible(i)) else {
+            // GET reads Plane's `issue_objects` (visible items only); PATCH and DELETE read
+            // `objects`, so archived, draft and triage items can still be changed.
+            let found = p.items.iter().position(|i| {
+                i.id == id && i.deleted_at.is_none() && (m != "GET" || p.is_visible(i))
+            });
+            let Some(ii) = found else {
                 return not_found();
             };
             match m {
@@ -1761,63 +1860,52 @@ fn find_project_ix(w: &World, slug: &str, pid: &str) -> Option<usize> {
     if slug != w.slug {
         return None;
     }
-    w.projects.iter().position(|p| p.id == pid && !p.archived)
+    w.projects.iter().position(|p| p.id == pid)
 }
 
 fn find_project<'a>(w: &'a World, slug: &str, pid: &str) -> Option<&'a Project> {
     find_project_ix(w, slug, pid).map(|i| &w.projects[i])
 }
 
-/// One page of a list, in Plane's OffsetPaginator envelope.
+/// One page of a list, in Plane's OffsetPaginator envelope (CE 1.3.1,
+/// `plane/utils/paginator.py`).
 fn paginated(
     q: &Query,
     max_per_page: usize,
     total: usize,
     render: impl FnOnce(std::ops::Range<usize>) -> Array,
 ) -> Response {
-    // CE 1.3.1 (plane/utils/paginator.py): no per_page → the maximum; above it → 400.
-    let per_page = match qget(q, "per_page") {
-        None => max_per_page.max(1),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > max_per_page as i64 => {
-                let detail = format!("Invalid per_page value. Cannot exceed {max_per_page}.");
-                return error(400, vec![("detail", Value::String(detail))]);
-            }
-            Ok(n) => n.max(1) as usize,
-            Err(_) => return error(400, vec![("detail", s("Invalid per_page parameter."))]),
-        },
+    let per_page = match page_size(q, max_per_page) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let default_cursor = format!("{per_page}:0:0");
     let cursor = qget(q, "cursor").unwrap_or(&default_cursor);
-    let Some((value, page)) = parse_cursor(cursor) else {
+    let Some(cursor) = parse_cursor(cursor) else {
         return error(400, vec![("detail", s("Invalid cursor parameter."))]);
     };
-    // Mirrors OffsetPaginator.get_result: the cursor's own page size positions the page.
-    let value = if value == 0 { per_page } else { value };
-    let offset = page.saturating_mul(value as i64);
+    // Plane positions the page by `per_page`, not by the cursor's own value.
+    let offset = cursor.page.saturating_mul(per_page as i64);
     if offset < 0 {
-        return error(
-            400,
-            vec![("error", s("Pagination offset cannot be negative"))],
-        );
+        return error(400, vec![("detail", s("Error in parsing"))]);
     }
-    let offset = (offset as usize).min(total);
-    let stop = offset.saturating_add(value + 1).min(total);
-    let mut start = offset;
-    if value != per_page && stop - start > per_page + 1 {
-        start = stop - (per_page + 1);
+    // A "previous" cursor whose value is not the page size makes Plane slice its queryset
+    // with a negative index, which Django refuses: an unhandled error.
+    if cursor.is_prev && cursor.value != per_page as f64 {
+        return server_error();
     }
-    let has_next = stop - start > per_page;
-    let end = (start + per_page).min(stop);
+    let start = (offset as usize).min(total);
+    let end = start.saturating_add(per_page).min(total);
     let results = render(start..end);
     let count = results.len();
+    let page = cursor.page;
     let envelope = obj(vec![
         ("grouped_by", Value::Null),
         ("sub_grouped_by", Value::Null),
         ("total_count", num(total)),
         ("next_cursor", s(&format!("{per_page}:{}:0", page + 1))),
         ("prev_cursor", s(&format!("{per_page}:{}:1", page - 1))),
-        ("next_page_results", Value::Bool(has_next)),
+        ("next_page_results", Value::Bool(total - start > per_page)),
         ("prev_page_results", Value::Bool(page > 0)),
         ("count", num(count)),
         ("total_pages", num(total.div_ceil(per_page))),
@@ -1828,22 +1916,59 @@ fn paginated(
     json_resp(200, &envelope)
 }
 
-/// `value:page:is_prev`; the value may be a float in Plane, we accept integers only.
-fn parse_cursor(c: &str) -> Option<(usize, i64)> {
+/// `per_page`: absent → the maximum; not a number → 400; above the maximum → 400 (not
+/// clamped); zero or negative → 500 (Plane divides by it / slices with it unchecked).
+fn page_size(q: &Query, max_per_page: usize) -> Result<usize, Response> {
+    let Some(v) = qget(q, "per_page") else {
+        return Ok(max_per_page.max(1));
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n > max_per_page as i64 => {
+            let detail = format!("Invalid per_page value. Cannot exceed {max_per_page}.");
+            Err(error(400, vec![("detail", Value::String(detail))]))
+        }
+        Ok(n) if n < 1 => Err(server_error()),
+        Ok(n) => Ok(n as usize),
+        Err(_) => Err(error(
+            400,
+            vec![("detail", s("Invalid per_page parameter."))],
+        )),
+    }
+}
+
+/// A `value:page:is_prev` cursor.
+struct Cursor {
+    /// Page size the cursor was made for (Plane accepts a float here).
+    value: f64,
+    page: i64,
+    is_prev: bool,
+}
+
+fn parse_cursor(c: &str) -> Option<Cursor> {
     let mut it = c.split(':');
     let (v, p, prev) = (it.next()?, it.next()?, it.next()?);
     if it.next().is_some() {
         return None;
     }
-    prev.parse::<i64>().ok()?;
-    Some((v.parse().ok()?, p.parse().ok()?))
+    let value = if v.contains('.') {
+        v.parse::<f64>().ok()?
+    } else {
+        v.parse::<i64>().ok()? as f64
+    };
+    Some(Cursor {
+        value,
+        page: p.parse().ok()?,
+        is_prev: prev.parse::<i64>().ok()? != 0,
+    })
 }
 
 fn list_items(w: &World, pi: usize, q: &Query) -> Response {
     let p = &w.projects[pi];
     if let (Some(eid), Some(src)) = (qget(q, "external_id"), qget(q, "external_source")) {
+        // Plane looks this up with `Issue.objects`: archived, draft and triage items and
+        // those of an archived project are found too, only deleted ones are not.
         return match p.items.iter().find(|i| {
-            p.is_visible(i)
+            i.deleted_at.is_none()
                 && i.external_id.as_deref() == Some(eid)
                 && i.external_source.as_deref() == Some(src)
         }) {
@@ -1858,10 +1983,7 @@ fn list_items(w: &World, pi: usize, q: &Query) -> Response {
         None => (false, order),
     };
     let Some(cmp) = item_order(field) else {
-        return error(
-            500,
-            vec![("error", s("Something went wrong please try again later"))],
-        );
+        return server_error();
     };
     // Postgres puts NULLs last ascending and first descending; `cmp` treats None as
     // greatest, so reversing the whole comparison gives exactly that.
@@ -1902,11 +2024,15 @@ fn item_order(field: &str) -> Option<ItemCmp> {
     })
 }
 
+/// DRF's parsing: an empty body is `{}` whatever its type; otherwise the type must be
+/// JSON (a missing Content-Type is a 415 too).
 fn parse_body(req: &HttpRequest) -> Result<Object, Response> {
-    match req.header("content-type") {
-        None => return Ok(Object::new()),
-        Some(ct) if ct.to_ascii_lowercase().starts_with("application/json") => {}
-        Some(ct) => {
+    if req.body.is_empty() {
+        return Ok(Object::new());
+    }
+    match req.header("content-type").unwrap_or("") {
+        ct if ct.to_ascii_lowercase().starts_with("application/json") => {}
+        ct => {
             return Err(error(
                 415,
                 vec![(
@@ -1945,6 +2071,8 @@ struct ItemPatch {
     labels: Option<Vec<String>>,
     external_id: Option<Option<String>>,
     external_source: Option<Option<String>>,
+    archived_at: Option<Option<String>>,
+    is_draft: Option<bool>,
 }
 
 fn field_error(field: &str, msg: &str) -> Response {
@@ -1970,7 +2098,15 @@ fn opt_date(body: &Object, field: &str) -> Result<Option<Option<String>>, Respon
     }
 }
 
-fn id_list(body: &Object, field: &str, valid: &[&str]) -> Result<Option<Vec<String>>, Response> {
+/// A list of ids (`labels`, `assignees`). Like Plane: an id that exists nowhere is a 400
+/// keyed by its index; one that exists but does not belong here (another project's label,
+/// a user who is not a project member) is silently dropped.
+fn id_list(
+    body: &Object,
+    field: &str,
+    here: &[&str],
+    anywhere: &[&str],
+) -> Result<Option<Vec<String>>, Response> {
     let Some(v) = body.get(field) else {
         return Ok(None);
     };
@@ -1978,25 +2114,54 @@ fn id_list(body: &Object, field: &str, valid: &[&str]) -> Result<Option<Vec<Stri
         return Err(field_error(field, "Expected a list of items."));
     };
     let mut out = Vec::new();
-    for x in a.iter() {
-        match x {
-            Value::String(id) if valid.contains(&id.as_str()) => {
+    for (i, x) in a.iter().enumerate() {
+        let msg = match x {
+            Value::String(id) if here.contains(&id.as_str()) => {
                 if !out.contains(id) {
                     out.push(id.clone());
                 }
+                continue;
             }
-            _ => {
-                return Err(field_error(
-                    field,
-                    &format!(
-                        "Invalid pk \"{}\" - object does not exist.",
-                        json::to_string(x)
-                    ),
-                ))
-            }
-        }
+            Value::String(id) if anywhere.contains(&id.as_str()) => continue,
+            Value::String(id) => format!("Invalid pk \"{id}\" - object does not exist."),
+            // Django turns a number into a UUID (`UUID(int=…)`), which then is not found.
+            Value::Number(n) => format!("Invalid pk \"{n}\" - object does not exist."),
+            Value::Null => "This field may not be null.".to_string(),
+            other => format!(
+                "Incorrect type. Expected pk value, received {}.",
+                python_type(other)
+            ),
+        };
+        let by_index = obj(vec![(i.to_string().as_str(), arr_of(&[&msg]))]);
+        return Err(error(400, vec![(field, by_index)]));
     }
     Ok(Some(out))
+}
+
+/// The Python type name DRF puts in "received …" messages.
+fn python_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(Number::F64(_)) => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// A foreign key (`state`, `parent`): an id that exists nowhere is DRF's field error,
+/// one from another project is the serializer's non-field error `wrong_project`.
+fn fk_error(field: &str, id: &str, exists_elsewhere: bool, wrong_project: &str) -> Response {
+    if exists_elsewhere {
+        error(400, vec![("non_field_errors", arr_of(&[wrong_project]))])
+    } else {
+        field_error(
+            field,
+            &format!("Invalid pk \"{id}\" - object does not exist."),
+        )
+    }
 }
 
 fn parse_patch(
@@ -2029,25 +2194,24 @@ fn parse_patch(
         match st {
             Some(id) if p.state(&id).is_some() => patch.state = Some(id),
             None => {}
-            _ => {
-                return Err(field_error(
-                    "state",
-                    "State is not valid please pass a valid state_id",
-                ))
+            Some(id) => {
+                let elsewhere = w.projects.iter().any(|q| q.state(&id).is_some());
+                let msg = "State is not valid please pass a valid state_id";
+                return Err(fk_error("state", &id, elsewhere, msg));
             }
         }
     }
     if let Some(par) = opt_string(body, "parent")? {
         if let Some(id) = &par {
-            if !p
-                .items
-                .iter()
-                .any(|i| &i.id == id && i.deleted_at.is_none())
-            {
-                return Err(field_error(
-                    "parent",
-                    "Parent is not valid issue_id please pass a valid issue_id",
-                ));
+            let alive = |q: &Project| {
+                q.items
+                    .iter()
+                    .any(|i| &i.id == id && i.deleted_at.is_none())
+            };
+            if !alive(p) {
+                let elsewhere = w.projects.iter().any(alive);
+                let msg = "Parent is not valid issue_id please pass a valid issue_id";
+                return Err(fk_error("parent", id, elsewhere, msg));
             }
         }
         patch.parent = Some(par);
@@ -2077,11 +2241,25 @@ fn parse_patch(
         .filter(|u| p.member_ids.contains(&u.id))
         .map(|u| u.id.as_str())
         .collect();
-    patch.assignees = id_list(body, "assignees", &members)?;
+    let users: Vec<&str> = w.members.iter().map(|u| u.id.as_str()).collect();
+    patch.assignees = id_list(body, "assignees", &members, &users)?;
     let labels: Vec<&str> = p.labels.iter().map(|l| l.id.as_str()).collect();
-    patch.labels = id_list(body, "labels", &labels)?;
+    let all_labels: Vec<&str> = w
+        .projects
+        .iter()
+        .flat_map(|q| q.labels.iter().map(|l| l.id.as_str()))
+        .collect();
+    patch.labels = id_list(body, "labels", &labels, &all_labels)?;
     patch.external_id = opt_string(body, "external_id")?;
     patch.external_source = opt_string(body, "external_source")?;
+    // Plane's serializer lets the API archive and draft items (both then vanish from
+    // lists and GET, but can still be PATCHed back).
+    patch.archived_at = opt_date(body, "archived_at")?;
+    patch.is_draft = match body.get("is_draft") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(field_error("is_draft", "Must be a valid boolean.")),
+    };
     Ok(patch)
 }
 
@@ -2125,6 +2303,12 @@ fn apply_patch(p: &Project, it: &mut WorkItem, patch: ItemPatch, now: i64) {
     }
     if let Some(v) = patch.external_source {
         it.external_source = v;
+    }
+    if let Some(v) = patch.archived_at {
+        it.archived_at = v;
+    }
+    if let Some(v) = patch.is_draft {
+        it.is_draft = v;
     }
 }
 
@@ -2309,11 +2493,38 @@ fn error(status: u16, fields: Vec<(&str, Value)>) -> Response {
     json_resp(status, &obj(fields))
 }
 
+/// Plane's answer when a view's lookup finds nothing (`ObjectDoesNotExist`).
 fn not_found() -> Response {
     error(
         404,
-        vec![("error", s("The required object does not exist."))],
+        vec![("error", s("The requested resource does not exist."))],
     )
+}
+
+/// A permission class said no (wrong project; see `project_permission_denied`).
+fn permission_denied() -> Response {
+    error(
+        403,
+        vec![(
+            "detail",
+            s("You do not have permission to perform this action."),
+        )],
+    )
+}
+
+/// Plane's answer to an unhandled exception in a view.
+fn server_error() -> Response {
+    error(
+        500,
+        vec![("error", s("Something went wrong please try again later"))],
+    )
+}
+
+/// Django's `APPEND_SLASH` redirect: empty body, HTML content type.
+fn redirect(location: &str) -> Response {
+    let mut r = text(301, "text/html; charset=utf-8", "");
+    r.headers.push(("Location".into(), location.to_string()));
+    r
 }
 
 fn not_allowed(method: &str) -> Response {
@@ -2323,13 +2534,10 @@ fn not_allowed(method: &str) -> Response {
     )
 }
 
-/// Django's production 404 page for URLs that match no route.
-fn django_404() -> Response {
-    text(
-        404,
-        "text/html; charset=utf-8",
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n",
-    )
+/// Plane's `handler404` for URLs that match no route: JSON, spaced the way Django's
+/// `JsonResponse` writes it.
+fn page_not_found() -> Response {
+    text(404, "application/json", r#"{"error": "Page not found."}"#)
 }
 
 fn user_json(u: &User) -> Value {
@@ -2348,15 +2556,19 @@ fn ts(p: &Project, micros: i64) -> Value {
     s(&fmt_datetime(micros, p.utc_offset_minutes))
 }
 
-fn project_json(w: &World, p: &Project) -> Value {
-    obj(vec![
+/// A project; `listed` adds `sort_order`, which only the list serializer has.
+fn project_json(w: &World, p: &Project, listed: bool) -> Value {
+    let mut fields = vec![
         ("id", s(&p.id)),
         ("identifier", s(&p.identifier)),
         ("name", s(&p.name)),
         ("description", s(&p.description)),
         ("workspace", s(&w.workspace_id)),
         ("network", num(2)),
-        ("archived_at", Value::Null),
+        (
+            "archived_at",
+            p.archived_at.map_or(Value::Null, |t| ts(p, t)),
+        ),
         ("created_at", ts(p, p.created_at)),
         ("updated_at", ts(p, p.created_at)),
         ("created_by", s(&w.me.id)),
@@ -2368,7 +2580,7 @@ fn project_json(w: &World, p: &Project) -> Value {
             opt(p.states.iter().find(|x| x.default).map(|x| x.id.as_str())),
         ),
         ("emoji", Value::Null),
-        ("logo_props", Value::Object(Object::new())),
+        ("logo_props", default_logo()),
         ("cover_image", Value::Null),
         ("module_view", Value::Bool(true)),
         ("cycle_view", Value::Bool(true)),
@@ -2378,11 +2590,35 @@ fn project_json(w: &World, p: &Project) -> Value {
         ("is_member", Value::Bool(p.member_ids.contains(&w.me.id))),
         ("member_role", num(20)),
         ("total_members", num(p.member_ids.len())),
-        ("sort_order", float(65535.0)),
         ("timezone", s("UTC")),
         ("external_id", Value::Null),
         ("external_source", Value::Null),
-    ])
+        ("total_cycles", num(0)),
+        ("total_modules", num(0)),
+        ("is_deployed", Value::Bool(false)),
+        ("cover_image_url", Value::Null),
+        ("cover_image_asset", Value::Null),
+        ("deleted_at", Value::Null),
+        ("description_text", Value::Null),
+        ("description_html", Value::Null),
+        ("icon_prop", Value::Null),
+        ("is_time_tracking_enabled", Value::Bool(false)),
+        ("is_issue_type_enabled", Value::Bool(false)),
+        ("guest_view_all_features", Value::Bool(false)),
+        ("archive_in", num(0)),
+        ("close_in", num(0)),
+        ("estimate", Value::Null),
+    ];
+    if listed {
+        fields.push(("sort_order", float(65535.0)));
+    }
+    obj(fields)
+}
+
+/// The icon a project made through the API gets.
+fn default_logo() -> Value {
+    let icon = obj(vec![("name", s("cycle")), ("color", s("#95999f"))]);
+    obj(vec![("icon", icon), ("in_use", s("icon"))])
 }
 
 fn state_json(w: &World, p: &Project, st: &State) -> Value {
@@ -2395,6 +2631,8 @@ fn state_json(w: &World, p: &Project, st: &State) -> Value {
         ("default", Value::Bool(st.default)),
         ("description", s("")),
         ("is_triage", Value::Bool(st.group == "triage")),
+        ("slug", s("")),
+        ("deleted_at", Value::Null),
         ("project", s(&p.id)),
         ("workspace", s(&w.workspace_id)),
         ("created_at", ts(p, p.created_at)),
@@ -2414,6 +2652,7 @@ fn label_json(w: &World, p: &Project, l: &Label) -> Value {
         ("description", s("")),
         ("parent", opt(l.parent.as_deref())),
         ("sort_order", float(l.sort_order)),
+        ("deleted_at", Value::Null),
         ("project", s(&p.id)),
         ("workspace", s(&w.workspace_id)),
         ("created_at", ts(p, p.created_at)),
@@ -2505,7 +2744,9 @@ fn item_json(w: &World, p: &Project, it: &WorkItem, expand: &[&str]) -> Value {
         ("external_source", opt(it.external_source.as_deref())),
         ("estimate_point", opt(it.estimate_point.as_deref())),
         ("type_id", opt(it.type_id.as_deref())),
+        ("type", Value::Null),
         ("point", Value::Null),
+        ("description_binary", Value::Null),
     ])
 }
 
