@@ -1324,6 +1324,26 @@ fn client_create_then_repeat_gives_the_existing_id() {
 }
 
 #[test]
+fn client_leaves_archived_projects_out() {
+    // CE 1.3.1 lists an archived project but none of its items: syncing it would read as
+    // every event deleted.
+    let fp = FakePlane::start(World::generate(&[2, 2], 7));
+    let archived = fp.with_world(|w| {
+        w.projects[1].archived_at = Some(1_777_000_000_000_000);
+        w.projects[1].id.clone()
+    });
+    let listed = get(&fp, &format!("workspaces/{}/projects/", fp.world().slug)).json();
+    assert_eq!(
+        arr(field(&listed, "results")).len(),
+        2,
+        "Plane still lists it"
+    );
+    let projects = client(&fp).projects().unwrap();
+    assert_eq!(projects.len(), 1);
+    assert!(projects.iter().all(|p| p.id != archived));
+}
+
+#[test]
 fn client_lists_states_across_pages() {
     // The client asks for pages of 100; 200 extra states make three pages.
     let fp = one_project(3);

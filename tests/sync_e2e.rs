@@ -653,3 +653,28 @@ fn a_vanished_project_is_forgotten() {
     );
     assert_eq!(r.count("Projects"), 1, "{}", r.stdout);
 }
+
+/// Real Plane (CE 1.3.1) still lists an archived project, but none of its work items:
+/// taken at its word, every event of it would look deleted. It is forgotten like a deleted
+/// project, and its events stay.
+#[test]
+fn an_archived_project_keeps_its_events() {
+    let server = server("Radicale", "RADICALE");
+    let s = Setup::new(server, &[6, 6]);
+    s.sync().assert_ok();
+    let before = s.calendar(1).objects.len();
+    assert!(before > 0);
+    let archived = s.fake.with_world(|w| {
+        w.projects[1].archived_at = Some(1_777_000_000_000_000);
+        w.projects[1].id.clone()
+    });
+    let r = s.run(&["--once", "--full"]);
+    r.assert_ok();
+    assert_eq!(r.count("Deleted"), 0, "{}", r.stdout);
+    assert_eq!(s.calendar(1).objects.len(), before);
+    s.fake.clear_requests();
+    let r = s.sync();
+    r.assert_ok();
+    assert!(!s.fake.requests().iter().any(|q| q.path.contains(&archived)));
+    assert_eq!(r.count("Projects"), 1, "{}", r.stdout);
+}

@@ -150,11 +150,15 @@ impl PlaneClient {
         })
     }
 
-    /// All projects of the workspace that the token can see.
+    /// The workspace's projects that the token can see, archived ones left out.
     pub fn projects(&mut self) -> Result<Vec<Project>, PlaneError> {
         let path = format!("workspaces/{}/projects/", self.slug);
         self.list(&path, "")?
             .iter()
+            // CE 1.3.1 still lists an archived project (with `archived_at`) but lists none
+            // of its work items: synced, its events would all look deleted. Left out, it
+            // is treated like a deleted project (forgotten, its events kept).
+            .filter(|v| !is_archived(v))
             .map(|v| {
                 Project::from_json(v).map_err(|e| PlaneError::Malformed {
                     path: path.clone(),
@@ -637,6 +641,11 @@ impl PlaneError {
             },
         }
     }
+}
+
+/// Whether a listed project carries a non-null `archived_at`.
+fn is_archived(v: &Value) -> bool {
+    matches!(v, Value::Object(o) if !matches!(o.get("archived_at"), None | Some(Value::Null)))
 }
 
 /// The workspace slug of a workspace-scoped API path (`workspaces/{slug}/…`).
