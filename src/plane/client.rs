@@ -617,7 +617,7 @@ impl PlaneError {
         match status {
             403 if !detail.to_ascii_lowercase().contains("token") => {
                 let detail = match workspace_of(&path) {
-                    Some(slug) => format!("{detail} {}", slug_hint(slug)),
+                    Some(slug) => format!("{detail} {}", permission_hint(slug, &path)),
                     None => detail,
                 };
                 PlaneError::Status {
@@ -659,7 +659,25 @@ fn workspace_of(path: &str) -> Option<&str> {
 /// Why a valid token gets 403: Plane answers a slug the token's owner is not a member of
 /// (or that does not exist) with 403 "You do not have permission to perform this
 /// action.", while a bad token is 403 "Given API token is not valid" (both verified
-/// against Plane CE 1.3.1, see shared/plane-api.md).
+/// against Plane CE 1.3.1, see shared/plane-api.md). Below a project the same 403 also
+/// means a project that does not exist (deleted) or that the owner is not a member of.
+fn permission_hint(slug: &str, path: &str) -> String {
+    let project = path
+        .split('/')
+        .skip_while(|s| *s != "projects")
+        .nth(1)
+        .filter(|s| !s.is_empty());
+    match project {
+        Some(id) => format!(
+            "(hint: the API token was accepted, but its owner may not access project {id} \
+             in workspace {slug:?}: the project may have been deleted, or the owner is not \
+             a member of it; check PLANE_PROJECTS and PLANE_WORKSPACE_SLUG)"
+        ),
+        None => slug_hint(slug),
+    }
+}
+
+/// [`permission_hint`] for a workspace-level path.
 fn slug_hint(slug: &str) -> String {
     format!(
         "(hint: the API token was accepted, but its owner may not access workspace {slug:?}: \
@@ -813,6 +831,15 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("PLANE_API_TOKEN"), "{text}");
+        let project = PlaneError::from_status(
+            403,
+            "workspaces/acme/projects/0a1b/work-items/".into(),
+            r#"{"detail":"You do not have permission to perform this action."}"#,
+        )
+        .to_string();
+        assert!(project.contains("project 0a1b"), "{project}");
+        assert!(project.contains("PLANE_PROJECTS"), "{project}");
+        assert!(!project.contains("PLANE_API_TOKEN"), "{project}");
         assert_eq!(workspace_of("users/me/"), None);
         assert_eq!(workspace_of("workspaces/a-b/projects/"), Some("a-b"));
     }
