@@ -700,6 +700,23 @@ fn string_field(v: &Value, key: &str) -> Option<String> {
 /// Plane's message from an error body: `detail`, `error` or `error_message`, else DRF's
 /// validation shape `{"field": ["text", …], "non_field_errors": [...]}` as
 /// `field: text; …` (non-field errors without a prefix). `None` when there is neither.
+/// The strings of a DRF field error: a string, a list of them, or (for list fields such as
+/// `labels`) an object keyed by the failing index, `{"0": ["Invalid pk …"]}`. Nesting is
+/// followed to a small depth only.
+fn error_texts<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a str>) {
+    const MAX_DEPTH: usize = 3;
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) if depth < MAX_DEPTH => {
+            a.iter().for_each(|x| error_texts(x, depth + 1, out));
+        }
+        Value::Object(o) if depth < MAX_DEPTH => {
+            o.values().for_each(|x| error_texts(x, depth + 1, out));
+        }
+        _ => {}
+    }
+}
+
 fn error_detail(v: &Value) -> Option<String> {
     if let Some(m) = ["detail", "error", "error_message"]
         .iter()
@@ -711,17 +728,8 @@ fn error_detail(v: &Value) -> Option<String> {
     let parts: Vec<String> = o
         .iter()
         .filter_map(|(field, value)| {
-            let texts: Vec<&str> = match value {
-                Value::String(s) => vec![s.as_str()],
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| match x {
-                        Value::String(s) => Some(s.as_str()),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let mut texts = Vec::new();
+            error_texts(value, 0, &mut texts);
             let text = texts.join(" ");
             match field.as_str() {
                 _ if text.is_empty() => None,
@@ -791,6 +799,16 @@ mod tests {
         assert!(
             e.to_string()
                 .ends_with(": name: This field may not be blank.; state: State is not valid"),
+            "{e}"
+        );
+        // List fields key their errors by index (CE 1.3.1, checked against the real server).
+        let e = status_error(
+            400,
+            r#"{"labels":{"0":["Invalid pk \"d1\" - object does not exist."]}}"#,
+        );
+        assert!(
+            e.to_string()
+                .ends_with(": labels: Invalid pk \"d1\" - object does not exist."),
             "{e}"
         );
         let e = status_error(500, "<html>oops</html>");
