@@ -13,6 +13,28 @@ use common::{next_day, put_raw, server, verifier, Object, Server, Setup};
 /// The label name with a comma that Cyrus splits.
 const COMMA_LABEL: &str = "docs, misc";
 
+/// Deletes a test's calendar when the test ends, also when it fails.
+struct Cleanup {
+    server: Server,
+    url: String,
+}
+
+impl Cleanup {
+    /// For the calendar of project 0 (after the first sync made it).
+    fn calendar(s: &Setup) -> Cleanup {
+        Cleanup {
+            server: s.server.clone(),
+            url: s.calendar(0).url,
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = verifier(&self.server, &["delete", "--url", &self.url]).output();
+    }
+}
+
 /// The object of each synced work item of project 0, by work item id.
 fn objects(s: &Setup) -> BTreeMap<String, Object> {
     s.calendar(0)
@@ -100,6 +122,7 @@ fn categories_are_no_edit(server: Server, server_splits: bool) {
     let s = Setup::new(server.clone(), &[8]);
     label_everything(&s);
     s.sync().assert_ok();
+    let _cleanup = Cleanup::calendar(&s);
     let before = objects(&s);
     let ids: Vec<String> = before.keys().take(2).cloned().collect();
     assert_eq!(ids.len(), 2, "not enough events");
@@ -200,6 +223,7 @@ fn timed_edits_are_seen(server: Server) {
             .for_each(|i| i.labels.clear())
     });
     s.sync().assert_ok();
+    let _cleanup = Cleanup::calendar(&s);
     let before = objects(&s);
     let ids: Vec<String> = before.keys().take(2).cloned().collect();
     assert_eq!(ids.len(), 2, "not enough events");

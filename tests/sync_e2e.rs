@@ -526,6 +526,7 @@ fn dump_home(server: &Server) -> String {
     let prefix = match server.name {
         "Radicale" => "RADICALE",
         "Xandikos" => "XANDIKOS",
+        "Cyrus" => "CYRUS",
         _ => "SABRE",
     };
     common::var(&format!("{prefix}_HOME")).expect("home URL in servers.env")
@@ -680,4 +681,26 @@ fn a_vanished_project_is_forgotten() {
         s.fake.requests()
     );
     assert_eq!(r.count("Projects"), 1, "{}", r.stdout);
+}
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn full_sync_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        full_sync_then_idle(s);
+    }
+}
+
+#[test]
+fn seed_adoption_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        seed_calendar_and_events_are_adopted(s);
+    }
+}
+
+#[test]
+fn uid_conflict_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        uid_conflict_on_create_is_adopted(s);
+    }
 }

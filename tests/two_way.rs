@@ -415,3 +415,18 @@ fn new_calendar_events_become_work_items() {
         "no duplicate"
     );
 }
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn event_edits_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        event_edits_reach_plane(s);
+    }
+}
+
+#[test]
+fn task_edits_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        task_edits_reach_plane(s);
+    }
+}

@@ -671,3 +671,18 @@ fn task_spans_radicale() {
         round_trip(s, "RADICALE_HOME", TASK_SPANS);
     }
 }
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn events_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        round_trip(s, "CYRUS_HOME", EVENTS);
+    }
+}
+
+#[test]
+fn tasks_cyrus() {
+    if let Some(s) = server("Cyrus", "CYRUS") {
+        round_trip(s, "CYRUS_HOME", TASKS);
+    }
+}
