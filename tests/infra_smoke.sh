@@ -13,7 +13,7 @@ set -a
 set +a
 
 failed=0 ok=""
-for prefix in RADICALE XANDIKOS SABRE APACHE_DIGEST; do
+for prefix in RADICALE XANDIKOS SABRE APACHE_DIGEST CYRUS; do
     url_var=${prefix}_URL user_var=${prefix}_USER pass_var=${prefix}_PASSWORD
     url=${!url_var:-}
     [[ -n $url ]] || continue

@@ -12,9 +12,12 @@
 #   sabre     SabreDAV 1.8 under `php -S`, Digest auth (alice/secret, bob/...)  :8082
 #   apache    Apache mod_auth_digest -> Radicale (http_x_remote_user) :8083, backend :5233
 #   radicale-tls  Radicale over HTTPS, certificate from a test CA (ca.pem), Basic    :5234
+#   cyrus     Cyrus IMAP 3.6 httpd (CalDAV), sasldb Basic auth (alice, bob), as user cyrus  :8084
+#             principal /dav/principals/user/alice/, home /dav/calendars/user/alice/
 #
 # Environment:
 #   RADICALE_PORT XANDIKOS_PORT SABRE_PORT APACHE_PORT APACHE_BACKEND_PORT RADICALE_TLS_PORT
+#   CYRUS_PORT
 #   TEST_SERVERS="radicale xandikos"   start only these (then each one listed is required)
 #   SERVERS_READY_TIMEOUT=30           seconds to wait for each server
 #   CI=true                            every server is required: a server whose packages
@@ -38,12 +41,16 @@ SABRE_PORT=${SABRE_PORT:-8082}
 APACHE_PORT=${APACHE_PORT:-8083}
 APACHE_BACKEND_PORT=${APACHE_BACKEND_PORT:-5233}
 RADICALE_TLS_PORT=${RADICALE_TLS_PORT:-5234}
+CYRUS_PORT=${CYRUS_PORT:-8084}
 READY_TIMEOUT=${SERVERS_READY_TIMEOUT:-30}
-ALL_SERVERS="radicale xandikos sabre apache radicale-tls"
+ALL_SERVERS="radicale xandikos sabre apache radicale-tls cyrus"
 SERVERS=${TEST_SERVERS:-$ALL_SERVERS}
 SABRE_AUTOLOAD=/usr/share/php/Sabre/autoload.php
 APACHE_BIN=/usr/sbin/apache2
 APACHE_MODULES=/usr/lib/apache2/modules
+CYRUS_MASTER=/usr/sbin/cyrmaster
+CYRUS_HTTPD=/usr/lib/cyrus/bin/httpd
+SASLPASSWD=/usr/sbin/saslpasswd2
 
 log() { printf 'servers.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -86,6 +93,7 @@ have_apache() {
         [[ -f $APACHE_MODULES/mod_$m.so ]] || return 1
     done
 }
+have_cyrus() { [[ -x $CYRUS_MASTER && -x $CYRUS_HTTPD && -x $SASLPASSWD ]]; }
 
 install_python() {
     have_python && return 0
@@ -111,10 +119,12 @@ install_debian() {
     local pkgs=()
     if wanted sabre && ! have_sabre; then pkgs+=(php-cli php-sqlite3 php-sabre-dav); fi
     if wanted apache && ! have_apache; then pkgs+=(apache2 apache2-utils); fi
+    # cyrus-common pulls in an MTA (exim4); neither may start as a system daemon.
+    if wanted cyrus && ! have_cyrus; then pkgs+=(cyrus-imapd cyrus-caldav sasl2-bin); fi
     ((${#pkgs[@]})) || return 0
-    apt_install "${pkgs[@]}" || true
+    without_service_starts apt_install "${pkgs[@]}" || true
     local s
-    for s in sabre apache; do
+    for s in sabre apache cyrus; do
         wanted "$s" || continue
         if ! "have_$s"; then
             required && die "server '$s' is required but its packages are not installed (see $INSTALL_LOG)"
@@ -124,6 +134,24 @@ install_debian() {
             SERVERS=$(echo $SERVERS) # squeeze the blanks
         fi
     done
+}
+
+# without_service_starts CMD... — runs CMD with Debian's policy-rc.d hook refusing every
+# service start, so installing packages leaves no system daemon (cyrus master, exim4)
+# running beside the private test instances. An existing hook (Docker images have one) is
+# left alone.
+POLICY_RC=/usr/sbin/policy-rc.d
+without_service_starts() {
+    if [[ -e $POLICY_RC ]] || ! as_root true; then
+        "$@"
+        return
+    fi
+    as_root sh -c "printf '#!/bin/sh\\n# tests/servers.sh: no service starts while installing\\nexit 101\\n' >$POLICY_RC && chmod 755 $POLICY_RC" ||
+        { "$@"; return; }
+    local rc=0
+    "$@" || rc=$?
+    as_root rm -f "$POLICY_RC"
+    return "$rc"
 }
 
 do_install() {
@@ -154,8 +182,14 @@ spawn() {
 
 pid_of() { awk -v n="$1" '$1 == n { print $2 }' "$PIDS" 2>/dev/null; }
 
-# Only signal a pid whose command line still names our run dir (pids get reused).
-ours() { [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF "$RUN"; }
+# ours PID [DIR] — only signal a pid whose command line still names our run dir, or DIR
+# (the server's own directory outside it, see cyrus_dir): pids get reused.
+ours() {
+    [[ -r /proc/$1/cmdline ]] || return 1
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline")
+    [[ $cmd == *"$RUN"* || (-n ${2:-} && $cmd == *"$2"*) ]]
+}
 
 # wait_ready NAME URL LOG [PID] — polls until the HTTP code is a real answer.
 wait_ready() {
@@ -349,6 +383,125 @@ EOF
     }
 }
 
+# Cyrus IMAP's httpd with only CalDAV, as a private instance: its own imapd.conf and
+# cyrus.conf (every service given `-C`), config directory, partition, sasldb and sockets,
+# nothing shared with a system Cyrus. Started as root, the master drops to the unprivileged
+# `cyrus` user, so its data lives where that user can write (a /tmp directory when the
+# checkout is not reachable for it, as under a private home).
+cyrus_dir() { # prints the data directory, creating it
+    local d=$RUN/cyrus
+    mkdir -p "$d"
+    if [[ $EUID -eq 0 ]]; then
+        chown cyrus: "$d"
+        if ! runuser -u cyrus -- test -w "$d" 2>/dev/null; then
+            d=$(mktemp -d /tmp/calplanebot-cyrus.XXXXXX)
+            chown cyrus: "$d"
+            echo "$d" >"$RUN/cyrus/data-dir"
+            log "cyrus: user cyrus cannot write $RUN/cyrus, using $d"
+        fi
+    fi
+    echo "$d"
+}
+
+# The directory start_cyrus chose.
+cyrus_data() { cat "$RUN/cyrus/data-dir" 2>/dev/null || echo "$RUN/cyrus"; }
+
+write_cyrus_conf() { # dir user group
+    local d=$1
+    cat >"$d/imapd.conf" <<EOF
+configdirectory: $d/config
+defaultpartition: default
+partition-default: $d/spool
+sievedir: $d/sieve
+proc_path: $d/config/proc
+mboxname_lockpath: $d/config/lock
+lmtpsocket: $d/config/socket/lmtp
+idlesocket: $d/config/socket/idle
+notifysocket: $d/config/socket/notify
+cyrus_user: $2
+cyrus_group: $3
+servername: $HOST
+syslog_prefix: calplanebot-test-cyrus
+# Basic auth over plain HTTP against a private sasldb.
+allowplaintext: yes
+sasl_pwcheck_method: auxprop
+sasl_auxprop_plugin: sasldb
+sasl_sasldb_path: $d/sasldb2
+sasl_mech_list: PLAIN
+httpmodules: caldav
+# A user's INBOX is made at the first IMAP login; their calendar home (with a Default
+# calendar) at the first authenticated CalDAV request after that.
+autocreate_quota: 0
+caldav_create_default: yes
+EOF
+    # START and EVENTS are what Cyrus needs to open and checkpoint its databases. IMAP
+    # listens on a private socket only, for provision_cyrus.
+    cat >"$d/cyrus.conf" <<EOF
+START {
+    recover    cmd="ctl_cyrusdb -C $d/imapd.conf -r"
+}
+SERVICES {
+    http       cmd="httpd -C $d/imapd.conf" listen="$HOST:$CYRUS_PORT" prefork=0 maxchild=20
+    imap       cmd="imapd -C $d/imapd.conf" listen="$d/config/socket/imap" prefork=0 maxchild=4
+}
+EVENTS {
+    checkpoint cmd="ctl_cyrusdb -C $d/imapd.conf -c" period=30
+}
+EOF
+}
+
+start_cyrus() {
+    local d user group sub u
+    d=$(cyrus_dir)
+    user=$(id -un) group=$(id -gn)
+    [[ $EUID -ne 0 ]] || user=cyrus group=$(id -gn cyrus)
+    for sub in config/db config/socket config/proc config/lock config/log config/msg \
+        config/quota config/user spool sieve; do
+        mkdir -p "$d/$sub"
+    done
+    write_cyrus_conf "$d" "$user" "$group"
+    for u in alice:secret bob:secret2; do
+        printf '%s' "${u#*:}" | "$SASLPASSWD" -p -c -f "$d/sasldb2" -u "$HOST" "${u%%:*}" ||
+            die "cyrus: saslpasswd2 failed for ${u%%:*}"
+    done
+    chmod 600 "$d/sasldb2"
+    [[ $EUID -ne 0 ]] || chown -R "$user:$group" "$d"
+    spawn cyrus "$d/master.log" "$CYRUS_MASTER" -C "$d/imapd.conf" -M "$d/cyrus.conf" \
+        -p "$d/master.pid" -D
+}
+
+# Logs alice and bob in once over IMAP (creates their INBOX) and once over CalDAV (creates
+# their calendar home); fails unless both homes answer PROPFIND with 207.
+provision_cyrus() {
+    local d
+    d=$(cyrus_data)
+    "$VENV/bin/python" - "$d/config/socket/imap" "http://$HOST:$CYRUS_PORT" >>"$d/master.log" 2>&1 <<'PY' ||
+import base64, imaplib, socket, sys, urllib.request
+sock_path, base = sys.argv[1], sys.argv[2]
+class UnixIMAP(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.host)
+        return s
+for user, pw in [("alice", "secret"), ("bob", "secret2")]:
+    imap = UnixIMAP(sock_path, timeout=10)
+    imap.login(user, pw)
+    imap.logout()
+    auth = base64.b64encode(f"{user}:{pw}".encode()).decode()
+    req = urllib.request.Request(f"{base}/dav/calendars/user/{user}/", method="PROPFIND",
+        data=b'<propfind xmlns="DAV:"><prop><resourcetype/></prop></propfind>',
+        headers={"Depth": "1", "Content-Type": "application/xml", "Authorization": "Basic " + auth})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 207, f"{user}: PROPFIND of the calendar home answered {r.status}"
+    print(f"provision_cyrus: {user} has a calendar home")
+PY
+        {
+            tail -n 20 "$d/master.log" >&2
+            die "cyrus: could not provision users alice and bob (log: $d/master.log)"
+        }
+}
+
 write_env() {
     local tmp=$ENV_FILE.tmp up
     {
@@ -384,6 +537,15 @@ write_env() {
             echo "RADICALE_TLS_USER=alice"
             echo "RADICALE_TLS_PASSWORD=secret"
         fi
+        if wanted cyrus; then
+            echo "CYRUS_URL=http://$HOST:$CYRUS_PORT/dav/principals/user/alice/"
+            echo "CYRUS_HOME=http://$HOST:$CYRUS_PORT/dav/calendars/user/alice/"
+            echo "CYRUS_ROOT=http://$HOST:$CYRUS_PORT/"
+            echo "CYRUS_USER=alice"
+            echo "CYRUS_PASSWORD=secret"
+            echo "CYRUS_USER2=bob"
+            echo "CYRUS_PASSWORD2=secret2"
+        fi
         if wanted apache; then
             echo "APACHE_DIGEST_URL=http://$HOST:$APACHE_PORT/"
             echo "APACHE_DIGEST_HOME=http://$HOST:$APACHE_PORT/alice/"
@@ -413,6 +575,7 @@ do_start() {
         check_port apache "$APACHE_PORT"
         check_port apache_backend "$APACHE_BACKEND_PORT"
     fi
+    if wanted cyrus; then check_port cyrus "$CYRUS_PORT"; fi
     rm -rf "$RUN"
     mkdir -p "$RUN"
     : >"$PIDS"
@@ -437,6 +600,10 @@ do_start() {
     if wanted apache; then
         wait_ready apache-radicale "http://$HOST:$APACHE_BACKEND_PORT/" "$RUN/apache-radicale/radicale.log" "$(pid_of apache-radicale)"
         wait_ready apache "http://$HOST:$APACHE_PORT/" "$RUN/apache/error.log" "$(cat "$RUN/apache/httpd.pid" 2>/dev/null || true)"
+    fi
+    if wanted cyrus; then
+        wait_ready cyrus "http://$HOST:$CYRUS_PORT/" "$(cyrus_data)/master.log" "$(pid_of cyrus)"
+        provision_cyrus
     fi
     write_env
     trap - EXIT
@@ -483,7 +650,7 @@ do_stop() {
     fi
     if [[ -f $PIDS ]]; then
         while read -r name pid rest; do
-            if [[ -n $pid ]] && alive "$pid" && ours "$pid"; then
+            if [[ -n $pid ]] && alive "$pid" && ours "$pid" "$(dirname "$rest")"; then
                 pids+=("$pid")
                 stopped+=" $name"
             fi
@@ -491,6 +658,9 @@ do_stop() {
     fi
     stop_pids "${pids[@]}"
     rm -f "$PIDS"
+    if [[ -f $RUN/cyrus/data-dir ]]; then
+        rm -rf "$(cat "$RUN/cyrus/data-dir")" "$RUN/cyrus/data-dir"
+    fi
     if [[ -f $RUN/apache/digest-dir ]]; then
         rm -rf "$(cat "$RUN/apache/digest-dir")" "$RUN/apache/digest-dir"
     fi
@@ -503,7 +673,7 @@ do_status() {
     if [[ -f $PIDS ]]; then
         while read -r name pid logf; do
             any=1
-            if alive "$pid" && ours "$pid"; then
+            if alive "$pid" && ours "$pid" "$(dirname "$logf")"; then
                 printf '%-16s pid %-8s running   log %s\n' "$name" "$pid" "$logf"
             else
                 printf '%-16s pid %-8s DEAD      log %s\n' "$name" "$pid" "$logf"

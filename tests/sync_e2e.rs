@@ -512,6 +512,7 @@ fn dump_home(server: &Server) -> String {
     let prefix = match server.name {
         "Radicale" => "RADICALE",
         "Xandikos" => "XANDIKOS",
+        "Cyrus" => "CYRUS",
         _ => "SABRE",
     };
     common::var(&format!("{prefix}_HOME")).expect("home URL in servers.env")
@@ -677,4 +678,20 @@ fn an_archived_project_keeps_its_events() {
     r.assert_ok();
     assert!(!s.fake.requests().iter().any(|q| q.path.contains(&archived)));
     assert_eq!(r.count("Projects"), 1, "{}", r.stdout);
+}
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn full_sync_cyrus() {
+    full_sync_then_idle(server("Cyrus", "CYRUS"));
+}
+
+#[test]
+fn seed_adoption_cyrus() {
+    seed_calendar_and_events_are_adopted(server("Cyrus", "CYRUS"));
+}
+
+#[test]
+fn uid_conflict_cyrus() {
+    uid_conflict_on_create_is_adopted(server("Cyrus", "CYRUS"));
 }

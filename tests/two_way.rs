@@ -395,3 +395,14 @@ fn new_calendar_events_become_work_items() {
         "no duplicate"
     );
 }
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn event_edits_cyrus() {
+    event_edits_reach_plane(server("Cyrus", "CYRUS"));
+}
+
+#[test]
+fn task_edits_cyrus() {
+    task_edits_reach_plane(server("Cyrus", "CYRUS"));
+}

@@ -661,3 +661,14 @@ fn event_spans_sabredav_digest() {
 fn task_spans_radicale() {
     round_trip(server("Radicale", "RADICALE"), "RADICALE_HOME", TASK_SPANS);
 }
+
+/// Cyrus IMAP 3.6 (issue 9, item 14).
+#[test]
+fn events_cyrus() {
+    round_trip(server("Cyrus", "CYRUS"), "CYRUS_HOME", EVENTS);
+}
+
+#[test]
+fn tasks_cyrus() {
+    round_trip(server("Cyrus", "CYRUS"), "CYRUS_HOME", TASKS);
+}

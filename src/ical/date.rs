@@ -34,31 +34,9 @@ impl Date {
     /// Parses `YYYYMMDD`. Also accepts a DATE-TIME `YYYYMMDDTHHMMSS[Z]` and takes its date
     /// part (as written, without time zone conversion), because clients sometimes turn an
     /// all-day event into a timed one and we still want the day the user sees.
+    /// Use [`When::parse`] where the time matters.
     pub fn parse_ical(s: &str) -> Option<Date> {
-        let b = s.as_bytes();
-        let date = match b.len() {
-            8 => b,
-            15 | 16 => {
-                let (date, time) = b.split_at(8);
-                if time[0] != b'T' || (time.len() == 8 && time[7] != b'Z') {
-                    return None;
-                }
-                let h = number(&time[1..3])?;
-                let m = number(&time[3..5])?;
-                let s = number(&time[5..7])?;
-                // 60 admits a leap second, as RFC 5545 §3.3.12 does.
-                if h > 23 || m > 59 || s > 60 {
-                    return None;
-                }
-                date
-            }
-            _ => return None,
-        };
-        Date::new(
-            number(&date[..4])? as i32,
-            number(&date[4..6])?,
-            number(&date[6..8])?,
-        )
+        parse_date_time(s).map(|(date, _)| date)
     }
 
     /// Formats as `YYYYMMDD`.
@@ -120,6 +98,126 @@ impl fmt::Display for Date {
     /// ISO 8601, `YYYY-MM-DD`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_iso())
+    }
+}
+
+/// `YYYYMMDD` or `YYYYMMDDTHHMMSS[Z]`: the date, and for a DATE-TIME the seconds since
+/// midnight and whether it ends in `Z`.
+fn parse_date_time(s: &str) -> Option<(Date, Option<(u32, bool)>)> {
+    let b = s.as_bytes();
+    let (date, time) = match b.len() {
+        8 => (b, None),
+        15 | 16 => {
+            let (date, time) = b.split_at(8);
+            if time[0] != b'T' || (time.len() == 8 && time[7] != b'Z') {
+                return None;
+            }
+            let h = number(&time[1..3])?;
+            let m = number(&time[3..5])?;
+            let s = number(&time[5..7])?;
+            // 60 admits a leap second, as RFC 5545 §3.3.12 does.
+            if h > 23 || m > 59 || s > 60 {
+                return None;
+            }
+            (date, Some((h * 3600 + m * 60 + s, time.len() == 8)))
+        }
+        _ => return None,
+    };
+    let date = Date::new(
+        number(&date[..4])? as i32,
+        number(&date[4..6])?,
+        number(&date[6..8])?,
+    )?;
+    Some((date, time))
+}
+
+/// What the time of a DATE-TIME is relative to (RFC 5545 §3.3.5's three forms).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TimeZone {
+    /// `…Z`: UTC.
+    Utc,
+    /// `TZID=…`: local time in that zone.
+    Zone(String),
+    /// Neither: the same wall-clock time wherever the reader is.
+    Floating,
+}
+
+/// The value of a DTSTART, DTEND or DUE as written: an all-day date, or a date with a time
+/// of day. Two values that differ only in form (an all-day event made a 09:00 meeting on
+/// the same day) are different `When`s, though their dates are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum When {
+    /// `VALUE=DATE`: the whole day.
+    Date(Date),
+    /// A DATE-TIME.
+    Time {
+        /// The date as written (for UTC, the UTC date).
+        date: Date,
+        /// Seconds since midnight, as written (60 s leap seconds admitted).
+        seconds: u32,
+        /// What the time is relative to.
+        zone: TimeZone,
+    },
+}
+
+impl When {
+    /// Parses a value with its `TZID` parameter. The value's shape decides, not a `VALUE`
+    /// parameter: a bare `YYYYMMDD` is a date even without `VALUE=DATE` (some servers drop
+    /// it), and a time is a time even under a wrong `VALUE=DATE`, so nothing a client wrote
+    /// is lost. A TZID on a UTC time is ignored, as RFC 5545 says it must not be there.
+    pub fn parse(value: &str, tzid: Option<&str>) -> Option<When> {
+        let (date, time) = parse_date_time(value.trim())?;
+        match time {
+            None => Some(When::Date(date)),
+            Some((seconds, utc)) => {
+                let zone = match (utc, tzid.map(str::trim).filter(|z| !z.is_empty())) {
+                    (true, _) => TimeZone::Utc,
+                    (false, Some(z)) => TimeZone::Zone(z.to_string()),
+                    (false, None) => TimeZone::Floating,
+                };
+                Some(When::Time {
+                    date,
+                    seconds,
+                    zone,
+                })
+            }
+        }
+    }
+
+    /// The date as written (a UTC time's UTC date; see `sync::fields::date_of` for the
+    /// date a user sees).
+    pub fn date(&self) -> Date {
+        match self {
+            When::Date(d) | When::Time { date: d, .. } => *d,
+        }
+    }
+
+    /// Whether this is an all-day value.
+    pub fn is_all_day(&self) -> bool {
+        matches!(self, When::Date(_))
+    }
+}
+
+impl fmt::Display for When {
+    /// The value as iCalendar writes it, the zone after a `;`: `20261124`,
+    /// `20261124T090000Z`, `20261124T090000;TZID=Europe/Berlin`, `20261124T090000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            When::Date(d) => f.write_str(&d.to_ical()),
+            When::Time {
+                date,
+                seconds,
+                zone,
+            } => {
+                let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+                write!(f, "{}T{h:02}{m:02}{s:02}", date.to_ical())?;
+                match zone {
+                    TimeZone::Utc => f.write_str("Z"),
+                    TimeZone::Zone(z) => write!(f, ";TZID={z}"),
+                    TimeZone::Floating => Ok(()),
+                }
+            }
+        }
     }
 }
 
@@ -218,6 +316,52 @@ mod tests {
         ] {
             assert_eq!(Date::parse_iso(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn values_keep_their_form() {
+        let day = d(2026, 11, 24);
+        let at = |seconds, zone| When::Time {
+            date: day,
+            seconds,
+            zone,
+        };
+        assert_eq!(When::parse("20261124", None), Some(When::Date(day)));
+        assert_eq!(When::parse(" 20261124 ", None), Some(When::Date(day)));
+        let berlin = When::parse("20261124T090000", Some("Europe/Berlin"));
+        let zone = TimeZone::Zone("Europe/Berlin".into());
+        assert_eq!(berlin, Some(at(9 * 3600, zone)));
+        assert_eq!(
+            When::parse("20261124T090000Z", Some("Europe/Berlin")),
+            Some(at(9 * 3600, TimeZone::Utc)),
+            "a TZID on a UTC time is ignored"
+        );
+        let floating = When::parse("20261124T000000", Some("")).unwrap();
+        assert_eq!(floating, at(0, TimeZone::Floating));
+        assert_eq!(When::parse("2026-11-24", None), None);
+        assert_eq!(When::parse("20261124T250000", None), None);
+        // The same date in another form is another value.
+        assert_ne!(When::Date(day), floating);
+        assert_eq!(floating.date(), day);
+        assert!(When::Date(day).is_all_day() && !floating.is_all_day());
+        let shown: Vec<String> = [
+            When::Date(day),
+            berlin.unwrap(),
+            at(45_296, TimeZone::Utc),
+            floating,
+        ]
+        .iter()
+        .map(When::to_string)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "20261124",
+                "20261124T090000;TZID=Europe/Berlin",
+                "20261124T123456Z",
+                "20261124T000000"
+            ]
+        );
     }
 
     #[test]

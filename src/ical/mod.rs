@@ -6,13 +6,14 @@
 //! property (X- props of other clients, VALARMs a user added, VTIMEZONEs) intact.
 //!
 //! Typed access is opt-in: [`Property::text_value`] unescapes TEXT, [`Date`] handles the
-//! `VALUE=DATE` values of all-day events and tasks.
+//! `VALUE=DATE` values of all-day events and tasks, [`Property::when`] tells such a date
+//! from a DATE-TIME.
 
 mod date;
 mod parse;
 mod write;
 
-pub use date::Date;
+pub use date::{Date, TimeZone, When};
 pub use parse::{parse, parse_bytes, unescape_text};
 pub use write::{escape_text, write};
 
@@ -132,6 +133,12 @@ impl Property {
     /// The value unescaped as RFC 5545 TEXT.
     pub fn text_value(&self) -> String {
         unescape_text(&self.value)
+    }
+
+    /// The value of a DTSTART/DTEND/DUE (or any DATE / DATE-TIME property) with its form:
+    /// all-day, or a time in UTC, in a TZID, or floating. `None` when it is neither.
+    pub fn when(&self) -> Option<When> {
+        When::parse(&self.value, self.param("TZID"))
     }
 
     /// The value split at unescaped commas, each item unescaped (`CATEGORIES:a\,b,c` gives

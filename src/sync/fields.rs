@@ -11,7 +11,7 @@ use std::fmt;
 use super::model::Mapping;
 pub use crate::config::ConflictPolicy;
 use crate::config::{DateMode, ItemKind};
-use crate::ical::{Component, Date, Property};
+use crate::ical::{Component, Date, Property, TimeZone, When};
 use crate::state::Shadow;
 use crate::tz::Zone;
 
@@ -403,50 +403,42 @@ pub fn strip_key(summary: &str) -> &str {
 /// the user's wall clock: its date part. A UTC time is converted to `zone`
 /// (EVENT_TIMEZONE). A timed end at exactly midnight ends on the day before.
 pub fn date_of(p: &Property, zone: &Zone, is_end: bool) -> Option<Date> {
-    let v = p.value.trim();
-    let all_day = v.len() == 8
-        || p.param("VALUE")
-            .is_some_and(|t| t.eq_ignore_ascii_case("DATE"));
-    let date = Date::parse_ical(v)?;
-    if all_day {
-        return Some(if is_end { date.pred() } else { date });
-    }
-    let (h, m, s) = time_of(v)?;
-    let secs = h * 3600 + m * 60 + s;
-    let local = if v.ends_with('Z') {
-        let unix = date.days_since_epoch() * 86_400 + secs;
-        let local = unix + zone.offset_at(unix) as i64;
-        (
-            Date::from_days_since_epoch(local.div_euclid(86_400)),
-            local.rem_euclid(86_400),
-        )
-    } else {
-        (date, secs)
+    let (date, seconds) = match p.when()? {
+        When::Date(date) => return Some(if is_end { date.pred() } else { date }),
+        When::Time {
+            date,
+            seconds,
+            zone: TimeZone::Utc,
+        } => {
+            let unix = date.days_since_epoch() * 86_400 + i64::from(seconds);
+            let local = unix + zone.offset_at(unix) as i64;
+            (
+                Date::from_days_since_epoch(local.div_euclid(86_400)),
+                local.rem_euclid(86_400),
+            )
+        }
+        When::Time { date, seconds, .. } => (date, i64::from(seconds)),
     };
-    Some(if is_end && local.1 == 0 {
-        local.0.pred()
+    Some(if is_end && seconds == 0 {
+        date.pred()
     } else {
-        local.0
+        date
     })
 }
 
-/// (hour, minute, second) of `YYYYMMDDTHHMMSS[Z]`.
-fn time_of(v: &str) -> Option<(i64, i64, i64)> {
-    let t = v.get(9..15)?;
-    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    Some((n(0..2)?, n(2..4)?, n(4..6)?))
-}
-
-/// LAST-MODIFIED, else DTSTAMP, as Unix seconds.
+/// LAST-MODIFIED, else DTSTAMP, as Unix seconds (UTC values only, as RFC 5545 has them).
 pub fn modified_at(c: &Component) -> Option<i64> {
     let p = c
         .property("LAST-MODIFIED")
         .or_else(|| c.property("DTSTAMP"))?;
-    let v = p.value.trim();
-    let date = Date::parse_ical(v)?;
-    let (h, m, s) = time_of(v)?;
-    v.ends_with('Z')
-        .then(|| date.days_since_epoch() * 86_400 + h * 3600 + m * 60 + s)
+    match p.when()? {
+        When::Time {
+            date,
+            seconds,
+            zone: TimeZone::Utc,
+        } => Some(date.days_since_epoch() * 86_400 + i64::from(seconds)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

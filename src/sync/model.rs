@@ -1,6 +1,8 @@
 //! How a Plane work item looks in a calendar (design §2): which items qualify, the
 //! properties we own, and merging them into an object a user may have touched.
 
+use std::collections::BTreeSet;
+
 use sha2::{Digest, Sha256};
 
 use crate::config::{CompletedItems, Config, DateMode, ItemKind};
@@ -24,6 +26,9 @@ pub const OWNED: &[&str] = &[
     "DTSTART",
     "DTEND",
     "DUE",
+    // Never written by us: a DURATION a client set instead of DTEND goes when we write
+    // DTEND (both at once are invalid).
+    "DURATION",
     "URL",
     "CATEGORIES",
     "PRIORITY",
@@ -356,9 +361,10 @@ fn description(item: &WorkItem, url: &str) -> String {
     out
 }
 
-/// A stable fingerprint of owned, non-volatile properties: names, VALUE params and
-/// unescaped values. Servers re-serialise objects (parameter order, escaping), so raw
-/// text would differ where the content does not.
+/// A stable fingerprint of owned, non-volatile properties: names, date forms and
+/// unescaped values. Servers re-serialise objects (parameter order, escaping, CATEGORIES
+/// split or joined), so raw text would differ where the content does not; a user's change
+/// of form (an all-day event made a timed one on the same day) does change it.
 pub fn content_hash(c: &Component) -> String {
     let mut h = Sha256::new();
     for (name, value) in owned_content(c) {
@@ -375,25 +381,46 @@ fn owned_content(c: &Component) -> Vec<(String, String)> {
         .properties
         .iter()
         .filter(|p| OWNED.contains(&p.name.as_str()) && !VOLATILE.contains(&p.name.as_str()))
+        .filter(|p| p.name != "CATEGORIES")
         .map(|p| {
             let value = match p.name.as_str() {
-                // Dates: compare the date, whatever VALUE/TZID form the server returned.
-                "DTSTART" | "DTEND" | "DUE" => Date::parse_ical(p.value.trim())
-                    .map(|d| d.to_ical())
+                // The date with its form: `20261124` for all-day (what we write, whatever
+                // the VALUE parameter), `20261124T090000;TZID=Europe/Berlin` for a time.
+                "DTSTART" | "DTEND" | "DUE" => p
+                    .when()
+                    .map(|w| w.to_string())
                     .unwrap_or_else(|| p.value.clone()),
-                "CATEGORIES" => p
-                    .value
-                    .split(',')
-                    .map(|s| ical::unescape_text(s.trim()))
-                    .collect::<Vec<_>>()
-                    .join(","),
                 _ => p.text_value(),
             };
             (p.name.clone(), value)
         })
         .collect();
+    if let Some(categories) = categories(c) {
+        out.push(("CATEGORIES".to_string(), categories));
+    }
     out.sort();
     out
+}
+
+/// Every CATEGORIES value of a component as one sorted set, or `None` without any.
+/// Servers disagree on the form of the same list: we write `CATEGORIES:docs\, misc,bug`
+/// (two labels, one with a comma); Cyrus returns it on GET as three properties `docs`,
+/// `misc`, `bug` and in REPORT as `CATEGORIES:docs, misc` + `CATEGORIES:bug`. Splitting
+/// at every comma, escaped or not, and trimming gives the same set for all of them. Labels
+/// only flow from Plane to the calendar, so losing the comma inside one label here costs
+/// nothing: it only decides whether an object needs rewriting.
+fn categories(c: &Component) -> Option<String> {
+    let set: BTreeSet<String> = c
+        .properties_named("CATEGORIES")
+        .flat_map(|p| p.text_values())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!set.is_empty()).then(|| set.into_iter().collect::<Vec<_>>().join(","))
 }
 
 /// Whether `existing` already carries exactly the owned content of `desired`.
@@ -696,6 +723,128 @@ mod tests {
             find_item(&back, &d.uid).unwrap(),
             &d.component
         ));
+    }
+
+    /// Item 9 of issue 9: Cyrus splits our CATEGORIES differently on GET and on REPORT.
+    #[test]
+    fn categories_compare_as_a_set_across_properties() {
+        let mut i = item();
+        i.labels[1].name = "docs, misc".into();
+        let d = render(&i, &project(), &mapping()).unwrap();
+        let ours = new_object(&d, 0);
+        assert!(ours.contains("CATEGORIES:bug,docs\\, misc\r\n"), "{ours}");
+        let as_served = |categories: &str| {
+            let text = ours.replace("CATEGORIES:bug,docs\\, misc\r\n", categories);
+            let cal = ical::parse(&text).unwrap();
+            find_item(&cal, &d.uid).unwrap().clone()
+        };
+        for (server, categories) in [
+            (
+                "Cyrus GET",
+                "CATEGORIES:bug\r\nCATEGORIES:docs\r\nCATEGORIES:misc\r\n",
+            ),
+            (
+                "Cyrus REPORT",
+                "CATEGORIES:bug\r\nCATEGORIES:docs, misc\r\n",
+            ),
+            (
+                "reordered",
+                "CATEGORIES:misc,docs\r\nCATEGORIES:bug,bug\r\n",
+            ),
+        ] {
+            let back = as_served(categories);
+            assert!(same_content(&back, &d.component), "{server}");
+            assert_eq!(content_hash(&back), d.shadow.content_hash, "{server}");
+        }
+        for (change, categories) in [
+            ("a label less", "CATEGORIES:docs\r\nCATEGORIES:misc\r\n"),
+            ("another label", "CATEGORIES:bug,docs,misc,urgent\r\n"),
+            ("no labels", ""),
+        ] {
+            assert!(
+                !same_content(&as_served(categories), &d.component),
+                "{change}"
+            );
+        }
+    }
+
+    /// Item 10 of issue 9: an all-day event made a timed one on the same day is a change
+    /// (the date, all Plane keeps, is the same); the rewrite makes it all-day again.
+    #[test]
+    fn a_timed_value_on_the_same_day_is_a_change() {
+        let d = render(&item(), &project(), &mapping()).unwrap();
+        let ours = ical::parse(&new_object(&d, 0)).unwrap();
+        let timed = |start: &str, end: &str| {
+            let mut cal = ours.clone();
+            let ev = cal.component_mut("VEVENT").unwrap();
+            let (name, value) = start.split_once(':').unwrap();
+            let mut p = Property::new(name, value);
+            if let Some(tz) = name.strip_prefix("DTSTART;TZID=") {
+                p = Property::new("DTSTART", value).with_param("TZID", tz);
+            }
+            ev.set(p);
+            ev.remove("DTEND");
+            let (name, value) = end.split_once(':').unwrap();
+            ev.push(Property::new(name, value));
+            cal
+        };
+        for (form, cal) in [
+            (
+                "TZID",
+                timed(
+                    "DTSTART;TZID=Europe/Berlin:20261124T090000",
+                    "DURATION:PT1H",
+                ),
+            ),
+            (
+                "UTC",
+                timed("DTSTART:20261124T090000Z", "DTEND:20261124T100000Z"),
+            ),
+            (
+                "floating",
+                timed("DTSTART:20261124T000000", "DTEND:20261125T000000"),
+            ),
+            (
+                "all-day, DURATION",
+                timed("DTSTART:20261124", "DURATION:P1D"),
+            ),
+        ] {
+            let ev = find_item(&cal, &d.uid).unwrap();
+            assert!(!same_content(ev, &d.component), "{form}");
+            assert_ne!(content_hash(ev), d.shadow.content_hash, "{form}");
+            let rewritten = ical::parse(&merge(&cal, &d, 1, 0).unwrap()).unwrap();
+            let ev = find_item(&rewritten, &d.uid).unwrap();
+            assert!(same_content(ev, &d.component), "{form}");
+            let start = ev.property("DTSTART").unwrap();
+            assert_eq!(
+                start.when(),
+                Some(ical::When::Date(Date::new(2026, 11, 24).unwrap()))
+            );
+            assert_eq!(start.param("TZID"), None, "{form}");
+            assert!(
+                ev.property("DURATION").is_none(),
+                "{form}: DTEND and DURATION"
+            );
+        }
+        // Only VALUE=DATE dropped by a server is the same all-day value.
+        let bare = ical::parse(&new_object(&d, 0).replace(";VALUE=DATE", "")).unwrap();
+        assert!(same_content(
+            find_item(&bare, &d.uid).unwrap(),
+            &d.component
+        ));
+    }
+
+    /// Journals store the fingerprint; a new one for unchanged content costs one read of
+    /// every object after an upgrade. Events without labels keep theirs.
+    #[test]
+    fn fingerprint_of_plain_events_is_stable() {
+        let mut i = item();
+        i.labels.clear();
+        let d = render(&i, &project(), &mapping()).unwrap();
+        assert_eq!(
+            d.shadow.content_hash,
+            "6da27939b399ac6f883cb8a0e9c0983948bd852b3438d04bfa8f04646f9d45dc"
+        );
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl Setup {
             p.identifier = format!("{tag}{i}");
             p.name = format!("{tag} {}", p.name);
         }
+        unique_item_ids(&mut world);
         let state = std::env::temp_dir().join(format!("calplanebot-test-{tag}"));
         let _ = std::fs::remove_dir_all(&state);
         Setup {
@@ -205,6 +206,31 @@ impl Setup {
             .into_iter()
             .find(|c| c.name == name)
             .unwrap_or_else(|| panic!("no calendar {name:?}"))
+    }
+}
+
+/// Gives the work items of a generated world ids (so event UIDs) of their own: Cyrus keeps
+/// a UID unique across all calendars of a user (403 `unique-scheduling-object-resource`),
+/// and the tests share one user while every world comes from the same seed. Only the first
+/// UUID group changes, the same way for every item, so ids stay valid, distinct and in
+/// the same order.
+fn unique_item_ids(world: &mut World) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst) as u64;
+    let x = (t ^ ((std::process::id() as u64) << 24) ^ (n << 48)) as u32;
+    let remap = |id: &str| match id.get(8..) {
+        Some(rest) if id.len() == 36 => format!("{x:08x}{rest}"),
+        _ => id.to_string(),
+    };
+    for p in &mut world.projects {
+        for item in &mut p.items {
+            item.id = remap(&item.id);
+            item.parent = item.parent.as_deref().map(remap);
+        }
     }
 }
 
