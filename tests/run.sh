@@ -4,9 +4,10 @@
 # Starts the real CalDAV servers (tests/servers.sh), exports .tests/run/servers.env, checks
 # formatting, runs every test target, and stops the servers again on any exit (also on
 # failure and Ctrl-C). Exits with the failing status, 0 when everything passed.
-# Under CI=true every server is required (a server that cannot be set up fails the run);
-# the Rust tests are expected to fail rather than skip when a server variable is missing.
-#   SKIP_SERVERS=1   run without servers (integration tests then skip, unless CI=true)
+# Every server is required (a server that cannot be set up fails the run), and a test whose
+# server is missing fails; none is skipped.
+#   SKIP_SERVERS=1   use servers already started with `tests/servers.sh start` (their
+#                    .tests/run/servers.env is read; nothing is started or stopped)
 #   SKIP_SMOKE=1     skip the verifier round trip against each server
 #   NO_NEXTEST=1     use cargo test even when cargo-nextest is installed
 set -euo pipefail
@@ -34,6 +35,12 @@ if [[ -z ${SKIP_SERVERS:-} ]]; then
     set +a
     servers=$TEST_SERVERS_UP
     [[ -n ${SKIP_SMOKE:-} ]] || tests/infra_smoke.sh
+elif [[ -f .tests/run/servers.env ]]; then
+    set -a
+    # shellcheck disable=SC1091
+    . .tests/run/servers.env
+    set +a
+    servers="${TEST_SERVERS_UP:-none} (started earlier)"
 fi
 
 fmt="ok"
