@@ -377,7 +377,8 @@ impl<'a> Parser<'a> {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        self.rest().starts_with(s)
+        // On bytes: the DOCTYPE scan steps byte-wise and may stand inside a character.
+        self.bytes()[self.pos..].starts_with(s.as_bytes())
     }
 
     fn error_at(&self, pos: usize, message: impl Into<String>) -> XmlError {
@@ -1135,6 +1136,18 @@ mod tests {
         // Entities declared in a DOCTYPE are never expanded.
         let e = err("<!DOCTYPE r [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><r>&xxe;</r>");
         assert!(e.message.contains("unknown entity &xxe;"), "{e}");
+    }
+
+    #[test]
+    fn non_ascii_in_doctype_is_skipped() {
+        // Found by tests/fuzz (davxml target): a non-ASCII character outside quotes in a
+        // DOCTYPE panicked with "byte index 10 is not a char boundary".
+        let r = parse("<!DOCTYPE multistatus PUBLIC \"-//X//DTD Café//EN\" Grüße><r/>").unwrap();
+        assert!(r.is("", "r"));
+        let e = err("<!DOCTYPE\u{e9}>");
+        assert!(e.message.contains("no root element"), "{e}");
+        let e = err("<!DOCTYPE é");
+        assert!(e.message.contains("unterminated DOCTYPE"), "{e}");
     }
 
     #[test]
