@@ -10,9 +10,9 @@
 //! iterative, and every malformed input yields a positioned [`XmlError`] instead of a panic.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The WebDAV namespace (RFC 4918).
 pub const DAV: &str = "DAV:";

@@ -144,11 +144,15 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 reason,
                 patch,
                 conflicts,
+                landed,
             } => {
                 for c in conflicts {
                     log::warn!("{}: {c} (CONFLICT_POLICY)", self.label(uid));
                 }
                 self.summary.conflicts += conflicts.len();
+                if !landed.is_empty() {
+                    self.fold_landed(uid, landed)?;
+                }
                 if !patch.is_empty() && !self.patch_plane(uid, patch)? {
                     return Ok(());
                 }
@@ -256,6 +260,16 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 Ok(false)
             }
         }
+    }
+
+    /// Makes our writes that landed unjournaled the shadow, and ends their in-flight
+    /// markers: the next write marks only itself, and the base survives another crash.
+    fn fold_landed(&mut self, uid: &str, landed: &FieldPatch) -> Result<(), String> {
+        self.mark_sent(uid, |r| {
+            apply_to_shadow(&mut r.shadow, landed);
+            r.sent_to_plane = None;
+            r.sent_to_calendar = None;
+        })
     }
 
     /// Records a PATCH in the journal's shadow (ETag and content hash stay until the

@@ -50,6 +50,10 @@ pub enum Action {
         patch: FieldPatch,
         /// Fields changed on both sides, and who won.
         conflicts: Vec<Conflict>,
+        /// Writes of ours that landed without being journaled (a crash between request
+        /// and journal line), as a change of the journal's shadow: it becomes the merge
+        /// base before anything else is written, so a second crash cannot lose it.
+        landed: FieldPatch,
     },
     /// DELETE with `If-Match`.
     Delete {
@@ -349,6 +353,7 @@ fn update(uid: String, href: String, r: &ObjectRef, reason: UpdateReason) -> Act
         reason,
         patch: FieldPatch::default(),
         conflicts: Vec::new(),
+        landed: FieldPatch::default(),
     }
 }
 
@@ -379,11 +384,15 @@ fn calendar_changed(
         let newer = fields::newer_side(&d.updated_at, seen.modified);
         let merged = fields::merge(&plane, &shadow, &seen.fields, input.two_way.policy, newer);
         if let Action::Update {
-            patch, conflicts, ..
+            patch,
+            conflicts,
+            landed,
+            ..
         } = &mut action
         {
             *patch = FieldPatch::between(&plane, &merged.fields);
             *conflicts = merged.conflicts;
+            *landed = FieldPatch::between(&Fields::of_shadow(&j.shadow), &shadow);
         }
     }
     action

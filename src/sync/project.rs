@@ -1015,6 +1015,42 @@ mod tests {
     }
 
     #[test]
+    fn a_landed_write_survives_a_second_crash() {
+        // Found by the SIGKILL trials (killed_task_cycles_xandikos): run A's PATCH landed
+        // but its shadow was never journaled; run B recorded a newer in-flight value and
+        // died before its PATCH. Run C must still see Plane's value as ours, not as a
+        // Plane edit that beats the user's next move.
+        let mut w = World::new(ItemKind::Event);
+        w.settle();
+        let uid = model::uid_for("a");
+        let move_to = |w: &mut World, day: &str| {
+            w.user_edits("a", |c| {
+                c.set(Property::new("DTSTART", day).with_param("VALUE", "DATE"));
+            });
+        };
+        // Run A, killed after its PATCH: Plane has the 5th, the journal only the marker.
+        let mut record = w.journal().state().items[&uid].clone();
+        let mut sent = record.shadow.clone();
+        sent.target_date = Some("2026-12-05".into());
+        record.sent_to_plane = Some(sent);
+        w.journal().put_item(record).unwrap();
+        w.plane
+            .edit("a", |i| i.target_date = Some("2026-12-05".into()));
+        move_to(&mut w, "20261205");
+        // Run B: the user moved it on to the 7th; the PATCH never arrives.
+        move_to(&mut w, "20261207");
+        w.plane.fail_next_patch = Some(503);
+        w.cycle();
+        assert_eq!(w.plane.item("a").target_date.as_deref(), Some("2026-12-05"));
+        // Run C: moved again, to the 9th.
+        move_to(&mut w, "20261209");
+        let s = w.cycle();
+        assert_eq!((s.plane_updated, s.conflicts), (1, 0), "{s:?}");
+        assert_eq!(w.plane.item("a").target_date.as_deref(), Some("2026-12-09"));
+        w.settle();
+    }
+
+    #[test]
     fn a_date_moved_in_the_calendar_reaches_plane_once() {
         let mut w = World::new(ItemKind::Event);
         w.settle();
