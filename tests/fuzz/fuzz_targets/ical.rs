@@ -47,8 +47,14 @@ fn check_values(c: &Component) {
     for p in &c.properties {
         let text = p.text_value();
         let _ = p.text_values();
-        // escape_text turns any CR/LF flavour into `\n`, which unescapes to LF.
-        let expected = text.replace("\r\n", "\n").replace('\r', "\n");
+        // escape_text turns any CR/LF flavour into `\n`, which unescapes to LF, and drops
+        // the control characters RFC 5545 TEXT forbids (C0 but TAB, DEL, C1).
+        let expected: String = text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .chars()
+            .filter(|&c| !c.is_control() || matches!(c, '\t' | '\n'))
+            .collect();
         assert_eq!(ical::unescape_text(&ical::escape_text(&text)), expected);
         if let Some(d) = Date::parse_ical(&p.value) {
             assert_eq!(d.to_ical(), p.value[..8], "date digits changed");
