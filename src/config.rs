@@ -644,10 +644,72 @@ pub const MAX_FULL_RECONCILE_EVERY: u32 = 10_000;
 const PLANE_USERINFO_HINT: &str = "remove `user:password@`: Plane authenticates with PLANE_API_TOKEN, and the URL goes into every event's link";
 
 impl Config {
-    /// Validates the variables into a configuration.
+    /// Validates the variables into a configuration. The areas are read in a fixed order,
+    /// which decides which of several bad variables is reported.
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let plane = PlaneSettings::read(env)?;
+        let caldav = CaldavSettings::read(env)?;
+        let sync = SyncSettings::read(env)?;
+        let caldav_auth_type = caldav_auth_type(env)?;
+        let state_dir = PathBuf::from(
+            env.get("STATE_DIR")
+                .or(env.get("STATE_DIRECTORY"))
+                .unwrap_or("./data"),
+        );
+        let log_level = log_level(env)?;
+        let output = OutputSettings::read(env)?;
+        let two_way = TwoWaySettings::read(env)?;
+        let service = ServiceSettings::read(env)?;
+        Ok(Config {
+            plane_base_url: plane.base_url,
+            plane_web_url: plane.web_url,
+            plane_api_token: plane.api_token,
+            plane_workspace_slug: plane.workspace_slug,
+            plane_projects: list(env, "PLANE_PROJECTS", ""),
+            caldav_url: caldav.url,
+            caldav_username: caldav.username,
+            caldav_password: caldav.password,
+            caldav_auth_type,
+            caldav_ca_file: caldav.ca_file,
+            sync_interval_seconds: sync.interval_seconds,
+            state_dir,
+            log_level,
+            item_kind: output.item_kind,
+            date_mode: output.date_mode,
+            completed_items: output.completed_items,
+            sync_assignees: list(env, "SYNC_ASSIGNEES", ""),
+            sync_state_groups: sync.state_groups,
+            sync_labels: list(env, "SYNC_LABELS", ""),
+            max_delete_fraction: sync.max_delete_fraction,
+            sync_direction: sync.direction,
+            conflict_policy: two_way.conflict_policy,
+            calendar_delete: two_way.calendar_delete,
+            create_from_calendar: sync.create_from_calendar,
+            full_reconcile_every: sync.full_reconcile_every,
+            event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
+            http_timeout_seconds: service.http_timeout_seconds,
+            http_bind: service.http_bind,
+            plane_webhook_secret: service.plane_webhook_secret,
+            api_token: service.api_token,
+            enable_sync: service.enable_sync,
+            log_file: service.log_file,
+        })
+    }
+}
+
+/// The PLANE_* connection variables (PLANE_PROJECTS aside).
+struct PlaneSettings {
+    base_url: String,
+    web_url: String,
+    api_token: Secret,
+    workspace_slug: String,
+}
+
+impl PlaneSettings {
+    /// Reads PLANE_BASE_URL, PLANE_WEB_URL, PLANE_API_TOKEN and PLANE_WORKSPACE_SLUG.
+    fn read(env: &Env) -> Result<PlaneSettings, ConfigError> {
         // Plane URLs are bases that paths are appended to: no trailing slash.
-        let plane_base_url = url(
+        let base_url = url(
             env,
             "PLANE_BASE_URL",
             "set it to your Plane address, e.g. https://plane.example.com",
@@ -655,7 +717,7 @@ impl Config {
         )?
         .trim_end_matches('/')
         .to_string();
-        let plane_web_url = match env.get("PLANE_WEB_URL") {
+        let web_url = match env.get("PLANE_WEB_URL") {
             Some(_) => url(
                 env,
                 "PLANE_WEB_URL",
@@ -664,17 +726,17 @@ impl Config {
             )?
             .trim_end_matches('/')
             .to_string(),
-            None => plane_base_url.clone(),
+            None => base_url.clone(),
         };
-        let plane_api_token = env.secret("PLANE_API_TOKEN")?;
-        if plane_api_token.is_empty() {
+        let api_token = env.secret("PLANE_API_TOKEN")?;
+        if api_token.is_empty() {
             return Err(err(
                 "PLANE_API_TOKEN",
                 "is not set",
                 "create one in Plane under Workspace Settings → API tokens",
             ));
         }
-        let plane_workspace_slug = env
+        let workspace_slug = env
             .get("PLANE_WORKSPACE_SLUG")
             .ok_or_else(|| {
                 err(
@@ -684,23 +746,43 @@ impl Config {
                 )
             })?
             .to_string();
-        let caldav_url = url(
+        Ok(PlaneSettings {
+            base_url,
+            web_url,
+            api_token,
+            workspace_slug,
+        })
+    }
+}
+
+/// The CALDAV_* connection variables (CALDAV_AUTH_TYPE aside).
+struct CaldavSettings {
+    url: String,
+    username: String,
+    password: Secret,
+    ca_file: Option<PathBuf>,
+}
+
+impl CaldavSettings {
+    /// Reads CALDAV_URL, CALDAV_USERNAME, CALDAV_PASSWORD and CALDAV_CA_FILE.
+    fn read(env: &Env) -> Result<CaldavSettings, ConfigError> {
+        let url = url(
             env,
             "CALDAV_URL",
             "your server's CalDAV address, e.g. https://cloud.example.com/remote.php/dav",
             "remove `user:password@` and set CALDAV_USERNAME and CALDAV_PASSWORD instead",
         )?;
-        let caldav_username = env.get("CALDAV_USERNAME").unwrap_or("").to_string();
-        let caldav_password = env.secret("CALDAV_PASSWORD")?;
-        if !caldav_username.is_empty() && caldav_password.is_empty() {
+        let username = env.get("CALDAV_USERNAME").unwrap_or("").to_string();
+        let password = env.secret("CALDAV_PASSWORD")?;
+        if !username.is_empty() && password.is_empty() {
             return Err(err(
                 "CALDAV_PASSWORD",
                 "is not set but CALDAV_USERNAME is",
                 "set CALDAV_PASSWORD or CALDAV_PASSWORD_FILE (an app password on Nextcloud)",
             ));
         }
-        let caldav_ca_file = env.get("CALDAV_CA_FILE").map(PathBuf::from);
-        if let Some(p) = &caldav_ca_file {
+        let ca_file = env.get("CALDAV_CA_FILE").map(PathBuf::from);
+        if let Some(p) = &ca_file {
             if !p.is_file() {
                 return Err(err(
                     "CALDAV_CA_FILE",
@@ -709,8 +791,31 @@ impl Config {
                 ));
             }
         }
-        let sync_state_groups = list(env, "SYNC_STATE_GROUPS", &STATE_GROUPS.join(","));
-        for g in &sync_state_groups {
+        Ok(CaldavSettings {
+            url,
+            username,
+            password,
+            ca_file,
+        })
+    }
+}
+
+/// What a cycle syncs, how often, and the safety valve.
+struct SyncSettings {
+    state_groups: Vec<String>,
+    max_delete_fraction: f64,
+    interval_seconds: u64,
+    direction: SyncDirection,
+    create_from_calendar: bool,
+    full_reconcile_every: u32,
+}
+
+impl SyncSettings {
+    /// Reads SYNC_STATE_GROUPS, MAX_DELETE_FRACTION, SYNC_INTERVAL_SECONDS, SYNC_DIRECTION,
+    /// CREATE_FROM_CALENDAR and FULL_RECONCILE_EVERY.
+    fn read(env: &Env) -> Result<SyncSettings, ConfigError> {
+        let state_groups = list(env, "SYNC_STATE_GROUPS", &STATE_GROUPS.join(","));
+        for g in &state_groups {
             if !STATE_GROUPS.contains(&g.as_str()) {
                 return Err(err(
                     "SYNC_STATE_GROUPS",
@@ -727,14 +832,14 @@ impl Config {
                 "1 disables the safety valve",
             ));
         }
-        let sync_interval_seconds = bounded(
+        let interval_seconds = bounded(
             env,
             "SYNC_INTERVAL_SECONDS",
             300,
             SYNC_INTERVAL_RANGE,
             "at least 10 (Plane allows 60 API requests a minute), at most 604800 (7 days)",
         )?;
-        let sync_direction = choice(
+        let direction = choice(
             env,
             "SYNC_DIRECTION",
             SyncDirection::Both,
@@ -745,27 +850,7 @@ impl Config {
         )?;
         let create_from_calendar = boolean(env, "CREATE_FROM_CALENDAR", false)?;
         if create_from_calendar {
-            // A work item made from an event has no labels or assignees and Plane's default
-            // state: if the filters then excluded it, its event would be deleted again.
-            let filtered = !list(env, "SYNC_LABELS", "").is_empty()
-                || !list(env, "SYNC_ASSIGNEES", "").is_empty()
-                || !["backlog", "unstarted"]
-                    .iter()
-                    .all(|g| sync_state_groups.iter().any(|s| s == g));
-            if filtered {
-                return Err(err(
-                    "CREATE_FROM_CALENDAR",
-                    "cannot be combined with SYNC_LABELS, SYNC_ASSIGNEES or SYNC_STATE_GROUPS without backlog,unstarted",
-                    "new work items would not pass those filters and their events would be deleted",
-                ));
-            }
-            if sync_direction == SyncDirection::PlaneToCalendar {
-                return Err(err(
-                    "CREATE_FROM_CALENDAR",
-                    "needs SYNC_DIRECTION=both",
-                    "with plane-to-calendar nothing flows from the calendar to Plane",
-                ));
-            }
+            check_create_from_calendar(env, &state_groups, direction)?;
         }
         let full_reconcile_every = number(env, "FULL_RECONCILE_EVERY", 12u32)?;
         if !(1..=MAX_FULL_RECONCILE_EVERY).contains(&full_reconcile_every) {
@@ -775,45 +860,89 @@ impl Config {
                 "1 lists every work item in every cycle",
             ));
         }
-        Ok(Config {
-            plane_base_url,
-            plane_web_url,
-            plane_api_token,
-            plane_workspace_slug,
-            plane_projects: list(env, "PLANE_PROJECTS", ""),
-            caldav_url,
-            caldav_username,
-            caldav_password,
-            caldav_auth_type: choice(
-                env,
-                "CALDAV_AUTH_TYPE",
-                AuthType::Auto,
-                &[
-                    ("auto", AuthType::Auto),
-                    ("basic", AuthType::Basic),
-                    ("digest", AuthType::Digest),
-                ],
-            )?,
-            caldav_ca_file,
-            sync_interval_seconds,
-            state_dir: PathBuf::from(
-                env.get("STATE_DIR")
-                    .or(env.get("STATE_DIRECTORY"))
-                    .unwrap_or("./data"),
-            ),
-            log_level: choice(
-                env,
-                "LOG_LEVEL",
-                log::LevelFilter::Info,
-                &[
-                    ("error", log::LevelFilter::Error),
-                    ("warn", log::LevelFilter::Warn),
-                    ("warning", log::LevelFilter::Warn),
-                    ("info", log::LevelFilter::Info),
-                    ("debug", log::LevelFilter::Debug),
-                    ("trace", log::LevelFilter::Trace),
-                ],
-            )?,
+        Ok(SyncSettings {
+            state_groups,
+            max_delete_fraction,
+            interval_seconds,
+            direction,
+            create_from_calendar,
+            full_reconcile_every,
+        })
+    }
+}
+
+/// CREATE_FROM_CALENDAR=true needs unfiltered new items and SYNC_DIRECTION=both.
+fn check_create_from_calendar(
+    env: &Env,
+    state_groups: &[String],
+    direction: SyncDirection,
+) -> Result<(), ConfigError> {
+    // A work item made from an event has no labels or assignees and Plane's default
+    // state: if the filters then excluded it, its event would be deleted again.
+    let filtered = !list(env, "SYNC_LABELS", "").is_empty()
+        || !list(env, "SYNC_ASSIGNEES", "").is_empty()
+        || !["backlog", "unstarted"]
+            .iter()
+            .all(|g| state_groups.iter().any(|s| s == g));
+    if filtered {
+        return Err(err(
+            "CREATE_FROM_CALENDAR",
+            "cannot be combined with SYNC_LABELS, SYNC_ASSIGNEES or SYNC_STATE_GROUPS without backlog,unstarted",
+            "new work items would not pass those filters and their events would be deleted",
+        ));
+    }
+    if direction == SyncDirection::PlaneToCalendar {
+        return Err(err(
+            "CREATE_FROM_CALENDAR",
+            "needs SYNC_DIRECTION=both",
+            "with plane-to-calendar nothing flows from the calendar to Plane",
+        ));
+    }
+    Ok(())
+}
+
+/// CALDAV_AUTH_TYPE.
+fn caldav_auth_type(env: &Env) -> Result<AuthType, ConfigError> {
+    choice(
+        env,
+        "CALDAV_AUTH_TYPE",
+        AuthType::Auto,
+        &[
+            ("auto", AuthType::Auto),
+            ("basic", AuthType::Basic),
+            ("digest", AuthType::Digest),
+        ],
+    )
+}
+
+/// LOG_LEVEL.
+fn log_level(env: &Env) -> Result<log::LevelFilter, ConfigError> {
+    choice(
+        env,
+        "LOG_LEVEL",
+        log::LevelFilter::Info,
+        &[
+            ("error", log::LevelFilter::Error),
+            ("warn", log::LevelFilter::Warn),
+            ("warning", log::LevelFilter::Warn),
+            ("info", log::LevelFilter::Info),
+            ("debug", log::LevelFilter::Debug),
+            ("trace", log::LevelFilter::Trace),
+        ],
+    )
+}
+
+/// How a work item looks in the calendar.
+struct OutputSettings {
+    item_kind: ItemKind,
+    date_mode: DateMode,
+    completed_items: CompletedItems,
+}
+
+impl OutputSettings {
+    /// Reads ITEM_KIND, DATE_MODE and COMPLETED_ITEMS.
+    fn read(env: &Env) -> Result<OutputSettings, ConfigError> {
+        Ok(OutputSettings {
             item_kind: choice(
                 env,
                 "ITEM_KIND",
@@ -835,11 +964,20 @@ impl Config {
                     ("keep", CompletedItems::Keep),
                 ],
             )?,
-            sync_assignees: list(env, "SYNC_ASSIGNEES", ""),
-            sync_state_groups,
-            sync_labels: list(env, "SYNC_LABELS", ""),
-            max_delete_fraction,
-            sync_direction,
+        })
+    }
+}
+
+/// How calendar edits that disagree with Plane are settled.
+struct TwoWaySettings {
+    conflict_policy: ConflictPolicy,
+    calendar_delete: CalendarDelete,
+}
+
+impl TwoWaySettings {
+    /// Reads CONFLICT_POLICY and CALENDAR_DELETE.
+    fn read(env: &Env) -> Result<TwoWaySettings, ConfigError> {
+        Ok(TwoWaySettings {
             conflict_policy: choice(
                 env,
                 "CONFLICT_POLICY",
@@ -859,9 +997,25 @@ impl Config {
                     ("clear-date", CalendarDelete::ClearDate),
                 ],
             )?,
-            create_from_calendar,
-            full_reconcile_every,
-            event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
+        })
+    }
+}
+
+/// The running service: timeouts, the HTTP server and its secrets, logging.
+struct ServiceSettings {
+    http_timeout_seconds: u64,
+    http_bind: Option<String>,
+    plane_webhook_secret: Option<Secret>,
+    api_token: Option<Secret>,
+    enable_sync: bool,
+    log_file: Option<PathBuf>,
+}
+
+impl ServiceSettings {
+    /// Reads HTTP_TIMEOUT_SECONDS, HTTP_BIND, PLANE_WEBHOOK_SECRET, API_TOKEN, ENABLE_SYNC
+    /// and LOG_FILE.
+    fn read(env: &Env) -> Result<ServiceSettings, ConfigError> {
+        Ok(ServiceSettings {
             http_timeout_seconds: bounded(
                 env,
                 "HTTP_TIMEOUT_SECONDS",

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -347,48 +347,13 @@ pub fn run(config: &Config) -> Result<(), String> {
     let nofile = server::raise_fd_limit();
     log::debug!("open-file limit: {nofile:?}");
     let journal = Journal::open(&config.state_dir).map_err(|e| e.to_string())?;
-    let status = Arc::new(Mutex::new(Status::new(config.enable_sync)));
-    {
-        let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
-        st.state_file = journal.path().display().to_string();
-        st.mapped_projects = journal.state().calendars.len() as u64;
-        st.mapped_events = journal.state().items.len() as u64;
-        st.caldav_ok = true;
-    }
+    let status = initial_status(config, &journal);
     let (tx, rx) = sync_channel::<Wake>(QUEUE);
     if let Some(bind) = &config.http_bind {
-        let addr = server::spawn(
-            bind,
-            config.plane_webhook_secret.clone(),
-            config.api_token.clone(),
-            status.clone(),
-            tx.clone(),
-        )?;
-        log::info!(
-            "listening on http://{addr} (webhooks {}; API {})",
-            if config.plane_webhook_secret.is_some() {
-                "on"
-            } else {
-                "off: PLANE_WEBHOOK_SECRET not set"
-            },
-            if config.api_token.is_some() {
-                "needs API_TOKEN"
-            } else {
-                "open, errors shown without detail"
-            }
-        );
+        start_http(config, bind, status.clone(), tx.clone())?;
     }
     if !config.enable_sync {
-        log::info!(
-            "calplanebot {} serving HTTP only (ENABLE_SYNC=false)",
-            env!("CARGO_PKG_VERSION")
-        );
-        while !STOP.load(Ordering::SeqCst) {
-            // Webhooks are acknowledged but nothing syncs: drain them.
-            while rx.try_recv().is_ok() {}
-            std::thread::sleep(TICK);
-        }
-        log::info!("stopped");
+        serve_http_only(&rx);
         return Ok(());
     }
     let mut service = Service {
@@ -400,37 +365,102 @@ pub fn run(config: &Config) -> Result<(), String> {
         projects: Vec::new(),
         foreign: BTreeSet::new(),
     };
-    let interval = Duration::from_secs(config.sync_interval_seconds);
     log::info!(
         "calplanebot {} syncing every {} s",
         env!("CARGO_PKG_VERSION"),
         config.sync_interval_seconds
     );
-    let mut next_full = Instant::now();
-    while !STOP.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= next_full {
-            service.full_cycle();
-            let failures = service.status().consecutive_failures;
-            let delay = next_delay(interval, failures, jitter_fraction());
-            next_full = Instant::now() + delay;
-            service.status().next_sync = Some(crate::clock::now_unix() + delay.as_secs() as i64);
-            continue;
-        }
-        match rx.recv_timeout((next_full - now).min(TICK)) {
-            Ok(first) => {
-                let batch = coalesce(first, &rx);
-                service.handle(batch);
-            }
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
-        }
-        if let Err(e) = service.journal.compact_if_needed() {
-            log::warn!("journal compaction failed: {e}");
-        }
-    }
+    service.sync_until_stopped(&rx);
     log::info!("stopped");
     drop(tx);
     Ok(())
+}
+
+/// The status `/health` and `/metrics` start from: what the journal holds.
+fn initial_status(config: &Config, journal: &Journal) -> Arc<Mutex<Status>> {
+    let status = Arc::new(Mutex::new(Status::new(config.enable_sync)));
+    {
+        let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+        st.state_file = journal.path().display().to_string();
+        st.mapped_projects = journal.state().calendars.len() as u64;
+        st.mapped_events = journal.state().items.len() as u64;
+        st.caldav_ok = true;
+    }
+    status
+}
+
+/// Starts the webhook/health server on `bind` and logs what it serves.
+fn start_http(
+    config: &Config,
+    bind: &str,
+    status: Arc<Mutex<Status>>,
+    wakes: SyncSender<Wake>,
+) -> Result<(), String> {
+    let addr = server::spawn(
+        bind,
+        config.plane_webhook_secret.clone(),
+        config.api_token.clone(),
+        status,
+        wakes,
+    )?;
+    log::info!(
+        "listening on http://{addr} (webhooks {}; API {})",
+        if config.plane_webhook_secret.is_some() {
+            "on"
+        } else {
+            "off: PLANE_WEBHOOK_SECRET not set"
+        },
+        if config.api_token.is_some() {
+            "needs API_TOKEN"
+        } else {
+            "open, errors shown without detail"
+        }
+    );
+    Ok(())
+}
+
+/// ENABLE_SYNC=false: serves HTTP (on its own thread) until STOP, syncing nothing.
+fn serve_http_only(wakes: &Receiver<Wake>) {
+    log::info!(
+        "calplanebot {} serving HTTP only (ENABLE_SYNC=false)",
+        env!("CARGO_PKG_VERSION")
+    );
+    while !STOP.load(Ordering::SeqCst) {
+        // Webhooks are acknowledged but nothing syncs: drain them.
+        while wakes.try_recv().is_ok() {}
+        std::thread::sleep(TICK);
+    }
+    log::info!("stopped");
+}
+
+impl Service<'_> {
+    /// The sync loop until STOP: a full cycle every SYNC_INTERVAL_SECONDS (sooner after
+    /// failures, see [`next_delay`]), webhook wakes in between, journal compaction.
+    fn sync_until_stopped(&mut self, wakes: &Receiver<Wake>) {
+        let interval = Duration::from_secs(self.config.sync_interval_seconds);
+        let mut next_full = Instant::now();
+        while !STOP.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= next_full {
+                self.full_cycle();
+                let failures = self.status().consecutive_failures;
+                let delay = next_delay(interval, failures, jitter_fraction());
+                next_full = Instant::now() + delay;
+                self.status().next_sync = Some(crate::clock::now_unix() + delay.as_secs() as i64);
+                continue;
+            }
+            match wakes.recv_timeout((next_full - now).min(TICK)) {
+                Ok(first) => {
+                    let batch = coalesce(first, wakes);
+                    self.handle(batch);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+            if let Err(e) = self.journal.compact_if_needed() {
+                log::warn!("journal compaction failed: {e}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -291,6 +291,16 @@ pub fn parse_streaming(
 /// Receives the children of the root in [`parse_streaming`].
 type Sink<'v> = Option<&'v mut dyn FnMut(&Element, Element, Range<usize>)>;
 
+/// A start tag's attributes as [`Parser::tag_attributes`] reads them.
+struct TagAttributes<'a> {
+    /// Ordinary attributes (qualified name, value), in document order.
+    attrs: Vec<(String, String)>,
+    /// `xmlns` / `xmlns:p` declarations (prefix, namespace), in document order.
+    declarations: Vec<(&'a str, String)>,
+    /// Whether the tag ended with `/>`.
+    self_closing: bool,
+}
+
 /// An element whose end tag has not been seen yet.
 struct Open {
     element: Element,
@@ -632,6 +642,47 @@ impl<'a> Parser<'a> {
         let tag_start = self.pos;
         self.pos += 1;
         let qname = self.name()?;
+        let TagAttributes {
+            attrs,
+            declarations,
+            self_closing,
+        } = self.tag_attributes(tag_start, qname)?;
+        let declared = declarations.len();
+        for (prefix, ns) in declarations {
+            scopes.push(prefix, Arc::from(ns));
+        }
+        let (ns, name) = match self.resolve_names(scopes, tag_start, qname, &attrs) {
+            Ok(v) => v,
+            Err(e) => {
+                scopes.pop(declared);
+                return Err(e);
+            }
+        };
+        let nodes = 1 + attrs.len();
+        let element = Element {
+            ns,
+            name,
+            attrs,
+            children: Vec::new(),
+            text: String::new(),
+        };
+        let open = Open {
+            element,
+            qname: qname.to_string(),
+            bindings: declared,
+            start: tag_start,
+            nodes,
+        };
+        Ok((open, self_closing))
+    }
+
+    /// The attributes of the start tag `<qname` (at `tag_start`), up to and including its
+    /// `>` or `/>`.
+    fn tag_attributes(
+        &mut self,
+        tag_start: usize,
+        qname: &str,
+    ) -> Result<TagAttributes<'a>, XmlError> {
         let mut attrs: Vec<(String, String)> = Vec::new();
         let mut declarations: Vec<(&'a str, String)> = Vec::new();
         // Attribute names seen in this tag: a linear scan while few, a hash set beyond, so
@@ -681,33 +732,11 @@ impl<'a> Parser<'a> {
                 None => attrs.push((key.to_string(), value)),
             }
         };
-        let declared = declarations.len();
-        for (prefix, ns) in declarations {
-            scopes.push(prefix, Arc::from(ns));
-        }
-        let (ns, name) = match self.resolve_names(scopes, tag_start, qname, &attrs) {
-            Ok(v) => v,
-            Err(e) => {
-                scopes.pop(declared);
-                return Err(e);
-            }
-        };
-        let nodes = 1 + attrs.len();
-        let element = Element {
-            ns,
-            name,
+        Ok(TagAttributes {
             attrs,
-            children: Vec::new(),
-            text: String::new(),
-        };
-        let open = Open {
-            element,
-            qname: qname.to_string(),
-            bindings: declared,
-            start: tag_start,
-            nodes,
-        };
-        Ok((open, self_closing))
+            declarations,
+            self_closing,
+        })
     }
 
     /// The element's namespace and local name; checks the attributes' prefixes.

@@ -428,128 +428,191 @@ impl Status {
     /// `GET /metrics`: Prometheus text exposition format 0.0.4.
     pub fn prometheus(&self, now: i64) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        metric(
-            "calplanebot_up",
-            "gauge",
-            "1 while the service runs.",
-            one("1".into()),
-        );
-        metric(
-            "calplanebot_uptime_seconds",
-            "gauge",
-            "Seconds since the process started.",
-            one((now - self.started_at).max(0).to_string()),
-        );
-        metric(
-            "calplanebot_sync_cycles_total",
-            "counter",
-            "Sync cycles run.",
-            one(self.cycles.to_string()),
-        );
-        metric(
-            "calplanebot_sync_cycles_failed_total",
-            "counter",
-            "Sync cycles that failed as a whole.",
-            one(self.cycles_failed.to_string()),
-        );
-        metric(
-            "calplanebot_sync_duration_seconds_sum",
-            "counter",
-            "Seconds spent in sync cycles.",
-            one(format!("{:.3}", self.duration_total)),
-        );
-        metric(
-            "calplanebot_last_sync_duration_seconds",
-            "gauge",
-            "Seconds the last sync cycle took.",
-            one(format!("{:.3}", self.last_duration)),
-        );
-        metric(
-            "calplanebot_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful sync cycle (0: none yet).",
-            one(self.last_success.unwrap_or(0).to_string()),
-        );
-        metric(
-            "calplanebot_projects_synced",
-            "gauge",
-            "Projects in the last full sync.",
-            one(self.projects_synced.to_string()),
-        );
-        metric(
-            "calplanebot_items_total",
-            "counter",
-            "Calendar objects written, by action.",
-            ITEM_ACTIONS
-                .iter()
-                .map(|a| {
-                    (
-                        format!("{{action=\"{a}\"}}"),
-                        self.items.get(a).unwrap_or(&0).to_string(),
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "calplanebot_errors_total",
-            "counter",
-            "Errors, by kind.",
-            ERROR_KINDS
-                .iter()
-                .map(|k| {
-                    (
-                        format!("{{kind=\"{k}\"}}"),
-                        self.errors.get(k).unwrap_or(&0).to_string(),
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "calplanebot_plane_writes_total",
-            "counter",
-            "Work items changed or created in Plane from calendar edits, by action.",
-            [("updated", "plane_updated"), ("created", "plane_created")]
-                .iter()
-                .map(|(label, key)| {
-                    (
-                        format!("{{action=\"{label}\"}}"),
-                        self.items.get(key).unwrap_or(&0).to_string(),
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "calplanebot_conflicts_total",
-            "counter",
-            "Fields changed on both sides (two-way sync).",
-            one(self.conflicts.to_string()),
-        );
-        let w = &self.webhooks;
-        metric(
-            "calplanebot_webhooks_total",
-            "counter",
-            "Webhook deliveries, by outcome.",
-            [
-                ("accepted", w.accepted),
-                ("unauthorized", w.unauthorized),
-                ("too_large", w.too_large),
-                ("malformed", w.malformed),
-                ("busy", w.busy),
-                ("ignored", w.ignored),
-                ("duplicate", w.duplicate),
-            ]
-            .iter()
-            .map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), n.to_string()))
-            .collect(),
-        );
+        for family in self
+            .service_families(now)
+            .into_iter()
+            .chain(self.work_families())
+        {
+            family.write_to(&mut out);
+        }
         out
+    }
+
+    /// The metric families about the process and its sync cycles.
+    fn service_families(&self, now: i64) -> Vec<MetricFamily> {
+        use MetricKind::{Counter, Gauge};
+        vec![
+            MetricFamily::single(
+                "calplanebot_up",
+                Gauge,
+                "1 while the service runs.",
+                "1".into(),
+            ),
+            MetricFamily::single(
+                "calplanebot_uptime_seconds",
+                Gauge,
+                "Seconds since the process started.",
+                (now - self.started_at).max(0).to_string(),
+            ),
+            MetricFamily::single(
+                "calplanebot_sync_cycles_total",
+                Counter,
+                "Sync cycles run.",
+                self.cycles.to_string(),
+            ),
+            MetricFamily::single(
+                "calplanebot_sync_cycles_failed_total",
+                Counter,
+                "Sync cycles that failed as a whole.",
+                self.cycles_failed.to_string(),
+            ),
+            MetricFamily::single(
+                "calplanebot_sync_duration_seconds_sum",
+                Counter,
+                "Seconds spent in sync cycles.",
+                format!("{:.3}", self.duration_total),
+            ),
+            MetricFamily::single(
+                "calplanebot_last_sync_duration_seconds",
+                Gauge,
+                "Seconds the last sync cycle took.",
+                format!("{:.3}", self.last_duration),
+            ),
+            MetricFamily::single(
+                "calplanebot_last_success_timestamp_seconds",
+                Gauge,
+                "Unix time of the last successful sync cycle (0: none yet).",
+                self.last_success.unwrap_or(0).to_string(),
+            ),
+            MetricFamily::single(
+                "calplanebot_projects_synced",
+                Gauge,
+                "Projects in the last full sync.",
+                self.projects_synced.to_string(),
+            ),
+        ]
+    }
+
+    /// The metric families counting what the cycles and webhooks did.
+    fn work_families(&self) -> Vec<MetricFamily> {
+        let item_count = |key: &str| *self.items.get(key).unwrap_or(&0);
+        let w = &self.webhooks;
+        vec![
+            MetricFamily::labelled(
+                "calplanebot_items_total",
+                "Calendar objects written, by action.",
+                "action",
+                ITEM_ACTIONS.iter().map(|a| (*a, item_count(a))),
+            ),
+            MetricFamily::labelled(
+                "calplanebot_errors_total",
+                "Errors, by kind.",
+                "kind",
+                ERROR_KINDS
+                    .iter()
+                    .map(|k| (*k, *self.errors.get(k).unwrap_or(&0))),
+            ),
+            MetricFamily::labelled(
+                "calplanebot_plane_writes_total",
+                "Work items changed or created in Plane from calendar edits, by action.",
+                "action",
+                [("updated", "plane_updated"), ("created", "plane_created")]
+                    .iter()
+                    .map(|(label, key)| (*label, item_count(key))),
+            ),
+            MetricFamily::single(
+                "calplanebot_conflicts_total",
+                MetricKind::Counter,
+                "Fields changed on both sides (two-way sync).",
+                self.conflicts.to_string(),
+            ),
+            MetricFamily::labelled(
+                "calplanebot_webhooks_total",
+                "Webhook deliveries, by outcome.",
+                "outcome",
+                [
+                    ("accepted", w.accepted),
+                    ("unauthorized", w.unauthorized),
+                    ("too_large", w.too_large),
+                    ("malformed", w.malformed),
+                    ("busy", w.busy),
+                    ("ignored", w.ignored),
+                    ("duplicate", w.duplicate),
+                ]
+                .into_iter(),
+            ),
+        ]
+    }
+}
+
+/// A Prometheus metric type (only the two we export).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricKind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A value that only goes up.
+    Counter,
+}
+
+impl MetricKind {
+    /// The name on the `# TYPE` line.
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "gauge",
+            MetricKind::Counter => "counter",
+        }
+    }
+}
+
+/// One metric family: its `# HELP` and `# TYPE` lines and its samples.
+struct MetricFamily {
+    name: &'static str,
+    kind: MetricKind,
+    help: &'static str,
+    /// Each sample's label set (`{k="v"}`, or empty) and value, in output order.
+    samples: Vec<(String, String)>,
+}
+
+impl MetricFamily {
+    /// A family of one unlabelled sample.
+    fn single(
+        name: &'static str,
+        kind: MetricKind,
+        help: &'static str,
+        value: String,
+    ) -> MetricFamily {
+        MetricFamily {
+            name,
+            kind,
+            help,
+            samples: vec![(String::new(), value)],
+        }
+    }
+
+    /// A counter with one sample per value of the label `label`.
+    fn labelled<'v, N: std::fmt::Display>(
+        name: &'static str,
+        help: &'static str,
+        label: &str,
+        values: impl Iterator<Item = (&'v str, N)>,
+    ) -> MetricFamily {
+        MetricFamily {
+            name,
+            kind: MetricKind::Counter,
+            help,
+            samples: values
+                .map(|(v, n)| (format!("{{{label}=\"{v}\"}}"), n.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Appends the family in the text exposition format.
+    fn write_to(&self, out: &mut String) {
+        let (name, kind, help) = (self.name, self.kind.as_str(), self.help);
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in &self.samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
     }
 }
 

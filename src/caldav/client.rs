@@ -1313,14 +1313,43 @@ impl CalDavClient {
         body: Option<&str>,
     ) -> Result<DavResponse, DavError> {
         *self.stats.entry(method.to_string()).or_insert(0) += 1;
-        let url = format!("{}{}", self.origin, path);
         let m = Method::from_bytes(method.as_bytes())
             .map_err(|_| DavError::Setup(format!("bad method {method}")))?;
+        let builder = self.request_builder(m, method, path, headers, body.is_some());
+        let result = match body {
+            Some(b) => {
+                let req = builder
+                    .body(b.as_bytes())
+                    .map_err(|e| DavError::Setup(e.to_string()))?;
+                self.agent.run(req)
+            }
+            None => {
+                let req = builder
+                    .body(())
+                    .map_err(|e| DavError::Setup(e.to_string()))?;
+                self.agent.run(req)
+            }
+        };
+        let response = result.map_err(|e| transport_error(path, e))?;
+        dav_response(method, path, response)
+    }
+
+    /// A request to `path` with `headers`, a Content-Type for an XML body unless
+    /// `headers` set one, and our credentials (a Digest answer counts as used).
+    fn request_builder(
+        &mut self,
+        m: Method,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        has_body: bool,
+    ) -> ureq::http::request::Builder {
+        let url = format!("{}{}", self.origin, path);
         let mut builder = Request::builder().method(m).uri(&url);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        if body.is_some()
+        if has_body
             && !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
@@ -1342,58 +1371,56 @@ impl CalDavClient {
                 );
             }
         }
-        let transport = |e: ureq::Error| DavError::Transport {
-            path: path.to_string(),
-            message: crate::http::describe(&e),
-        };
-        let result = match body {
-            Some(b) => {
-                let req = builder
-                    .body(b.as_bytes())
-                    .map_err(|e| DavError::Setup(e.to_string()))?;
-                self.agent.run(req)
-            }
-            None => {
-                let req = builder
-                    .body(())
-                    .map_err(|e| DavError::Setup(e.to_string()))?;
-                self.agent.run(req)
-            }
-        };
-        let mut response = result.map_err(transport)?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let etag = header("etag");
-        let location = header("location");
-        let challenges = response
-            .headers()
-            .get_all("www-authenticate")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
-        let status = response.status().as_u16();
-        let (limit, overflow) = body_limit(method, status);
-        let bytes = read_body(response.body_mut(), limit, overflow).map_err(|e| match e {
-            BodyError::TooLarge { limit } => DavError::TooLarge {
-                method: method.to_string(),
-                path: path.to_string(),
-                limit,
-            },
-            BodyError::Transport(e) => transport(e),
-        })?;
-        Ok(DavResponse {
-            status,
-            etag,
-            location,
-            challenges,
-            body: Text::decode(bytes),
-        })
+        builder
     }
+}
+
+/// A transport failure (connection, TLS, timeout) of the request to `path`.
+fn transport_error(path: &str, e: ureq::Error) -> DavError {
+    DavError::Transport {
+        path: path.to_string(),
+        message: crate::http::describe(&e),
+    }
+}
+
+/// The headers we use and the body (within the limit for `method` and the status).
+fn dav_response(
+    method: &str,
+    path: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<DavResponse, DavError> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header("etag");
+    let location = header("location");
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let status = response.status().as_u16();
+    let (limit, overflow) = body_limit(method, status);
+    let bytes = read_body(response.body_mut(), limit, overflow).map_err(|e| match e {
+        BodyError::TooLarge { limit } => DavError::TooLarge {
+            method: method.to_string(),
+            path: path.to_string(),
+            limit,
+        },
+        BodyError::Transport(e) => transport_error(path, e),
+    })?;
+    Ok(DavResponse {
+        status,
+        etag,
+        location,
+        challenges,
+        body: Text::decode(bytes),
+    })
 }
 
 #[cfg(test)]

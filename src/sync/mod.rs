@@ -288,18 +288,7 @@ pub fn sync_once(
 ) -> Result<Summary, SyncError> {
     let zone = event_zone(config);
     let mut summary = Summary::default();
-    let mut projects = match cached_projects(config, journal, opts) {
-        Some(cached) => cached,
-        None => {
-            // Members change as rarely as projects: re-read them with the list.
-            plane.forget_members();
-            let all = plane.projects()?;
-            if !opts.dry_run {
-                forget_vanished_projects(journal, &all)?;
-            }
-            select_projects(all, &config.plane_projects)
-        }
-    };
+    let mut projects = selected_projects(config, plane, journal, opts)?;
     let mapping = mapping_for(config, plane)?;
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
@@ -341,24 +330,7 @@ pub fn sync_once(
             summary.judge_project(before);
             continue;
         };
-        let known = journal.state().calendars.get(&project.id).cloned();
-        let first_contact = known.is_none();
-        if !opts.dry_run && known.as_ref().map(|k| &k.href) != Some(&calendar.href) {
-            // The mapping is recorded before anything is written; the version (ctag,
-            // sync-token) only after a clean cycle.
-            journal.put_calendar(CalendarRecord {
-                project: project.id.clone(),
-                href: calendar.href.clone(),
-                ctag: None,
-                sync_token: None,
-            })?;
-        }
-        let seen = CalendarRecord {
-            project: project.id.clone(),
-            href: calendar.href.clone(),
-            ctag: calendar.ctag.clone(),
-            sync_token: calendar.sync_token.clone(),
-        };
+        let (seen, first_contact) = record_calendar(journal, project, &calendar, opts)?;
         let step = project::Step {
             project,
             calendar: &calendar.href,
@@ -380,6 +352,58 @@ pub fn sync_once(
         journal.compact_if_needed()?;
     }
     Ok(summary)
+}
+
+/// The projects PLANE_PROJECTS selects: from the journal's cache between full cycles,
+/// else listed from Plane (then projects gone from Plane leave the journal).
+fn selected_projects(
+    config: &Config,
+    plane: &mut PlaneClient,
+    journal: &mut Journal,
+    opts: &Options<'_>,
+) -> Result<Vec<Project>, SyncError> {
+    Ok(match cached_projects(config, journal, opts) {
+        Some(cached) => cached,
+        None => {
+            // Members change as rarely as projects: re-read them with the list.
+            plane.forget_members();
+            let all = plane.projects()?;
+            if !opts.dry_run {
+                forget_vanished_projects(journal, &all)?;
+            }
+            select_projects(all, &config.plane_projects)
+        }
+    })
+}
+
+/// Records that `calendar` is the project's (unless the journal says so already or this
+/// is a dry run). Returns the calendar's version as seen now, and whether the project
+/// had no calendar in the journal before (first contact).
+fn record_calendar(
+    journal: &mut Journal,
+    project: &Project,
+    calendar: &Calendar,
+    opts: &Options<'_>,
+) -> Result<(CalendarRecord, bool), SyncError> {
+    let known = journal.state().calendars.get(&project.id).cloned();
+    let first_contact = known.is_none();
+    if !opts.dry_run && known.as_ref().map(|k| &k.href) != Some(&calendar.href) {
+        // The mapping is recorded before anything is written; the version (ctag,
+        // sync-token) only after a clean cycle.
+        journal.put_calendar(CalendarRecord {
+            project: project.id.clone(),
+            href: calendar.href.clone(),
+            ctag: None,
+            sync_token: None,
+        })?;
+    }
+    let seen = CalendarRecord {
+        project: project.id.clone(),
+        href: calendar.href.clone(),
+        ctag: calendar.ctag.clone(),
+        sync_token: calendar.sync_token.clone(),
+    };
+    Ok((seen, first_contact))
 }
 
 /// The calendar home and its calendars (with their ctags and sync-tokens). Once the journal

@@ -186,31 +186,10 @@ fn date_prop(name: &str, d: Date) -> Property {
 
 /// Renders a work item, or says why it has no object.
 pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired, Excluded> {
-    if item.archived_at.is_some() || item.is_draft || item.state.group == "triage" {
-        return Err(Excluded::Archived);
+    if let Some(why) = filtered_out(item, m) {
+        return Err(why);
     }
     let group = item.state.group.as_str();
-    if !group.is_empty() && !m.state_groups.iter().any(|g| g == group) {
-        return Err(Excluded::Filtered);
-    }
-    if !m.assignees.is_empty()
-        && !item.assignees.iter().any(|a| {
-            m.assignees
-                .iter()
-                .any(|f| f == &a.id || (!a.email.is_empty() && f.eq_ignore_ascii_case(&a.email)))
-        })
-    {
-        return Err(Excluded::Filtered);
-    }
-    if !m.labels.is_empty()
-        && !item.labels.iter().any(|l| {
-            m.labels
-                .iter()
-                .any(|f| f == &l.id || f.eq_ignore_ascii_case(&l.name))
-        })
-    {
-        return Err(Excluded::Filtered);
-    }
     let Some(target) = item.target_date.as_deref().and_then(Date::parse_iso) else {
         return Err(Excluded::NoDate);
     };
@@ -244,55 +223,15 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired
     let mut c = Component::new(m.component_name());
     c.push(Property::text("SUMMARY", &summary));
     c.push(Property::text("DESCRIPTION", &description(item, &url)));
-    match (todo, m.date_mode, start) {
-        (false, DateMode::Span, Some(s)) => {
-            c.push(date_prop("DTSTART", s));
-            c.push(date_prop("DTEND", target.succ()));
-        }
-        (false, _, _) => {
-            c.push(date_prop("DTSTART", target));
-            c.push(date_prop("DTEND", target.succ()));
-        }
-        (true, DateMode::Span, Some(s)) => {
-            c.push(date_prop("DTSTART", s));
-            c.push(date_prop("DUE", target));
-        }
-        (true, _, _) => c.push(date_prop("DUE", target)),
-    }
+    push_dates(&mut c, todo, m.date_mode, start, target);
     c.push(Property::new("URL", &url));
-    if !item.labels.is_empty() {
-        let names: Vec<String> = item
-            .labels
-            .iter()
-            .map(|l| ical::escape_text(if l.name.is_empty() { &l.id } else { &l.name }))
-            .collect();
-        c.push(Property::new("CATEGORIES", &names.join(",")));
-    }
+    push_categories(&mut c, item);
     if let Some((level, _, color)) = priority(&item.priority) {
         c.push(Property::new("PRIORITY", &level.to_string()));
         c.push(Property::new("COLOR", color));
     }
     if todo {
-        let status = match group {
-            "started" => "IN-PROCESS",
-            "completed" => "COMPLETED",
-            "cancelled" => "CANCELLED",
-            _ => "NEEDS-ACTION",
-        };
-        c.push(Property::new("STATUS", status));
-        if group == "completed" {
-            let at = item
-                .completed_at
-                .as_deref()
-                .and_then(crate::clock::parse_rfc3339)
-                .or_else(|| crate::clock::parse_rfc3339(&item.updated_at))
-                .unwrap_or(0);
-            c.push(Property::new(
-                "COMPLETED",
-                &crate::clock::format_ical_utc(at),
-            ));
-            c.push(Property::new("PERCENT-COMPLETE", "100"));
-        }
+        push_todo_status(&mut c, item);
     } else {
         if group == "cancelled" {
             c.push(Property::new("STATUS", "CANCELLED"));
@@ -319,6 +258,95 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired
         shadow,
         component: c,
     })
+}
+
+/// Whether the item is archived, a draft, in triage, or not selected by the SYNC_* filters
+/// (state group, assignees, labels); checked before its dates.
+fn filtered_out(item: &WorkItem, m: &Mapping) -> Option<Excluded> {
+    if item.archived_at.is_some() || item.is_draft || item.state.group == "triage" {
+        return Some(Excluded::Archived);
+    }
+    let group = item.state.group.as_str();
+    if !group.is_empty() && !m.state_groups.iter().any(|g| g == group) {
+        return Some(Excluded::Filtered);
+    }
+    if !m.assignees.is_empty()
+        && !item.assignees.iter().any(|a| {
+            m.assignees
+                .iter()
+                .any(|f| f == &a.id || (!a.email.is_empty() && f.eq_ignore_ascii_case(&a.email)))
+        })
+    {
+        return Some(Excluded::Filtered);
+    }
+    if !m.labels.is_empty()
+        && !item.labels.iter().any(|l| {
+            m.labels
+                .iter()
+                .any(|f| f == &l.id || f.eq_ignore_ascii_case(&l.name))
+        })
+    {
+        return Some(Excluded::Filtered);
+    }
+    None
+}
+
+/// DTSTART/DTEND (events, DTEND exclusive) or DUE with an optional DTSTART (todos); the
+/// start date only with DATE_MODE=span.
+fn push_dates(c: &mut Component, todo: bool, mode: DateMode, start: Option<Date>, target: Date) {
+    match (todo, mode, start) {
+        (false, DateMode::Span, Some(s)) => {
+            c.push(date_prop("DTSTART", s));
+            c.push(date_prop("DTEND", target.succ()));
+        }
+        (false, _, _) => {
+            c.push(date_prop("DTSTART", target));
+            c.push(date_prop("DTEND", target.succ()));
+        }
+        (true, DateMode::Span, Some(s)) => {
+            c.push(date_prop("DTSTART", s));
+            c.push(date_prop("DUE", target));
+        }
+        (true, _, _) => c.push(date_prop("DUE", target)),
+    }
+}
+
+/// CATEGORIES: the item's label names (a label without a name by its id); none without labels.
+fn push_categories(c: &mut Component, item: &WorkItem) {
+    if !item.labels.is_empty() {
+        let names: Vec<String> = item
+            .labels
+            .iter()
+            .map(|l| ical::escape_text(if l.name.is_empty() { &l.id } else { &l.name }))
+            .collect();
+        c.push(Property::new("CATEGORIES", &names.join(",")));
+    }
+}
+
+/// A todo's STATUS from the state group; a completed one also gets COMPLETED (when Plane
+/// says, else its last update) and PERCENT-COMPLETE.
+fn push_todo_status(c: &mut Component, item: &WorkItem) {
+    let group = item.state.group.as_str();
+    let status = match group {
+        "started" => "IN-PROCESS",
+        "completed" => "COMPLETED",
+        "cancelled" => "CANCELLED",
+        _ => "NEEDS-ACTION",
+    };
+    c.push(Property::new("STATUS", status));
+    if group == "completed" {
+        let at = item
+            .completed_at
+            .as_deref()
+            .and_then(crate::clock::parse_rfc3339)
+            .or_else(|| crate::clock::parse_rfc3339(&item.updated_at))
+            .unwrap_or(0);
+        c.push(Property::new(
+            "COMPLETED",
+            &crate::clock::format_ical_utc(at),
+        ));
+        c.push(Property::new("PERCENT-COMPLETE", "100"));
+    }
 }
 
 fn description(item: &WorkItem, url: &str) -> String {
