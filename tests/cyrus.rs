@@ -308,3 +308,54 @@ fn timed_edits_cyrus() {
 fn timed_edits_radicale() {
     timed_edits_are_seen(server("Radicale", "RADICALE"));
 }
+
+/// Items 7 and 8 against the real Cyrus: its root answers an anonymous PROPFIND with 207
+/// and `<unauthenticated/>`, and `/dav/` is a path that must be kept as given. From
+/// either URL calplanebot logs in and finds alice's calendar home; without a user name it
+/// fails instead of calling `/` a home.
+#[test]
+fn cyrus_root_and_dav_path_find_the_home() {
+    let cyrus = server("Cyrus", "CYRUS");
+    let root = common::var("CYRUS_ROOT").expect("CYRUS_ROOT (tests/servers.sh writes it)");
+    let home = common::var("CYRUS_HOME").expect("CYRUS_HOME (tests/servers.sh writes it)");
+    let home_path = home
+        .split_once("//")
+        .map_or("", |(_, r)| &r[r.find('/').unwrap_or(0)..]);
+    for url in [root.clone(), format!("{root}dav/")] {
+        let at = Server {
+            url: url.clone(),
+            ..cyrus.clone()
+        };
+        let s = Setup::new(at, &[3]);
+        let r = s.run(&["test-caldav"]);
+        assert_eq!(r.code, 0, "{url}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains(&format!("Calendar home: {home_path}")),
+            "{url}: {}",
+            r.stdout
+        );
+        let r = s.sync();
+        r.assert_ok();
+        let mine: Vec<_> = common::dump(&cyrus, &cyrus.url)
+            .into_iter()
+            .filter(|c| c.name.starts_with(&format!("Plane: {} ", s.tag)))
+            .collect();
+        assert_eq!(mine.len(), 1, "{url}: one calendar in alice's home");
+        let _cleanup = Cleanup {
+            server: cyrus.clone(),
+            url: mine[0].url.clone(),
+        };
+        assert_eq!(mine[0].objects.len(), r.count("Created"), "{url}");
+    }
+    let anonymous = Server {
+        url: root,
+        user: String::new(),
+        password: String::new(),
+        ..cyrus
+    };
+    let s = Setup::new(anonymous, &[1]);
+    let r = s.run(&["test-caldav"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(!r.stdout.contains("connection OK"), "{}", r.stdout);
+    assert!(r.stderr.contains("CALDAV_USERNAME"), "{}", r.stderr);
+}
