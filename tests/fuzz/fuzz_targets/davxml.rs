@@ -129,11 +129,15 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// The tree as the writer can express it: text and attribute values without non-`Char`s.
+/// The tree as the writer can express it: text, attribute values and namespaces without
+/// non-`Char`s.
 fn without_non_chars(mut root: Element) -> Element {
     let mut todo = vec![&mut root];
     while let Some(e) = todo.pop() {
         e.text.retain(is_xml_char);
+        if !e.ns.chars().all(is_xml_char) {
+            e.ns = e.ns.chars().filter(|&c| is_xml_char(c)).collect::<String>().into();
+        }
         for (_, v) in e.attrs.iter_mut() {
             v.retain(is_xml_char);
         }
