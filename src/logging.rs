@@ -22,7 +22,7 @@ pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Our own crates log at the configured level; the HTTP and TLS libraries only warn.
 fn wanted(target: &str, level: log::Level, max: LevelFilter) -> bool {
-    let quiet = ["ureq", "rustls", "tiny_http"]
+    let quiet = ["ureq", "rustls"]
         .iter()
         .any(|p| target.starts_with(p));
     level
@@ -162,8 +162,7 @@ pub fn init_with_limit(max: LevelFilter, file: Option<&Path>, limit: u64) -> Res
                 .with_level(max)
                 .with_module_level("ureq", max.min(LevelFilter::Warn))
                 .with_module_level("ureq_proto", max.min(LevelFilter::Warn))
-                .with_module_level("rustls", max.min(LevelFilter::Warn))
-                .with_module_level("tiny_http", max.min(LevelFilter::Warn));
+                .with_module_level("rustls", max.min(LevelFilter::Warn));
             let level = logger.max_level();
             if log::set_boxed_logger(Box::new(Escaping(logger))).is_ok() {
                 log::set_max_level(level);
