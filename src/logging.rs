@@ -22,9 +22,7 @@ pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Our own crates log at the configured level; the HTTP and TLS libraries only warn.
 fn wanted(target: &str, level: log::Level, max: LevelFilter) -> bool {
-    let quiet = ["ureq", "rustls"]
-        .iter()
-        .any(|p| target.starts_with(p));
+    let quiet = ["ureq", "rustls"].iter().any(|p| target.starts_with(p));
     level
         <= if quiet {
             max.min(LevelFilter::Warn)

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use common::{next_day, put_raw, server, verifier, Object, Server, Setup};
+use common::{edit, next_day, objects, put_raw, server, verifier, Object, Server, Setup};
 
 /// The label name with a comma that Cyrus splits.
 const COMMA_LABEL: &str = "docs, misc";
@@ -33,35 +31,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = verifier(&self.server, &["delete", "--url", &self.url]).output();
     }
-}
-
-/// The object of each synced work item of project 0, by work item id.
-fn objects(s: &Setup) -> BTreeMap<String, Object> {
-    s.calendar(0)
-        .objects
-        .into_iter()
-        .filter_map(|o| {
-            let id = o
-                .uid
-                .strip_prefix("plane-issue-")?
-                .strip_suffix("@calplanebot")?
-                .to_string();
-            Some((id, o))
-        })
-        .collect()
-}
-
-/// Runs the verifier's `edit` on one object (GET, change, PUT with If-Match).
-fn edit(server: &Server, o: &Object, args: &[&str]) {
-    let mut a = vec!["edit", "--url", &o.url];
-    a.extend_from_slice(args);
-    let out = verifier(server, &a).output().expect("run verifier");
-    assert!(
-        out.status.success(),
-        "verifier edit {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Plane writes since the log was cleared, as `(method, work item id, body)`.

@@ -121,17 +121,7 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         return Ok(());
     }
     let (newest, full) = (view.newest.take(), view.full);
-    let writes_before = calendar_writes(summary);
-    apply::apply(
-        cal,
-        plane,
-        journal,
-        &step.context(),
-        view.material,
-        &planned,
-        summary,
-    );
-    let wrote = calendar_writes(summary) != writes_before;
+    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
     let clean = summary.errors.len() == errors_before && !step.opts.stopped();
@@ -303,20 +293,26 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         records: record.into_iter().collect(),
     };
     let planned = plan_for(step, &view, &side);
-    let writes_before = calendar_writes(summary);
-    apply::apply(
-        cal,
-        plane,
-        journal,
-        &step.context(),
-        view.material,
-        &planned,
-        summary,
-    );
-    let wrote = calendar_writes(summary) != writes_before;
+    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
     if let Err(e) = remember_calendar(journal, step, wrote, false) {
         summary.error(e.to_string());
     }
+}
+
+/// Applies `planned`; true when the calendar was written (its ctag/token then moved).
+fn apply_plan<C: CalendarStore, T: Tracker>(
+    cal: &mut C,
+    plane: &mut T,
+    journal: &mut Journal,
+    step: &Step<'_>,
+    material: Material,
+    planned: &plan::Plan,
+    summary: &mut Summary,
+) -> bool {
+    let writes_before = calendar_writes(summary);
+    let ctx = step.context();
+    apply::apply(cal, plane, journal, &ctx, material, planned, summary);
+    calendar_writes(summary) != writes_before
 }
 
 fn calendar_writes(s: &Summary) -> usize {
