@@ -763,3 +763,11 @@ fn control_characters_are_stripped_and_escaped() {
     );
     assert!(r.stdout.contains("Ops\\n2026-01-01"), "{}", r.stdout);
 }
+
+/// Issue 9, item 22: a test whose server is not running fails instead of returning early
+/// as passed (tests/run.sh starts every server).
+#[test]
+fn a_missing_server_fails_the_test() {
+    let found = std::panic::catch_unwind(|| server("Nowhere", "CPB_NO_SUCH_SERVER"));
+    assert!(found.is_err(), "server() returned without a server");
+}
