@@ -254,6 +254,40 @@ impl fmt::Debug for Journal {
     }
 }
 
+/// Opens `dir/state.lock` (0600) and takes its exclusive lock: one process per journal.
+fn take_lock(dir: &Path) -> Result<File, JournalError> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(&lock_path)
+        .map_err(|e| io_err(&lock_path, e))?;
+    restrict(&lock, &lock_path);
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path: lock_path }),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path, e)),
+    }
+}
+
+/// Removes a leftover from a compaction that crashed before its rename: the journal itself
+/// is intact, so the half-written copy is just garbage. Called with the lock held, so no
+/// other process can be compacting right now.
+fn remove_unfinished_compaction(dir: &Path) -> Result<(), JournalError> {
+    let tmp = dir.join(TMP_FILE);
+    match fs::remove_file(&tmp) {
+        Ok(()) => {
+            log::warn!("removed unfinished compaction file {}", tmp.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&tmp, e)),
+    }
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, takes the exclusive lock on
     /// `dir/state.lock` for the Journal's lifetime, and replays `dir/state.jsonl`.
@@ -267,33 +301,8 @@ impl Journal {
             .create(dir)
             .map_err(|e| io_err(dir, e))?;
 
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .open(&lock_path)
-            .map_err(|e| io_err(&lock_path, e))?;
-        restrict(&lock, &lock_path);
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::Locked { path: lock_path })
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
-        }
-
-        // A leftover from a compaction that crashed before its rename: the journal itself
-        // is intact, so the half-written copy is just garbage. We hold the lock, so no
-        // other process can be compacting right now.
-        let tmp = dir.join(TMP_FILE);
-        match fs::remove_file(&tmp) {
-            Ok(()) => log::warn!("removed unfinished compaction file {}", tmp.display()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&tmp, e)),
-        }
+        let lock = take_lock(dir)?;
+        remove_unfinished_compaction(dir)?;
 
         let path = dir.join(JOURNAL_FILE);
         let mut file = OpenOptions::new()
@@ -318,26 +327,31 @@ impl Journal {
             len: replayed.good_len as u64,
         };
 
-        if replayed.good_len != bytes.len() {
-            // Cut the torn tail (or trailing blank lines) away: appending after it would
-            // glue the next record onto garbage and turn a harmless torn last line into a
-            // corrupt middle line.
-            if let Some(file) = &journal.file {
-                file.set_len(journal.len)
-                    .and_then(|()| file.sync_data())
-                    .map_err(|e| io_err(&journal.path, e))?;
-            }
-        }
-        if replayed.needs_newline {
-            // The last record is complete but its newline never made it to disk.
-            journal.append_raw(b"\n", 0)?;
-        }
+        journal.repair_tail(replayed.good_len != bytes.len(), replayed.needs_newline)?;
         if replayed.lines == 0 {
             journal.append_line(header_line())?;
             // The file may be new: make its directory entry durable too.
             sync_dir(&journal.dir)?;
         }
         Ok(journal)
+    }
+
+    /// After replay: cuts a torn tail (or trailing blank lines) away — appending after it
+    /// would glue the next record onto garbage and turn a harmless torn last line into a
+    /// corrupt middle line — and ends a complete last record whose newline never made it
+    /// to disk.
+    fn repair_tail(&mut self, torn: bool, needs_newline: bool) -> Result<(), JournalError> {
+        if torn {
+            if let Some(file) = &self.file {
+                file.set_len(self.len)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| io_err(&self.path, e))?;
+            }
+        }
+        if needs_newline {
+            self.append_raw(b"\n", 0)?;
+        }
+        Ok(())
     }
 
     /// A journal for `--dry-run`: replays `dir/state.jsonl` like [`Journal::open_read_only`]

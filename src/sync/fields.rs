@@ -470,6 +470,8 @@ mod tests {
     const OPEN: Completion = Completion::Open;
     const DONE: Completion = Completion::Completed;
 
+    // Long on purpose: one row per case, read top to bottom; splitting the table would
+    // only scatter the cases.
     #[test]
     fn merge_table() {
         let base = f("a", "", "2026-12-01", OPEN);

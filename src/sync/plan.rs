@@ -585,6 +585,8 @@ mod tests {
             .collect()
     }
 
+    // Long on purpose: one row per planning case, read top to bottom; splitting the table
+    // would only scatter the cases.
     #[test]
     fn table() {
         // (name, case, expected actions, expected unchanged)
@@ -779,6 +781,7 @@ mod tests {
         c
     }
 
+    // Long on purpose, like `table`: one row per two-way case.
     #[test]
     #[allow(clippy::vec_init_then_push, reason = "a table, read top to bottom")]
     fn two_way_table() {

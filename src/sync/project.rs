@@ -529,27 +529,38 @@ fn read_changed<C: CalendarStore, T: Tracker>(
             observed.insert(r.uid.clone(), seen);
         }
     }
+    let unknown: &[&ObjectRef] = if look_at_unknown { &unknown } else { &[] };
+    let (adoptable, foreign) = sort_unknown(unknown, fetched, view, step);
+    Ok((observed, adoptable, foreign))
+}
+
+/// Objects at hrefs the journal does not know, as read: ours (a UID of an item we sync,
+/// to adopt) or, with CREATE_FROM_CALENDAR, new work items.
+fn sort_unknown(
+    unknown: &[&ObjectRef],
+    fetched: &BTreeMap<String, ObjectData>,
+    view: &PlaneView,
+    step: &Step<'_>,
+) -> (BTreeMap<String, ObjectRef>, Vec<Foreign>) {
     let mut adoptable = BTreeMap::new();
     let mut foreign = Vec::new();
-    for o in unknown.iter().filter(|_| look_at_unknown) {
+    for o in unknown {
         let Some(data) = fetched.get(&percent_decode(&o.href)) else {
             continue;
         };
         match classify_unknown(data, view, step) {
             Unknown::Ours(uid) => {
-                adoptable.insert(
-                    uid,
-                    ObjectRef {
-                        href: o.href.clone(),
-                        etag: data.etag.clone(),
-                    },
-                );
+                let at = ObjectRef {
+                    href: o.href.clone(),
+                    etag: data.etag.clone(),
+                };
+                adoptable.insert(uid, at);
             }
             Unknown::NewItem(f) if step.create_from_calendar => foreign.push(f),
             _ => {}
         }
     }
-    Ok((observed, adoptable, foreign))
+    (adoptable, foreign)
 }
 
 /// Items edited or deleted in the calendar that an incremental listing did not include
