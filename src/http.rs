@@ -5,18 +5,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use rustls::crypto::{CryptoProvider, KeyProvider};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::sign::SigningKey;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 /// An agent that returns 4xx/5xx as responses (we map statuses ourselves), allows WebDAV
 /// methods, follows no redirects (DAV discovery follows them by hand, keeping the method),
 /// and trusts `ca_file`'s certificates instead of the built-in roots when given.
 pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, String> {
-    let mut config = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .allow_non_standard_methods(true)
         .max_redirects(0)
         .timeout_global(Some(timeout))
         .user_agent(concat!("calplanebot/", env!("CARGO_PKG_VERSION")));
+    let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(crypto_provider());
     if let Some(path) = ca_file {
         let pem =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -31,13 +37,40 @@ pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, S
         if certs.is_empty() {
             return Err(format!("{} holds no PEM certificate", path.display()));
         }
-        config = config.tls_config(
-            TlsConfig::builder()
-                .root_certs(RootCerts::new_with_certs(&certs))
-                .build(),
-        );
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    Ok(config.build().new_agent())
+    Ok(config.tls_config(tls.build()).build().new_agent())
+}
+
+/// rustls' *ring* provider (every cipher suite, key exchange group and signature
+/// verification algorithm it has: TLS 1.2 and 1.3, AES-GCM and ChaCha20-Poly1305, X25519,
+/// P-256 and P-384, ECDSA, Ed25519 and RSA certificates) without private-key loading.
+///
+/// We never present a client certificate, and the key loader is what links *ring*'s RSA,
+/// ECDSA and Ed25519 signing code (tens of KB on a small board's flash). Naming the
+/// provider here, rather than letting ureq default to `default_provider()`, is what lets
+/// the linker drop it.
+fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
+        key_provider: &NoClientKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// A [`KeyProvider`] that loads no key: the client authenticates with passwords, never
+/// with a certificate.
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl KeyProvider for NoClientKeys {
+    fn load_private_key(
+        &self,
+        _key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "client certificates are not supported".into(),
+        ))
+    }
 }
 
 /// A one-line description of a transport failure (never includes credentials: ureq errors
