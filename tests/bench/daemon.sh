@@ -4,8 +4,9 @@
 # Runs `calplanebot run` (release build) against Radicale and the fake Plane and prints:
 #   1. webhook -> event-visible latency over BENCH_WEBHOOKS webhooks (p50/p90/p99/max):
 #      rename an item through the fake's REST API, POST a signed webhook, poll a plain
-#      CalDAV GET of the event every 5 ms until its SUMMARY shows the new name. This
-#      includes the daemon's ~300 ms debounce (src/daemon.rs QUIET). The same loop is then
+#      CalDAV GET of the event every 5 ms until its SUMMARY shows the new name. Each round
+#      is a lone webhook, synced at once (only a burst's tail waits, src/daemon.rs
+#      Coalescer). The same loop is then
 #      repeated polling the daemon's own /api/v1/metrics instead of Radicale, for comparison;
 #   2. the daemon's RSS (VmRSS, VmHWM) after startup + the first cycle of a small workspace
 #      (1 project x 50 items) and after ~5 s idle;
@@ -213,7 +214,7 @@ row "rustc" "$(rustc --version)"
 row "binary" "target/release/calplanebot, $(stat -c %s "$BOT") bytes"
 row "Radicale" "$("$VENV/bin/radicale" --version 2>/dev/null || echo '?') (htpasswd plain, delay 0)"
 echo
-echo "1. webhook -> event visible (${WEBHOOKS} webhooks, 1 project x 50 items; ms; includes the 300 ms debounce)"
+echo "1. webhook -> event visible (${WEBHOOKS} webhooks, 1 project x 50 items; ms)"
 row "items / open+dated / with an event" "$(json "$L" '"%d / %d / %d" % (d["items"], d["open_dated"], d["candidates"])')"
 row "latency, CalDAV GET poll p50/p90/p99/max" "$(lat caldav_poll)"
 row "latency, daemon metrics poll p50/p90/p99/max" "$(lat metrics_poll)"
