@@ -122,7 +122,13 @@ impl Coalescer {
             .get(&wake)
             .is_some_and(|t| now.saturating_duration_since(*t) < QUIET);
         if lately && self.held.len() < MAX_HELD {
-            self.held.insert(wake, Held { first: now, last: now });
+            self.held.insert(
+                wake,
+                Held {
+                    first: now,
+                    last: now,
+                },
+            );
         } else {
             self.due.insert(wake);
         }
@@ -630,10 +636,18 @@ mod tests {
         }
         let last = t0 + ms(20 + 5 * 99);
         c.arrive(item("p", "b"), last);
-        assert_eq!(c.take_due(last), vec![item("p", "b")], "another item: at once");
+        assert_eq!(
+            c.take_due(last),
+            vec![item("p", "b")],
+            "another item: at once"
+        );
         assert_eq!(c.next_due(), Some(last + QUIET));
         assert!(c.take_due(last + QUIET - ms(1)).is_empty());
-        assert_eq!(c.take_due(last + QUIET), vec![item("p", "a")], "the tail, once");
+        assert_eq!(
+            c.take_due(last + QUIET),
+            vec![item("p", "a")],
+            "the tail, once"
+        );
         assert!(c.take_due(last + QUIET * 10).is_empty());
         // Long after its sync, an item's wake is a new burst: at once again.
         c.synced(&[item("p", "a")], last + QUIET);

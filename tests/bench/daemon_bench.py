@@ -6,6 +6,9 @@
   daemon_bench.py latency
       The webhook -> event-visible loop. Settings come from the environment (BENCH_*,
       see daemon.sh); prints a human summary on stderr and one JSON object on stdout.
+  daemon_bench.py smaps PID BINARY
+      Where a process's resident memory is, from /proc/PID/smaps: one JSON object of
+      KiB (Rss) by kind of mapping (see smaps()).
 
 Why Python: the loop needs a persistent HTTP connection, HMAC signing and sub-millisecond
 timestamps (time.perf_counter), which bash + curl cannot give without a fork per poll.
@@ -262,11 +265,62 @@ def latency():
     print(json.dumps(out))
 
 
+def smaps(pid, binary):
+    """Rss in KiB by kind of mapping, read from /proc/PID/smaps:
+    binary (the executable's own mappings: text, rodata, data), libs (other files: libc,
+    ld.so), heap ([heap], the brk area), stack ([stack], the main thread's), thread_stacks
+    (an anonymous mapping right after a PROT_NONE guard page, which is how glibc, musl and
+    Rust's std lay out thread stacks), anon (other anonymous mappings: mmap'd allocator
+    arenas and large blocks), other ([vdso], [vvar]...). Also the total, and the private
+    dirty part of the anonymous kinds."""
+    binary = os.path.realpath(binary)
+    maps = []  # (start, end, perms, name, rss, private_dirty)
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(None, 5)
+            if "-" in first[0] and len(first) >= 5 and not first[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in first[0].split("-"))
+                name = first[5].strip() if len(first) > 5 else ""
+                maps.append([lo, hi, first[1], name, 0, 0])
+            elif first[0] == "Rss:":
+                maps[-1][4] = int(first[1])
+            elif first[0] == "Private_Dirty:":
+                maps[-1][5] = int(first[1])
+    out = {k: 0 for k in ("binary", "libs", "heap", "stack", "thread_stacks", "anon", "other")}
+    dirty = 0
+    prev = None
+    for lo, hi, perms, name, rss, pdirty in maps:
+        if name == binary or name == binary + " (deleted)":
+            kind = "binary"
+        elif name.startswith("/"):
+            kind = "libs"
+        elif name == "[heap]":
+            kind = "heap"
+        elif name == "[stack]":
+            kind = "stack"
+        elif name == "":
+            guarded = prev is not None and prev[1] == lo and prev[2].startswith("---")
+            kind = "thread_stacks" if guarded and perms.startswith("rw") else "anon"
+        else:
+            kind = "other"
+        out[kind] += rss
+        if kind in ("heap", "stack", "thread_stacks", "anon"):
+            dirty += pdirty
+        prev = (lo, hi, perms)
+    out["total"] = sum(out.values())
+    out["anon_private_dirty"] = dirty
+    with open(f"/proc/{pid}/status") as f:
+        out["threads"] = next(int(l.split()[1]) for l in f if l.startswith("Threads:"))
+    return out
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "wait-cycle" and len(sys.argv) == 4:
         wait_cycle(sys.argv[2], float(sys.argv[3]))
     elif sys.argv[1:] == ["latency"]:
         latency()
+    elif len(sys.argv) == 4 and sys.argv[1] == "smaps":
+        print(json.dumps(smaps(int(sys.argv[2]), sys.argv[3])))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
