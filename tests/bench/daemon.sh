@@ -9,9 +9,12 @@
 #      Coalescer). The same loop is then
 #      repeated polling the daemon's own /api/v1/metrics instead of Radicale, for comparison;
 #   2. the daemon's RSS (VmRSS, VmHWM) after startup + the first cycle of a small workspace
-#      (1 project x 50 items) and after ~5 s idle;
+#      (1 project x 50 items) and after ~5 s idle, and where the idle RSS is: by kind of
+#      mapping from /proc/PID/smaps (daemon_bench.py smaps: the binary's text and data,
+#      shared libraries, heap, anonymous memory, stacks), with Pss;
 #   3. RSS, wall and CPU time of the first full cycle of a fresh daemon over 2,000 items
-#      (4 projects x 500), and how many events it created (only dated, open items);
+#      (4 projects x 500), how many events it created (only dated, open items), and its
+#      RSS after 5 s idle, by kind of mapping as in 2;
 #   4. the machine, rustc version and date.
 #
 # Everything runs on 127.0.0.1 under a temp dir and is stopped on exit. Radicale comes from
@@ -232,7 +235,7 @@ echo "2. daemon memory, small workspace ($small_created events)"
 row "after startup + first cycle: VmRSS / VmHWM" "$(mib "$rss_first") / $(mib "$hwm_first")"
 row "after 5 s idle: VmRSS / VmHWM" "$(mib "$rss_idle") / $(mib "$hwm_idle")"
 row "  idle RSS by mapping (KiB, /proc/PID/smaps)" "$(json "$TMP/smaps-idle.json" '" ".join("%s %d" % (k, d[k]) for k in ("binary", "libs", "heap", "anon", "thread_stacks", "stack", "other"))')"
-row "  anonymous private dirty / threads" "$(json "$TMP/smaps-idle.json" '"%d KiB / %d" % (d["anon_private_dirty"], d["threads"])')"
+row "  Pss / anonymous private dirty / threads" "$(json "$TMP/smaps-idle.json" '"%d KiB / %d KiB / %d" % (d["pss"], d["anon_private_dirty"], d["threads"])')"
 row "after the $((2 * WEBHOOKS + 1)) webhooks: VmRSS / VmHWM" "$(mib "$rss_after_hooks") / $(mib "$hwm_after_hooks")"
 if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     echo

@@ -265,16 +265,55 @@ def latency():
     print(json.dumps(out))
 
 
+def thread_stack_kib(pid, maps):
+    """Resident KiB of the stacks of the threads other than the main one: for each, the
+    pages from its guard page (the PROT_NONE mapping below its stack pointer) up to the page
+    above its stack pointer, counted in /proc/PID/pagemap (a sleeping thread's frames end
+    within a page or two of it). Not the Rss of the stack's mapping: the kernel merges a
+    thread stack with the anonymous mapping next to it (musl's allocator puts its own there),
+    so that Rss would count heap as stack. None when /proc does not tell."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        with open(f"/proc/{pid}/pagemap", "rb") as pm:
+            for tid in tids:
+                if tid == pid:
+                    continue  # the main thread's stack is [stack]
+                with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                    fields = f.read().split()
+                if len(fields) < 3 or fields[0] == "running":
+                    return None
+                sp = int(fields[-2], 16)
+                guards = [m for m in maps if m[1] <= sp and m[2].startswith("---")]
+                if not guards:
+                    return None
+                lo = max(g[1] for g in guards)
+                hi = (sp // page + 2) * page
+                pm.seek(lo // page * 8)
+                data = pm.read((hi - lo) // page * 8)
+                present = sum(
+                    1
+                    for i in range(0, len(data), 8)
+                    if int.from_bytes(data[i : i + 8], "little") >> 63
+                )
+                total += present * page // 1024
+    except (OSError, ValueError):
+        return None
+    return total
+
+
 def smaps(pid, binary):
-    """Rss in KiB by kind of mapping, read from /proc/PID/smaps:
-    binary (the executable's own mappings: text, rodata, data), libs (other files: libc,
-    ld.so), heap ([heap], the brk area), stack ([stack], the main thread's), thread_stacks
-    (an anonymous mapping right after a PROT_NONE guard page, which is how glibc, musl and
-    Rust's std lay out thread stacks), anon (other anonymous mappings: mmap'd allocator
-    arenas and large blocks), other ([vdso], [vvar]...). Also the total, and the private
-    dirty part of the anonymous kinds."""
+    """Rss in KiB by kind of mapping, read from /proc/PID/smaps: binary (the executable's
+    own mappings: text, rodata, data; file-backed, so shared with the page cache and
+    reclaimable), libs (other files: libc, ld.so; shared with every process using them),
+    heap ([heap], the brk area: glibc's main arena), stack ([stack], the main thread's),
+    thread_stacks (see thread_stack_kib), anon (the other anonymous memory: mmap'd
+    allocator arenas, musl's heap, large blocks such as HTTP buffers), other ([vdso]...).
+    Also the total, the process's Pss (shared pages divided among their users) and the
+    private dirty KiB of the anonymous kinds."""
     binary = os.path.realpath(binary)
-    maps = []  # (start, end, perms, name, rss, private_dirty)
+    maps = []  # [start, end, perms, name, rss, private_dirty]
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             first = line.split(None, 5)
@@ -288,27 +327,27 @@ def smaps(pid, binary):
                 maps[-1][5] = int(first[1])
     out = {k: 0 for k in ("binary", "libs", "heap", "stack", "thread_stacks", "anon", "other")}
     dirty = 0
-    prev = None
     for lo, hi, perms, name, rss, pdirty in maps:
-        if name == binary or name == binary + " (deleted)":
+        if name in (binary, binary + " (deleted)"):
             kind = "binary"
         elif name.startswith("/"):
             kind = "libs"
-        elif name == "[heap]":
-            kind = "heap"
-        elif name == "[stack]":
-            kind = "stack"
+        elif name in ("[heap]", "[stack]"):
+            kind = name.strip("[]")
         elif name == "":
-            guarded = prev is not None and prev[1] == lo and prev[2].startswith("---")
-            kind = "thread_stacks" if guarded and perms.startswith("rw") else "anon"
+            kind = "anon"
         else:
             kind = "other"
         out[kind] += rss
-        if kind in ("heap", "stack", "thread_stacks", "anon"):
+        if kind in ("heap", "stack", "anon"):
             dirty += pdirty
-        prev = (lo, hi, perms)
-    out["total"] = sum(out.values())
+    stacks = thread_stack_kib(pid, [(m[0], m[1], m[2]) for m in maps])
+    out["thread_stacks"] = stacks if stacks is not None else -1
+    out["anon"] -= max(stacks or 0, 0)
+    out["total"] = sum(out[k] for k in out if out[k] > 0)
     out["anon_private_dirty"] = dirty
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        out["pss"] = next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
     with open(f"/proc/{pid}/status") as f:
         out["threads"] = next(int(l.split()[1]) for l in f if l.startswith("Threads:"))
     return out
