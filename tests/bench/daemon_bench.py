@@ -228,8 +228,12 @@ def latency():
         code, body = metrics.request("GET", "/api/v1/metrics")
         return json.loads(body)["items"]["updated"]
 
-    # Warm-up round (connections, Radicale's caches), not counted.
-    one_round(n + 1000, visible)
+    # Warm-up round (connections, Radicale's caches), not counted. It uses the item the
+    # first counted round does not: a second webhook about one item within 0.3 s of its
+    # sync is the tail of a burst, which the daemon holds back on purpose.
+    warm = n + 1000
+    warm += (len(candidates) - 1 - warm) % len(candidates)
+    one_round(warm, visible)
 
     cpu0 = cpu_seconds(daemon_pid)
     lat, acks, polls = [], [], []
