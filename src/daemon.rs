@@ -403,22 +403,22 @@ impl Service<'_> {
             }
             match wake {
                 Wake::Item { project, id } => {
-                    let Some(p) = self.project(&project) else {
+                    let Some(p) = self.project(project) else {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
                         continue;
                     };
                     self.cycle(&format!("webhook {}", p.identifier), false, |s| {
-                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, &id)
+                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, id)
                     });
                 }
                 Wake::Project(project) => {
-                    if self.project(&project).is_none() {
+                    if self.project(project).is_none() {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
                         continue;
                     }
                     self.cycle("webhook project sync", false, |s| {
                         let opts = Options {
-                            only_project: Some(&project),
+                            only_project: Some(project),
                             stop: Some(&STOP),
                             ..Options::default()
                         };
