@@ -85,7 +85,7 @@ fn check_project(log: &str, ident: &str) -> usize {
 #[test]
 fn a_long_first_sync_logs_its_progress_and_an_idle_one_does_not() {
     let radicale = server("Radicale", "RADICALE");
-    let mut s = Setup::new(radicale.clone(), &[40, 30]);
+    let mut s = Setup::new(radicale.clone(), &[24, 16]);
     let _cleanup = DeleteCalendars(radicale, s.tag.clone());
     s.env.push((INTERVAL_VAR.into(), "1".into()));
     let r = s.sync();
@@ -128,7 +128,7 @@ impl Drop for Killed {
 #[test]
 fn the_service_logs_the_progress_of_its_first_sync() {
     let radicale = server("Radicale", "RADICALE");
-    let s = Setup::new(radicale.clone(), &[40]);
+    let s = Setup::new(radicale.clone(), &[24]);
     let _cleanup = DeleteCalendars(radicale, s.tag.clone());
     let log = s.state.with_extension("service.log");
     let _service = Killed(
