@@ -93,7 +93,7 @@ fn a_long_first_sync_logs_its_progress_and_an_idle_one_does_not() {
     let idents = identifiers(&s);
     let written: usize = idents.iter().map(|i| check_project(&r.stderr, i)).sum();
     assert_eq!(written, r.count("Created"), "{}", r.stdout);
-    let events: usize = (0..idents.len()).map(|i| s.calendar(i).objects.len()).sum();
+    let events: usize = s.dump().iter().map(|c| c.objects.len()).sum();
     assert_eq!(events, written);
 
     // Nothing to write: no progress, however short the interval.
