@@ -7,9 +7,9 @@
 //! forwards. SIGTERM/SIGINT set a flag the loop checks between steps: the write in flight
 //! finishes and is journaled, then the process exits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,11 +29,15 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// How many webhook wakes may wait while a cycle runs; more get 503 (Plane drops them,
 /// and the next full cycle catches up).
 const QUEUE: usize = 256;
-/// Webhooks for one item come as a burst (Plane sends one per changed field): wait this
-/// long for the burst to end…
+/// Webhooks for one item come as a burst (Plane sends one per changed field). The first
+/// is synced at once; the ones for the same item that follow within this long of that
+/// sync are held until none has come for this long, then synced once…
 const QUIET: Duration = Duration::from_millis(300);
-/// …but no longer than this.
+/// …or once this long has passed since the first of them was held.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+/// Distinct wakes held at most; another one is synced at once (a bound on memory, far
+/// above what Plane sends).
+const MAX_HELD: usize = QUEUE;
 /// How often the idle loop looks at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -59,6 +63,27 @@ fn install_signal_handlers() {
     }
 }
 
+/// Gives the memory a cycle freed back to the system. glibc's malloc keeps freed memory
+/// for reuse: after a first sync of thousands of items the service would go on holding
+/// much of its peak as idle RSS. `malloc_trim(0)` returns the free top of every arena and
+/// the whole free pages inside them (declared here like `signal()`: libc is no dependency).
+/// Called after cycles that read whole projects; a one-item webhook sync frees too little
+/// to be worth the page faults. musl (the static builds) has no `malloc_trim`: its
+/// allocator returns whole free groups of its own accord, and nothing more can be asked.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim takes no pointers and only works on the allocator's own
+        // state, under the allocator's locks; any thread may call it at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// A little pseudo-randomness for jitter, without a crate: the clock's nanoseconds.
 fn jitter_fraction() -> f64 {
     let nanos = std::time::SystemTime::now()
@@ -81,31 +106,106 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32, jitter: f64) ->
     base.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
 }
 
-/// Collects a burst of wakes: everything that arrives until the channel has been quiet
-/// for [`QUIET`], at most [`MAX_BATCH_WAIT`]. Duplicates collapse, and items of a project
-/// that is re-synced as a whole are dropped.
-pub fn coalesce(first: Wake, rx: &Receiver<Wake>) -> Vec<Wake> {
-    let started = Instant::now();
-    let mut batch: BTreeSet<Wake> = BTreeSet::from([first]);
-    while started.elapsed() < MAX_BATCH_WAIT {
-        match rx.recv_timeout(QUIET.min(MAX_BATCH_WAIT.saturating_sub(started.elapsed()))) {
-            Ok(w) => {
-                batch.insert(w);
-            }
-            Err(_) => break,
+/// When the first and the last wake of a held burst tail came.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    first: Instant,
+    last: Instant,
+}
+
+/// Leading-edge coalescing of webhook wakes, per wake: the first wake about an item (or
+/// project) is due at once; wakes about it that come within [`QUIET`] after its sync
+/// (the rest of Plane's burst) are held and become due once, when the burst is over. So a
+/// burst of any size costs at most two syncs, and a lone webhook waits for nothing.
+/// Pure bookkeeping over the instants it is given: the loop owns the clock and the channel.
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    /// Wakes to sync now.
+    due: BTreeSet<Wake>,
+    /// Wakes about something synced lately, waiting for their burst to end.
+    held: BTreeMap<Wake, Held>,
+    /// When each wake's last sync ended, kept for [`QUIET`].
+    recent: BTreeMap<Wake, Instant>,
+}
+
+impl Coalescer {
+    /// Records a wake that arrived at `now`.
+    pub fn arrive(&mut self, wake: Wake, now: Instant) {
+        if let Some(h) = self.held.get_mut(&wake) {
+            h.last = now;
+            return;
+        }
+        if self.due.contains(&wake) {
+            return;
+        }
+        let lately = self
+            .recent
+            .get(&wake)
+            .is_some_and(|t| now.saturating_duration_since(*t) < QUIET);
+        if lately && self.held.len() < MAX_HELD {
+            self.held.insert(
+                wake,
+                Held {
+                    first: now,
+                    last: now,
+                },
+            );
+        } else {
+            self.due.insert(wake);
         }
     }
-    let whole: BTreeSet<String> = batch
-        .iter()
-        .filter_map(|w| match w {
-            Wake::Project(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect();
-    batch
-        .into_iter()
-        .filter(|w| !matches!(w, Wake::Item { project, .. } if whole.contains(project)))
-        .collect()
+
+    /// Takes the wakes to sync at `now`: new ones, and held ones whose burst is over
+    /// (quiet for [`QUIET`], or held for [`MAX_BATCH_WAIT`]). Items of a project that is
+    /// re-synced as a whole are dropped, held ones too: that sync reads them.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Wake> {
+        let over: Vec<Wake> = self
+            .held
+            .iter()
+            .filter(|(_, h)| Self::deadline(h) <= now)
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in over {
+            self.held.remove(&w);
+            self.due.insert(w);
+        }
+        let batch = std::mem::take(&mut self.due);
+        let whole: BTreeSet<&String> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Wake::Project(p) => Some(p),
+                Wake::Item { .. } => None,
+            })
+            .collect();
+        let covered = |w: &Wake| matches!(w, Wake::Item { project, .. } if whole.contains(project));
+        self.held.retain(|w, _| !covered(w));
+        batch.iter().filter(|w| !covered(w)).cloned().collect()
+    }
+
+    /// Records that `synced` finished at `now`: wakes about them from now on, for
+    /// [`QUIET`], are the tail of their burst.
+    pub fn synced(&mut self, synced: &[Wake], now: Instant) {
+        self.recent
+            .retain(|_, t| now.saturating_duration_since(*t) < QUIET);
+        for w in synced {
+            self.recent.insert(w.clone(), now);
+        }
+    }
+
+    /// A full cycle starts: it reads everything, so nothing that came before is due.
+    pub fn full_cycle_started(&mut self) {
+        self.due.clear();
+        self.held.clear();
+    }
+
+    /// When the next held wake becomes due, if one is held.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.held.values().map(Self::deadline).min()
+    }
+
+    fn deadline(h: &Held) -> Instant {
+        (h.last + QUIET).min(h.first + MAX_BATCH_WAIT)
+    }
 }
 
 fn error_kind(e: &SyncError) -> &'static str {
@@ -262,6 +362,7 @@ impl Service<'_> {
             };
             sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
         });
+        release_free_memory();
     }
 
     /// A synced project by id. One not in the cache costs a listing only when it may be
@@ -295,34 +396,35 @@ impl Service<'_> {
             })
     }
 
-    fn handle(&mut self, wakes: Vec<Wake>) {
+    fn handle(&mut self, wakes: &[Wake]) {
         for wake in wakes {
             if STOP.load(Ordering::Relaxed) {
                 return;
             }
             match wake {
                 Wake::Item { project, id } => {
-                    let Some(p) = self.project(&project) else {
+                    let Some(p) = self.project(project) else {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
                         continue;
                     };
                     self.cycle(&format!("webhook {}", p.identifier), false, |s| {
-                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, &id)
+                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, id)
                     });
                 }
                 Wake::Project(project) => {
-                    if self.project(&project).is_none() {
+                    if self.project(project).is_none() {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
                         continue;
                     }
                     self.cycle("webhook project sync", false, |s| {
                         let opts = Options {
-                            only_project: Some(&project),
+                            only_project: Some(project),
                             stop: Some(&STOP),
                             ..Options::default()
                         };
                         sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
                     });
+                    release_free_memory();
                 }
             }
         }
@@ -439,9 +541,11 @@ impl Service<'_> {
     fn sync_until_stopped(&mut self, wakes: &Receiver<Wake>) {
         let interval = Duration::from_secs(self.config.sync_interval_seconds);
         let mut next_full = Instant::now();
+        let mut coalescer = Coalescer::default();
         while !STOP.load(Ordering::SeqCst) {
             let now = Instant::now();
             if now >= next_full {
+                coalescer.full_cycle_started();
                 self.full_cycle();
                 let failures = self.status().consecutive_failures;
                 let delay = next_delay(interval, failures, jitter_fraction());
@@ -449,12 +553,21 @@ impl Service<'_> {
                 self.status().next_sync = Some(crate::clock::now_unix() + delay.as_secs() as i64);
                 continue;
             }
-            match wakes.recv_timeout((next_full - now).min(TICK)) {
-                Ok(first) => {
-                    let batch = coalesce(first, wakes);
-                    self.handle(batch);
+            let mut wait = (next_full - now).min(TICK);
+            if let Some(due) = coalescer.next_due() {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            // Everything queued meanwhile (during a sync) counts as arrived now.
+            if let Ok(first) = wakes.recv_timeout(wait) {
+                coalescer.arrive(first, Instant::now());
+                while let Ok(more) = wakes.try_recv() {
+                    coalescer.arrive(more, Instant::now());
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+            let batch = coalescer.take_due(Instant::now());
+            if !batch.is_empty() {
+                self.handle(&batch);
+                coalescer.synced(&batch, Instant::now());
             }
             if let Err(e) = self.journal.compact_if_needed() {
                 log::warn!("journal compaction failed: {e}");
@@ -505,23 +618,108 @@ mod tests {
         assert_eq!(next_delay(i, u32::MAX, 0.5), Duration::from_secs(300));
     }
 
-    #[test]
-    fn bursts_coalesce() {
-        let (tx, rx) = sync_channel(1000);
-        let item = |p: &str, i: &str| Wake::Item {
+    fn item(p: &str, i: &str) -> Wake {
+        Wake::Item {
             project: p.into(),
             id: i.into(),
-        };
-        for _ in 0..100 {
-            tx.send(item("p1", "a")).unwrap();
         }
-        tx.send(item("p1", "b")).unwrap();
-        tx.send(item("p2", "c")).unwrap();
-        tx.send(Wake::Project("p2".into())).unwrap();
-        let batch = coalesce(item("p1", "a"), &rx);
+    }
+
+    #[test]
+    fn bursts_coalesce() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::default();
+        for _ in 0..100 {
+            c.arrive(item("p1", "a"), t0);
+        }
+        c.arrive(item("p1", "b"), t0);
+        c.arrive(item("p2", "c"), t0);
+        c.arrive(Wake::Project("p2".into()), t0);
+        let batch = c.take_due(t0);
         assert_eq!(
             batch,
             vec![item("p1", "a"), item("p1", "b"), Wake::Project("p2".into())]
         );
+        assert!(c.take_due(t0).is_empty(), "each due once");
+    }
+
+    #[test]
+    fn the_first_wake_is_due_at_once_and_a_burst_tail_once_when_it_ends() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut c = Coalescer::default();
+        c.arrive(item("p", "a"), t0);
+        assert_eq!(c.take_due(t0), vec![item("p", "a")], "leading edge");
+        assert_eq!(c.next_due(), None);
+        c.synced(&[item("p", "a")], t0 + ms(20));
+        // The rest of the burst: 99 more, one every 5 ms, and another item meanwhile.
+        for k in 1..100 {
+            c.arrive(item("p", "a"), t0 + ms(20 + 5 * k));
+            assert!(c.take_due(t0 + ms(20 + 5 * k)).is_empty(), "held at {k}");
+        }
+        let last = t0 + ms(20 + 5 * 99);
+        c.arrive(item("p", "b"), last);
+        assert_eq!(
+            c.take_due(last),
+            vec![item("p", "b")],
+            "another item: at once"
+        );
+        assert_eq!(c.next_due(), Some(last + QUIET));
+        assert!(c.take_due(last + QUIET - ms(1)).is_empty());
+        assert_eq!(
+            c.take_due(last + QUIET),
+            vec![item("p", "a")],
+            "the tail, once"
+        );
+        assert!(c.take_due(last + QUIET * 10).is_empty());
+        // Long after its sync, an item's wake is a new burst: at once again.
+        c.synced(&[item("p", "a")], last + QUIET);
+        let later = last + QUIET * 3;
+        c.arrive(item("p", "a"), later);
+        assert_eq!(c.take_due(later), vec![item("p", "a")]);
+    }
+
+    #[test]
+    fn an_endless_stream_is_synced_every_max_batch_wait() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut c = Coalescer::default();
+        c.arrive(item("p", "a"), t0);
+        assert_eq!(c.take_due(t0).len(), 1);
+        c.synced(&[item("p", "a")], t0);
+        let mut syncs = 0;
+        let mut t = t0;
+        // One wake every 100 ms for 10 s: never quiet for QUIET.
+        for _ in 0..100 {
+            t += ms(100);
+            c.arrive(item("p", "a"), t);
+            let due = c.take_due(t);
+            if !due.is_empty() {
+                syncs += 1;
+                c.synced(&due, t);
+            }
+        }
+        let most = (Duration::from_secs(10).as_millis() / MAX_BATCH_WAIT.as_millis()) as usize;
+        assert!((1..=most).contains(&syncs), "{syncs} syncs");
+    }
+
+    #[test]
+    fn a_project_sync_covers_its_held_items_and_a_full_cycle_everything() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::default();
+        c.arrive(item("p", "a"), t0);
+        let first = c.take_due(t0);
+        c.synced(&first, t0);
+        c.arrive(item("p", "a"), t0);
+        assert!(c.next_due().is_some(), "held");
+        c.arrive(Wake::Project("p".into()), t0);
+        assert_eq!(c.take_due(t0), vec![Wake::Project("p".into())]);
+        assert_eq!(c.next_due(), None, "the held item went with its project");
+        c.synced(&[Wake::Project("p".into())], t0);
+        c.arrive(Wake::Project("p".into()), t0);
+        c.arrive(item("q", "b"), t0);
+        c.full_cycle_started();
+        assert_eq!(c.next_due(), None);
+        assert!(c.take_due(t0 + QUIET * 10).is_empty());
     }
 }

@@ -33,6 +33,11 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_OTHER_BODY: usize = 4 * 1024;
 /// Delivery ids remembered to answer replays without work.
 pub const REMEMBERED_DELIVERIES: usize = 1000;
+/// Stack of the HTTP thread. Its deepest path (a request through [`http1`], the handler,
+/// miniserde, which parses without recursion, SHA-256/HMAC, a log line) uses a few KiB;
+/// std's default of 2 MiB would be address space for nothing, which counts on 32-bit
+/// boards and where the kernel does not overcommit.
+const HTTP_THREAD_STACK: usize = 256 * 1024;
 /// The webhook paths (the seed's and ours).
 const WEBHOOK_PATHS: [&str; 2] = ["/webhooks/plane", "/webhook"];
 
@@ -179,6 +184,7 @@ pub fn spawn(
     };
     std::thread::Builder::new()
         .name("http".into())
+        .stack_size(HTTP_THREAD_STACK)
         .spawn(move || {
             if let Err(e) = http1::serve(listener, ctx) {
                 log::error!("HTTP server stopped: {e}");

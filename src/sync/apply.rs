@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::fields::{Completion, FieldPatch};
 use super::model::{self, Desired, Mapping};
 use super::plan::{Action, Foreign, Plan, UpdateReason};
+use super::progress::Progress;
 use super::store::{CalendarStore, Tracker};
 use super::Summary;
 use crate::caldav::client::percent_decode;
@@ -75,14 +76,17 @@ pub fn apply<C: CalendarStore, T: Tracker>(
     if !run.fetch_missing(plan) {
         return;
     }
+    let mut progress = Progress::new(&ctx.project.identifier, plan.actions.len());
     for action in &plan.actions {
         if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return;
+            break;
         }
         if let Err(e) = run.action(action) {
             run.summary.error(e);
         }
+        progress.tick();
     }
+    progress.finish();
 }
 
 /// One apply run: the seams, the journal and what is known so far.

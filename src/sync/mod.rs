@@ -7,6 +7,7 @@ pub mod apply;
 pub mod fields;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod project;
 pub mod store;
 

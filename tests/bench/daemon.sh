@@ -4,13 +4,17 @@
 # Runs `calplanebot run` (release build) against Radicale and the fake Plane and prints:
 #   1. webhook -> event-visible latency over BENCH_WEBHOOKS webhooks (p50/p90/p99/max):
 #      rename an item through the fake's REST API, POST a signed webhook, poll a plain
-#      CalDAV GET of the event every 5 ms until its SUMMARY shows the new name. This
-#      includes the daemon's ~300 ms debounce (src/daemon.rs QUIET). The same loop is then
+#      CalDAV GET of the event every 5 ms until its SUMMARY shows the new name. Each round
+#      is a lone webhook, synced at once (only a burst's tail waits, src/daemon.rs
+#      Coalescer). The same loop is then
 #      repeated polling the daemon's own /api/v1/metrics instead of Radicale, for comparison;
 #   2. the daemon's RSS (VmRSS, VmHWM) after startup + the first cycle of a small workspace
-#      (1 project x 50 items) and after ~5 s idle;
+#      (1 project x 50 items) and after ~5 s idle, and where the idle RSS is: by kind of
+#      mapping from /proc/PID/smaps (daemon_bench.py smaps: the binary's text and data,
+#      shared libraries, heap, anonymous memory, stacks), with Pss;
 #   3. RSS, wall and CPU time of the first full cycle of a fresh daemon over 2,000 items
-#      (4 projects x 500), and how many events it created (only dated, open items);
+#      (4 projects x 500), how many events it created (only dated, open items), and its
+#      RSS after 5 s idle, by kind of mapping as in 2;
 #   4. the machine, rustc version and date.
 #
 # Everything runs on 127.0.0.1 under a temp dir and is stopped on exit. Radicale comes from
@@ -22,13 +26,15 @@
 #   BENCH_WEBHOOKS=100   BENCH_POLL_MS=5   BENCH_BIG_PROJECTS=4   BENCH_BIG_ITEMS=500
 #   BENCH_SKIP_BIG=1     skip part 3          BENCH_NO_BUILD=1   use the existing binaries
 #   BENCH_KEEP=1         keep the temp dir (logs, Radicale data) for inspection
+#   BENCH_BOT=path       measure this calplanebot binary (e.g. the static musl build of
+#                        cross/build.sh) instead of target/release/calplanebot
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 HOST=127.0.0.1
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BOT=$TARGET/release/calplanebot
+BOT=${BENCH_BOT:-$TARGET/release/calplanebot}
 FAKE_PLANE=$TARGET/release/examples/fake-plane
 VENV=$ROOT/.tests/venv
 HELPER=$ROOT/tests/bench/daemon_bench.py
@@ -104,7 +110,7 @@ if [[ -z ${BENCH_NO_BUILD:-} ]]; then
     log "cargo build --release --bin calplanebot --example fake-plane"
     cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
 fi
-[[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
+[[ -x $BOT && -x $FAKE_PLANE ]] || die "no binaries $BOT and $FAKE_PLANE (unset BENCH_NO_BUILD, check BENCH_BOT)"
 if [[ ! -x $VENV/bin/radicale ]]; then
     log "installing Radicale: TEST_SERVERS=radicale tests/servers.sh install"
     TEST_SERVERS=radicale tests/servers.sh install || die "tests/servers.sh install failed"
@@ -163,6 +169,7 @@ read -r rss_first hwm_first < <(mem "$DAEMON_PID")
 small_created=$(json "$TMP/small/metrics.json" 'd["items"]["created"]')
 sleep 5
 read -r rss_idle hwm_idle < <(mem "$DAEMON_PID")
+"$VENV/bin/python" "$HELPER" smaps "$DAEMON_PID" "$BOT" >"$TMP/smaps-idle.json"
 
 log "latency: $WEBHOOKS webhooks polled over CalDAV, then $WEBHOOKS polled via /api/v1/metrics"
 BENCH_PLANE_URL="http://$HOST:$PLANE_PORT" BENCH_SLUG=$SLUG BENCH_API_KEY=$API_KEY \
@@ -194,6 +201,9 @@ if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     dur_big=$(json "$TMP/big/metrics.json" '"%.1f" % d["last_duration_seconds"]')
     big_created=$(json "$TMP/big/metrics.json" 'd["items"]["created"]')
     big_errors=$(json "$TMP/big/metrics.json" 'sum(d["errors"].values())')
+    sleep 5
+    read -r rss_big_idle _ < <(mem "$DAEMON_PID")
+    "$VENV/bin/python" "$HELPER" smaps "$DAEMON_PID" "$BOT" >"$TMP/smaps-big-idle.json"
     stop "$DAEMON_PID"
     stop "$PLANE_PID"
 fi
@@ -210,10 +220,10 @@ echo
 echo "calplanebot daemon benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 row "machine" "$(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
 row "rustc" "$(rustc --version)"
-row "binary" "target/release/calplanebot, $(stat -c %s "$BOT") bytes"
+row "binary" "$BOT, $(stat -c %s "$BOT") bytes, $(file -b "$BOT" 2>/dev/null | cut -d, -f1-2 || echo '?')"
 row "Radicale" "$("$VENV/bin/radicale" --version 2>/dev/null || echo '?') (htpasswd plain, delay 0)"
 echo
-echo "1. webhook -> event visible (${WEBHOOKS} webhooks, 1 project x 50 items; ms; includes the 300 ms debounce)"
+echo "1. webhook -> event visible (${WEBHOOKS} webhooks, 1 project x 50 items; ms)"
 row "items / open+dated / with an event" "$(json "$L" '"%d / %d / %d" % (d["items"], d["open_dated"], d["candidates"])')"
 row "latency, CalDAV GET poll p50/p90/p99/max" "$(lat caldav_poll)"
 row "latency, daemon metrics poll p50/p90/p99/max" "$(lat metrics_poll)"
@@ -224,6 +234,8 @@ echo
 echo "2. daemon memory, small workspace ($small_created events)"
 row "after startup + first cycle: VmRSS / VmHWM" "$(mib "$rss_first") / $(mib "$hwm_first")"
 row "after 5 s idle: VmRSS / VmHWM" "$(mib "$rss_idle") / $(mib "$hwm_idle")"
+row "  idle RSS by mapping (KiB, /proc/PID/smaps)" "$(json "$TMP/smaps-idle.json" '" ".join("%s %d" % (k, d[k]) for k in ("binary", "libs", "heap", "anon", "thread_stacks", "stack", "other"))')"
+row "  Pss / anonymous private dirty / threads" "$(json "$TMP/smaps-idle.json" '"%d KiB / %d KiB / %d" % (d["pss"], d["anon_private_dirty"], d["threads"])')"
 row "after the $((2 * WEBHOOKS + 1)) webhooks: VmRSS / VmHWM" "$(mib "$rss_after_hooks") / $(mib "$hwm_after_hooks")"
 if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     echo
@@ -234,6 +246,8 @@ if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     row "Radicale / fake Plane CPU meanwhile" "$rad_cpu s / $plane_cpu s"
     row "wall per event" "$(awk -v w="$wall_big" -v n="$big_created" 'BEGIN { printf "%.1f ms", n ? w * 1000 / n : 0 }')"
     row "VmRSS / VmHWM after the cycle" "$(mib "$rss_big") / $(mib "$hwm_big")"
+    row "VmRSS after 5 s idle" "$(mib "$rss_big_idle")"
+    row "  idle RSS by mapping (KiB)" "$(json "$TMP/smaps-big-idle.json" '" ".join("%s %d" % (k, d[k]) for k in ("binary", "libs", "heap", "anon", "thread_stacks", "stack", "other"))')"
 fi
 echo
 echo "benchmark ran in $((SECONDS - t_start)) s"

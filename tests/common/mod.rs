@@ -483,3 +483,18 @@ pub fn edit(server: &Server, o: &Object, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Deletes a test's calendars (named "Plane: TAG …", TAG being [`Setup::tag`]) from the
+/// real server when dropped: hold one for as long as the test runs.
+pub struct DeleteCalendars(pub Server, pub String);
+
+impl Drop for DeleteCalendars {
+    fn drop(&mut self) {
+        let prefix = format!("Plane: {} ", self.1);
+        for c in dump(&self.0, &self.0.url) {
+            if c.name.starts_with(&prefix) {
+                let _ = verifier(&self.0, &["delete", "--url", &c.url]).output();
+            }
+        }
+    }
+}
