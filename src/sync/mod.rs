@@ -523,6 +523,7 @@ fn calendar_for(
                     items
                         .iter()
                         .filter_map(|i| model::render(i, project, mapping).ok())
+                        .map(|r| r.desired)
                         .map(|d| format!("  + {} ({})", d.label, date_of(&d))),
                 ),
                 Err(e) => summary.error(format!("project {}: {e}", project.identifier)),

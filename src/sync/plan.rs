@@ -173,7 +173,7 @@ pub struct Input<'a> {
     /// The calendar collection path (ends in `/`).
     pub calendar: &'a str,
     /// Items that should have an object.
-    pub desired: &'a [Desired],
+    pub desired: &'a [&'a Desired],
     /// Items listed in Plane that should not have an object, and why.
     pub excluded: &'a BTreeMap<String, Excluded>,
     /// Work items Plane answered 404 for when asked one by one (deleted or archived).
@@ -237,7 +237,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let journal: BTreeMap<&str, &ItemRecord> =
         input.journal.iter().map(|r| (r.uid.as_str(), *r)).collect();
     let desired: BTreeMap<&str, &Desired> =
-        input.desired.iter().map(|d| (d.uid.as_str(), d)).collect();
+        input.desired.iter().map(|d| (d.uid.as_str(), *d)).collect();
 
     // Every UID any side knows of. Remote objects count only when their href follows our
     // naming scheme: objects we did not create are never touched.
@@ -461,7 +461,6 @@ fn valve(input: &Input<'_>, plan: &Plan, journaled: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ical::Component;
     use crate::state::Shadow;
 
     const CAL: &str = "/cal/work/";
@@ -470,14 +469,12 @@ mod tests {
         Desired {
             uid: model::uid_for(id),
             work_item: id.into(),
-            project: "p".into(),
             label: format!("[P-1] {id}"),
             updated_at: "2026-11-23T10:00:00Z".into(),
             shadow: Shadow {
                 content_hash: hash.into(),
                 ..Shadow::default()
             },
-            component: Component::new("VEVENT"),
         }
     }
 
@@ -552,7 +549,7 @@ mod tests {
                 two_way: self.two_way,
                 adoptable: &adoptable,
                 calendar: CAL,
-                desired: &self.desired,
+                desired: &self.desired.iter().collect::<Vec<_>>(),
                 excluded: &excluded,
                 plane_listed: self.desired.len() + self.excluded.len(),
                 plane_complete: self.complete,

@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::{self, Context, Material, EXTERNAL_SOURCE};
+use super::apply::{self, Context, Material, EXTERNAL_SOURCE, MULTIGET_BATCH};
 use super::fields::{self, Fields};
 use super::model::{self, Excluded, Mapping};
 use super::plan::{self, Foreign, Input, Observed, TwoWay};
 use super::store::{CalendarStore, Tracker};
 use super::{Options, Summary};
-use crate::caldav::client::{percent_decode, same_href};
+use crate::caldav::client::{path_of, percent_decode};
 use crate::caldav::{ObjectData, ObjectRef};
 use crate::config::SyncDirection;
 use crate::ical::{self, Component};
@@ -121,6 +121,9 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         return Ok(());
     }
     let (newest, full) = (view.newest.take(), view.full);
+    // What needs no work is not carried into the apply step.
+    drop(side);
+    view.material.retain_for(&planned);
     let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
@@ -151,14 +154,13 @@ fn read_calendar<C: CalendarStore, T: Tracker>(
     let stored = journal.state().calendars.get(&step.project.id);
     let listing = list_calendar(cal, step, stored, &records).map_err(|e| e.to_string())?;
     let mut fetched = BTreeMap::new();
-    let (observed, adoptable, foreign) =
-        read_changed(cal, plane, step, &records, &listing, view, &mut fetched)?;
+    let reads = read_changed(cal, plane, step, &records, &listing, view, &mut fetched)?;
     view.material.fetched = fetched;
     Ok(CalendarSide {
         listing,
-        adoptable,
-        observed,
-        foreign,
+        adoptable: reads.adoptable,
+        observed: reads.observed,
+        foreign: reads.foreign.into_values().collect(),
         records,
     })
 }
@@ -360,7 +362,7 @@ struct CalendarSide {
 }
 
 fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Plan {
-    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
+    let desired: Vec<&model::Desired> = view.material.desired.values().collect();
     let journal: Vec<&ItemRecord> = side.records.iter().collect();
     plan::plan(&Input {
         calendar: step.calendar,
@@ -441,7 +443,9 @@ fn add_item(
     step: &Step<'_>,
     uids: &BTreeMap<String, String>,
 ) {
-    match model::render(&item, step.project, step.mapping) {
+    // Only the fields and the fingerprint are kept: the component is rendered again when
+    // the object is written.
+    match model::render(&item, step.project, step.mapping).map(|r| r.desired) {
         Ok(mut d) => {
             // An item made from a calendar object keeps that object's UID: the journal
             // knows it, and so does Plane (external_id), even after a lost journal.
@@ -462,16 +466,21 @@ fn add_item(
 
 /// Objects read while planning: the fields of our changed objects, objects of ours at
 /// foreign hrefs (first contact), and new objects to turn into work items.
-type CalendarReads = (
-    BTreeMap<String, Observed>,
-    BTreeMap<String, ObjectRef>,
-    Vec<Foreign>,
-);
+#[derive(Default)]
+struct CalendarReads {
+    observed: BTreeMap<String, Observed>,
+    adoptable: BTreeMap<String, ObjectRef>,
+    /// By decoded href, so the order does not depend on the server's answer.
+    foreign: BTreeMap<String, Foreign>,
+}
 
-/// Reads what planning needs from the calendar: one multiget for the objects whose ETag
-/// moved (and, on first contact or with CREATE_FROM_CALENDAR, the objects at hrefs we
-/// do not know). Items changed in the calendar but missing from an incremental Plane
-/// listing are fetched from Plane one by one.
+/// Reads what planning needs from the calendar: the objects whose ETag moved (and, on
+/// first contact or with CREATE_FROM_CALENDAR, the objects at hrefs we do not know), in
+/// multigets of [`MULTIGET_BATCH`] objects. Each batch is looked at and dropped, except
+/// the first [`MULTIGET_BATCH`] objects, kept for the apply step (which reads any other
+/// object it updates again, batch by batch): a cycle that finds every object changed
+/// holds one batch of bodies, not the calendar. Items changed in the calendar but
+/// missing from an incremental Plane listing are fetched from Plane one by one.
 fn read_changed<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
@@ -497,70 +506,73 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .iter()
         .filter(|r| !etags.contains_key(&percent_decode(&r.href)))
         .collect();
-    let unknown: Vec<&ObjectRef> = listing
-        .iter()
-        .filter(|o| model::uid_from_href(&o.href).is_none())
-        .filter(|o| !records.iter().any(|r| same_href(&r.href, &o.href)))
-        .collect();
+    drop(etags);
     let look_at_unknown = step.first_contact || (step.create_from_calendar && two_way);
-    let mut hrefs: Vec<String> = Vec::new();
-    if two_way {
-        hrefs.extend(changed.iter().map(|r| r.href.clone()));
-    }
-    if look_at_unknown {
-        hrefs.extend(unknown.iter().map(|o| o.href.clone()));
-    }
-    if !hrefs.is_empty() {
-        let objects = cal
-            .multiget(step.calendar, &hrefs)
-            .map_err(|e| e.to_string())?;
-        for o in objects {
-            fetched.insert(percent_decode(&o.href), o);
-        }
-    }
+    // As `same_href` compares: decoded paths.
+    let path = |href: &str| percent_decode(&path_of(href));
+    let known: BTreeSet<String> = records.iter().map(|r| path(&r.href)).collect();
+    let unknown: BTreeMap<String, &ObjectRef> = listing
+        .iter()
+        .filter(|_| look_at_unknown)
+        .filter(|o| model::uid_from_href(&o.href).is_none())
+        .filter(|o| !known.contains(&path(&o.href)))
+        .map(|o| (percent_decode(&o.href), o))
+        .collect();
+    drop(known);
     let touched: Vec<&ItemRecord> = changed.iter().chain(&vanished).copied().collect();
     fetch_unlisted(plane, step, &touched, view)?;
-    let mut observed = BTreeMap::new();
-    for r in changed.iter().filter(|_| two_way) {
-        let Some(o) = fetched.get(&percent_decode(&r.href)) else {
-            continue;
-        };
-        if let Some(seen) = observe(o, r, step) {
-            observed.insert(r.uid.clone(), seen);
+    let changed: BTreeMap<String, &ItemRecord> = changed
+        .into_iter()
+        .filter(|_| two_way)
+        .map(|r| (percent_decode(&r.href), r))
+        .collect();
+    let mut hrefs: Vec<String> = changed.values().map(|r| r.href.clone()).collect();
+    hrefs.extend(unknown.values().map(|o| o.href.clone()));
+    let mut reads = CalendarReads::default();
+    for batch in hrefs.chunks(MULTIGET_BATCH) {
+        let objects = cal
+            .multiget(step.calendar, batch)
+            .map_err(|e| e.to_string())?;
+        for o in objects {
+            let key = percent_decode(&o.href);
+            if let Some(r) = changed.get(&key) {
+                if let Some(seen) = observe(&o, r, step) {
+                    reads.observed.insert(r.uid.clone(), seen);
+                }
+            }
+            if let Some(at) = unknown.get(&key) {
+                sort_unknown(at, &o, view, step, &mut reads);
+            }
+            if fetched.len() < MULTIGET_BATCH {
+                fetched.insert(key, o);
+            }
         }
     }
-    let unknown: &[&ObjectRef] = if look_at_unknown { &unknown } else { &[] };
-    let (adoptable, foreign) = sort_unknown(unknown, fetched, view, step);
-    Ok((observed, adoptable, foreign))
+    Ok(reads)
 }
 
-/// Objects at hrefs the journal does not know, as read: ours (a UID of an item we sync,
-/// to adopt) or, with CREATE_FROM_CALENDAR, new work items.
+/// An object at an href the journal does not know, as read: ours (a UID of an item we
+/// sync, to adopt) or, with CREATE_FROM_CALENDAR, a new work item.
 fn sort_unknown(
-    unknown: &[&ObjectRef],
-    fetched: &BTreeMap<String, ObjectData>,
+    at: &ObjectRef,
+    data: &ObjectData,
     view: &PlaneView,
     step: &Step<'_>,
-) -> (BTreeMap<String, ObjectRef>, Vec<Foreign>) {
-    let mut adoptable = BTreeMap::new();
-    let mut foreign = Vec::new();
-    for o in unknown {
-        let Some(data) = fetched.get(&percent_decode(&o.href)) else {
-            continue;
-        };
-        match classify_unknown(data, view, step) {
-            Unknown::Ours(uid) => {
-                let at = ObjectRef {
-                    href: o.href.clone(),
-                    etag: data.etag.clone(),
-                };
-                adoptable.insert(uid, at);
-            }
-            Unknown::NewItem(f) if step.create_from_calendar => foreign.push(f),
-            _ => {}
+    reads: &mut CalendarReads,
+) {
+    match classify_unknown(data, view, step) {
+        Unknown::Ours(uid) => {
+            let found = ObjectRef {
+                href: at.href.clone(),
+                etag: data.etag.clone(),
+            };
+            reads.adoptable.insert(uid, found);
         }
+        Unknown::NewItem(f) if step.create_from_calendar => {
+            reads.foreign.insert(percent_decode(&at.href), f);
+        }
+        _ => {}
     }
-    (adoptable, foreign)
 }
 
 /// Items edited or deleted in the calendar that an incremental listing did not include
