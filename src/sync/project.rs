@@ -137,19 +137,19 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
 
 /// The calendar side of a project cycle: our records, the listing, and what was read of
 /// the objects that changed. Objects read are handed to `view` for the apply step.
-fn read_calendar<C: CalendarStore, T: Tracker>(
+fn read_calendar<'j, C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
-    journal: &Journal,
+    journal: &'j Journal,
     step: &Step<'_>,
     view: &mut PlaneView,
-) -> Result<CalendarSide, String> {
-    let records: Vec<ItemRecord> = journal
+) -> Result<CalendarSide<'j>, String> {
+    // Borrowed, not copied: the journal holds a record per object of every calendar.
+    let records: Vec<&ItemRecord> = journal
         .state()
         .items
         .values()
         .filter(|r| r.project == step.project.id)
-        .cloned()
         .collect();
     let stored = journal.state().calendars.get(&step.project.id);
     let listing = list_calendar(cal, step, stored, &records).map_err(|e| e.to_string())?;
@@ -183,7 +183,7 @@ fn list_calendar<C: CalendarStore>(
     cal: &mut C,
     step: &Step<'_>,
     stored: Option<&CalendarRecord>,
-    records: &[ItemRecord],
+    records: &[&ItemRecord],
 ) -> Result<Vec<ObjectRef>, crate::caldav::DavError> {
     let stored = match stored {
         Some(s)
@@ -292,7 +292,7 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         adoptable: BTreeMap::new(),
         observed,
         foreign: Vec::new(),
-        records: record.into_iter().collect(),
+        records: record.iter().collect(),
     };
     let planned = plan_for(step, &view, &side);
     let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
@@ -348,7 +348,7 @@ fn remember_calendar(
 
 /// What the calendar side contributes to a plan.
 /// What planning needs from the calendar side (see [`read_calendar`]).
-struct CalendarSide {
+struct CalendarSide<'j> {
     /// The calendar's objects and ETags.
     listing: Vec<ObjectRef>,
     /// Objects of ours at hrefs we do not know (first contact), by UID.
@@ -358,12 +358,11 @@ struct CalendarSide {
     /// New objects to turn into work items (CREATE_FROM_CALENDAR).
     foreign: Vec<Foreign>,
     /// Our journal records of this project.
-    records: Vec<ItemRecord>,
+    records: Vec<&'j ItemRecord>,
 }
 
-fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Plan {
+fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan::Plan {
     let desired: Vec<&model::Desired> = view.material.desired.values().collect();
-    let journal: Vec<&ItemRecord> = side.records.iter().collect();
     plan::plan(&Input {
         calendar: step.calendar,
         desired: &desired,
@@ -375,7 +374,7 @@ fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Pla
         adoptable: &side.adoptable,
         observed: &side.observed,
         foreign: &side.foreign,
-        journal: &journal,
+        journal: &side.records,
         max_delete_fraction: step.max_delete_fraction,
         two_way: step.two_way,
     })
@@ -485,7 +484,7 @@ fn read_changed<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
     step: &Step<'_>,
-    records: &[ItemRecord],
+    records: &[&ItemRecord],
     listing: &[ObjectRef],
     view: &mut PlaneView,
     fetched: &mut BTreeMap<String, ObjectData>,
@@ -497,6 +496,7 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .collect();
     let changed: Vec<&ItemRecord> = records
         .iter()
+        .copied()
         .filter(|r| match etags.get(&percent_decode(&r.href)) {
             Some(etag) => etag.is_none() || *etag != r.etag.as_deref(),
             None => false,
@@ -504,6 +504,7 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .collect();
     let vanished: Vec<&ItemRecord> = records
         .iter()
+        .copied()
         .filter(|r| !etags.contains_key(&percent_decode(&r.href)))
         .collect();
     drop(etags);
@@ -880,6 +881,40 @@ mod tests {
         assert_eq!((s.created, s.errors.len()), (2, 0), "{s:?}");
         w.settle();
         assert!(w.plane.patches.is_empty());
+    }
+
+    #[test]
+    fn many_changed_objects_are_read_a_batch_at_a_time() {
+        // A calendar app renamed more objects than one multiget batch holds. Planning reads
+        // them batch by batch and keeps the first batch; apply reads the others again,
+        // batch by batch, and every rename reaches Plane.
+        let mut w = World::new(ItemKind::Event);
+        let n = 2 * MULTIGET_BATCH + 5;
+        let ids: Vec<String> = (0..n).map(|i| format!("m{i:03}")).collect();
+        for id in &ids {
+            w.plane.add(id, "Batch item", "2026-12-03");
+        }
+        w.settle();
+        for id in &ids {
+            let seq = w.plane.item(id).sequence_id;
+            w.user_edits(id, |c| {
+                c.set(Property::text("SUMMARY", &format!("[P-{seq}] Renamed {id}")))
+            });
+        }
+        w.cal.multigets.clear();
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.plane_updated, n, "{s:?}");
+        for id in &ids {
+            assert_eq!(w.plane.item(id).name, format!("Renamed {id}"));
+        }
+        let batch = MULTIGET_BATCH;
+        assert_eq!(
+            w.cal.multigets,
+            [batch, batch, 5, batch, 5],
+            "planning: three batches; apply: the two it did not keep"
+        );
+        w.settle();
     }
 
     #[test]

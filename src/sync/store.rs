@@ -159,6 +159,8 @@ pub mod memory {
         pub fail_next_get: Option<u16>,
         /// Whether sync-collection is supported (else it answers 403, as SabreDAV 1.8).
         pub sync_collection: bool,
+        /// How many hrefs each multiget asked for, in order.
+        pub multigets: Vec<usize>,
         /// Every write as (sequence, decoded href): the sync token is the last sequence.
         log: Vec<(u32, String)>,
         next_etag: u32,
@@ -174,6 +176,7 @@ pub mod memory {
                 fail_next_put: None,
                 fail_next_get: None,
                 sync_collection: true,
+                multigets: Vec::new(),
                 log: Vec::new(),
                 next_etag: 0,
             }
@@ -309,6 +312,7 @@ pub mod memory {
             hrefs: &[String],
         ) -> Result<Vec<ObjectData>, DavError> {
             self.count_request("REPORT");
+            self.multigets.push(hrefs.len());
             Ok(hrefs
                 .iter()
                 .filter_map(|h| self.data(&percent_decode(h)))
