@@ -66,14 +66,16 @@ impl Material {
         let mut hrefs = BTreeSet::new();
         for a in &plan.actions {
             match a {
-                Action::Create { uid, .. } | Action::Delete { uid, .. } => {
+                Action::Create { uid, .. }
+                | Action::Delete { uid, .. }
+                | Action::ClearDate { uid, .. } => {
                     uids.insert(uid.as_str());
                 }
                 Action::Update { uid, href, .. } => {
                     uids.insert(uid.as_str());
                     hrefs.insert(percent_decode(href));
                 }
-                Action::Forget { .. } | Action::ClearDate { .. } | Action::CreateItem(_) => {}
+                Action::Forget { .. } | Action::CreateItem(_) => {}
             }
         }
         self.desired.retain(|uid, _| uids.contains(uid.as_str()));
@@ -81,16 +83,32 @@ impl Material {
         self.items.retain(|id, _| items.contains(id.as_str()));
         self.fetched.retain(|href, _| hrefs.contains(href));
     }
+
+    /// Drops what an action that is done used: the journal grows by a record per object
+    /// written while this shrinks, so a large calendar does not need room for both.
+    fn done_with(&mut self, action: &Action) {
+        let uid = match action {
+            Action::Create { uid, .. }
+            | Action::Update { uid, .. }
+            | Action::Delete { uid, .. }
+            | Action::ClearDate { uid, .. } => uid,
+            Action::Forget { .. } | Action::CreateItem(_) => return,
+        };
+        if let Some(d) = self.desired.remove(uid) {
+            self.items.remove(&d.work_item);
+        }
+    }
 }
 
-/// Runs the plan; failures of single objects are counted and logged, never fatal.
+/// Runs the plan; failures of single objects are counted and logged, never fatal. The plan
+/// is consumed as it goes, like the material.
 pub fn apply<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
     journal: &mut Journal,
     ctx: &Context<'_>,
     material: Material,
-    plan: &Plan,
+    plan: Plan,
     summary: &mut Summary,
 ) {
     summary.unchanged += plan.unchanged;
@@ -104,17 +122,20 @@ pub fn apply<C: CalendarStore, T: Tracker>(
         states: None,
     };
     // Batch by batch, so that objects to update are read (and held) a batch at a time.
-    for batch in plan.actions.chunks(MULTIGET_BATCH) {
-        if !run.fetch_missing(batch) {
+    let mut actions = plan.actions.into_iter().peekable();
+    while actions.peek().is_some() {
+        let batch: Vec<Action> = actions.by_ref().take(MULTIGET_BATCH).collect();
+        if !run.fetch_missing(&batch) {
             return;
         }
         for action in batch {
             if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 return;
             }
-            if let Err(e) = run.action(action) {
+            if let Err(e) = run.action(&action) {
                 run.summary.error(e);
             }
+            run.material.done_with(&action);
         }
     }
 }

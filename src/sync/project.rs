@@ -124,7 +124,7 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
     // What needs no work is not carried into the apply step.
     drop(side);
     view.material.retain_for(&planned);
-    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
+    let wrote = apply_plan(cal, plane, journal, step, view.material, planned, summary);
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
     let clean = summary.errors.len() == errors_before && !step.opts.stopped();
@@ -295,7 +295,7 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         records: record.iter().collect(),
     };
     let planned = plan_for(step, &view, &side);
-    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
+    let wrote = apply_plan(cal, plane, journal, step, view.material, planned, summary);
     if let Err(e) = remember_calendar(journal, step, wrote, false) {
         summary.error(e.to_string());
     }
@@ -308,7 +308,7 @@ fn apply_plan<C: CalendarStore, T: Tracker>(
     journal: &mut Journal,
     step: &Step<'_>,
     material: Material,
-    planned: &plan::Plan,
+    planned: plan::Plan,
     summary: &mut Summary,
 ) -> bool {
     let writes_before = calendar_writes(summary);
