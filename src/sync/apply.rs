@@ -79,7 +79,11 @@ impl Material {
             }
         }
         self.desired.retain(|uid, _| uids.contains(uid.as_str()));
-        let items: BTreeSet<&str> = self.desired.values().map(|d| d.work_item.as_str()).collect();
+        let items: BTreeSet<&str> = self
+            .desired
+            .values()
+            .map(|d| d.work_item.as_str())
+            .collect();
         self.items.retain(|id, _| items.contains(id.as_str()));
         self.fetched.retain(|href, _| hrefs.contains(href));
     }

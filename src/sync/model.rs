@@ -793,7 +793,11 @@ mod tests {
         ] {
             let back = as_served(categories);
             assert!(same_content(&back, &d.component), "{server}");
-            assert_eq!(content_hash(&back), d.desired.shadow.content_hash, "{server}");
+            assert_eq!(
+                content_hash(&back),
+                d.desired.shadow.content_hash,
+                "{server}"
+            );
         }
         for (change, categories) in [
             ("a label less", "CATEGORIES:docs\r\nCATEGORIES:misc\r\n"),

@@ -898,7 +898,10 @@ mod tests {
         for id in &ids {
             let seq = w.plane.item(id).sequence_id;
             w.user_edits(id, |c| {
-                c.set(Property::text("SUMMARY", &format!("[P-{seq}] Renamed {id}")))
+                c.set(Property::text(
+                    "SUMMARY",
+                    &format!("[P-{seq}] Renamed {id}"),
+                ))
             });
         }
         w.cal.multigets.clear();
