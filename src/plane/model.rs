@@ -269,16 +269,8 @@ impl WorkItem {
             priority: opt_str(o, "priority").unwrap_or_else(|| "none".into()),
             start_date: opt_str(o, "start_date").map(|d| date_part(&d)),
             target_date: opt_str(o, "target_date").map(|d| date_part(&d)),
-            assignees: list("assignees")
-                .iter()
-                .map(Member::from_json)
-                .collect::<Result<_, _>>()
-                .map_err(ctx)?,
-            labels: list("labels")
-                .iter()
-                .map(Label::from_json)
-                .collect::<Result<_, _>>()
-                .map_err(ctx)?,
+            assignees: exact(list("assignees").iter().map(Member::from_json)).map_err(ctx)?,
+            labels: exact(list("labels").iter().map(Label::from_json)).map_err(ctx)?,
             description_html: opt_str(o, "description_html").unwrap_or_default(),
             updated_at: opt_str(o, "updated_at").unwrap_or_default(),
             completed_at: opt_str(o, "completed_at"),
@@ -294,6 +286,14 @@ impl WorkItem {
     pub fn updated(&self) -> Option<Timestamp> {
         Timestamp::parse(&self.updated_at)
     }
+}
+
+/// Collects without spare capacity: a `Vec` collected from a fallible iterator starts at
+/// room for four, and a listing keeps two of these per work item.
+fn exact<T>(values: impl Iterator<Item = Result<T, FieldError>>) -> Result<Vec<T>, FieldError> {
+    let mut v: Vec<T> = values.collect::<Result<_, _>>()?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// Plane dates are `YYYY-MM-DD`; some versions send a full timestamp. Keep the date.
