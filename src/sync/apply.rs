@@ -46,14 +46,16 @@ pub struct Context<'a> {
     pub stop: Option<&'a AtomicBool>,
 }
 
-/// The inputs `apply` consumes: rendered objects, the work items behind them, and the
-/// objects already read while planning.
+/// The inputs `apply` consumes: the items' rendered fields (the objects themselves are
+/// rendered again when written), the work items behind them, and the objects already
+/// read while planning.
 #[derive(Debug, Default)]
 pub struct Material {
-    /// Desired objects by UID.
+    /// Desired fields by UID.
     pub desired: BTreeMap<String, Desired>,
-    /// Work items by id, as Plane showed them (re-rendered after a PATCH).
-    pub items: BTreeMap<String, WorkItem>,
+    /// Work items by id, as Plane showed them (re-rendered after a PATCH). Boxed: a
+    /// work item is some 400 bytes, and a map node keeps room for eleven.
+    pub items: BTreeMap<String, Box<WorkItem>>,
     /// Objects read while planning, by decoded href.
     pub fetched: BTreeMap<String, ObjectData>,
 }
@@ -272,7 +274,12 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             return Ok(false);
         };
         let label = desired.label.clone();
-        let Some(item) = self.material.items.get(&desired.work_item).cloned() else {
+        let Some(item) = self
+            .material
+            .items
+            .get(&desired.work_item)
+            .map(|i| (**i).clone())
+        else {
             return Ok(false);
         };
         let state = match patch.completion {
@@ -305,7 +312,9 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         self.remember_fields(uid, patch)?;
         let patched = patched_item(item, &body, state, &updated);
         let rerendered = model::render(&patched, self.ctx.project, self.ctx.mapping);
-        self.material.items.insert(patched.id.clone(), patched);
+        self.material
+            .items
+            .insert(patched.id.clone(), Box::new(patched));
         match rerendered.map(|r| r.desired) {
             Ok(mut d) => {
                 d.uid = uid.to_string();

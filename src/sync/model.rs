@@ -119,9 +119,10 @@ pub struct Rendered {
     pub component: Component,
 }
 
-/// The UID of a work item's object.
+/// The UID of a work item's object. Built at its exact length (`format!` leaves spare
+/// capacity, and a cycle keeps one UID per work item).
 pub fn uid_for(work_item_id: &str) -> String {
-    format!("{UID_PREFIX}{work_item_id}{UID_SUFFIX}")
+    [UID_PREFIX, work_item_id, UID_SUFFIX].concat()
 }
 
 /// The work item id in one of our UIDs (`plane-issue-{id}@calplanebot`).
@@ -139,10 +140,8 @@ pub fn uid_from_href(href: &str) -> Option<String> {
 
 /// Where a new object for `uid` goes in `calendar` (a collection path ending in `/`).
 pub fn href_for(calendar: &str, uid: &str) -> String {
-    format!(
-        "{calendar}{}.ics",
-        crate::caldav::client::percent_encode_segment(uid)
-    )
+    let name = crate::caldav::client::percent_encode_segment(uid);
+    [calendar, &name, ".ics"].concat()
 }
 
 /// The display name of a project's calendar (the seed's).
@@ -216,7 +215,9 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendere
     }
 
     let key = format!("{}-{}", project.identifier, item.sequence_id);
-    let label = format!("[{key}] {}", item.name);
+    let mut label = format!("[{key}] {}", item.name);
+    // Kept for every listed item until its action is done.
+    label.shrink_to_fit();
     let summary = if !todo && group == "completed" {
         format!("✔ {label}")
     } else {

@@ -281,6 +281,8 @@ pub fn plan(input: &Input<'_>) -> Plan {
         out.actions
             .extend(input.foreign.iter().cloned().map(Action::CreateItem));
     }
+    // Held through the apply step: no room for actions that never come.
+    out.actions.shrink_to_fit();
     match valve(input, &out, journal.len()) {
         Some(reason) => Plan {
             actions: Vec::new(),

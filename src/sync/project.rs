@@ -460,7 +460,7 @@ fn add_item(
             view.excluded.insert(item.id.clone(), why);
         }
     }
-    view.material.items.insert(item.id.clone(), item);
+    view.material.items.insert(item.id.clone(), Box::new(item));
 }
 
 /// Objects read while planning: the fields of our changed objects, objects of ours at
