@@ -394,31 +394,34 @@ fn read_plane<T: Tracker>(
         .get(&step.project.id)
         .and_then(|r| r.watermark.clone())
         .filter(|_| !step.full);
-    let listing = match plane.work_items_since(&step.project.id, watermark.as_deref()) {
-        Ok(l) => l,
+    // Each item is rendered as its page arrives: the view keeps the item and its
+    // fingerprint, never the page or the whole listing as read.
+    let uids = uid_index(journal, &step.project.id);
+    let mut view = PlaneView {
+        full: watermark.is_none(),
+        ..PlaneView::default()
+    };
+    let mut newest = None;
+    let listed = plane.each_work_item_since(&step.project.id, watermark.as_deref(), &mut |item| {
+        view.listed += 1;
+        if newest.is_none() {
+            newest = Some(item.updated_at.clone());
+        }
+        add_item(&mut view, item, step, &uids);
+    });
+    let end = match listed {
+        Ok(end) => end,
         Err(e) => {
             summary.error(format!("project {ident}: {e}"));
             return None;
         }
     };
-    for e in &listing.bad {
+    for e in &end.bad {
         summary.error(format!("project {ident}: {e}; item skipped"));
     }
-    let mut view = PlaneView {
-        full: watermark.is_none(),
-        listed: listing.items.len() + listing.bad.len(),
-        complete: watermark.is_none() && listing.complete && listing.bad.is_empty(),
-        newest: listing
-            .items
-            .first()
-            .map(|i| i.updated_at.clone())
-            .filter(|_| listing.bad.is_empty()),
-        ..PlaneView::default()
-    };
-    let uids = uid_index(journal, &step.project.id);
-    for item in listing.items {
-        add_item(&mut view, item, step, &uids);
-    }
+    view.listed += end.bad.len();
+    view.complete = watermark.is_none() && end.complete && end.bad.is_empty();
+    view.newest = newest.filter(|_| end.bad.is_empty());
     Some(view)
 }
 
