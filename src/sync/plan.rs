@@ -46,14 +46,15 @@ pub enum Action {
         /// Why: the item changed in Plane, the object changed in the calendar, or we
         /// found an object of ours the journal did not know (adoption).
         reason: UpdateReason,
-        /// Calendar edits that flow to Plane (empty: Plane is not written).
-        patch: FieldPatch,
+        /// Calendar edits that flow to Plane (empty: Plane is not written). Boxed, like
+        /// `landed`, so that every action of a plan (mostly creates) is small.
+        patch: Box<FieldPatch>,
         /// Fields changed on both sides, and who won.
         conflicts: Vec<Conflict>,
         /// Writes of ours that landed without being journaled (a crash between request
         /// and journal line), as a change of the journal's shadow: it becomes the merge
         /// base before anything else is written, so a second crash cannot lose it.
-        landed: FieldPatch,
+        landed: Box<FieldPatch>,
     },
     /// DELETE with `If-Match`.
     Delete {
@@ -80,7 +81,7 @@ pub enum Action {
         work_item: String,
     },
     /// CREATE_FROM_CALENDAR: a new object in the project's calendar becomes a work item.
-    CreateItem(Foreign),
+    CreateItem(Box<Foreign>),
 }
 
 /// Why an object is updated.
@@ -278,8 +279,12 @@ pub fn plan(input: &Input<'_>) -> Plan {
         }
     }
     if input.two_way.direction == SyncDirection::Both {
-        out.actions
-            .extend(input.foreign.iter().cloned().map(Action::CreateItem));
+        out.actions.extend(
+            input
+                .foreign
+                .iter()
+                .map(|f| Action::CreateItem(Box::new(f.clone()))),
+        );
     }
     // Held through the apply step: no room for actions that never come.
     out.actions.shrink_to_fit();
@@ -353,9 +358,9 @@ fn update(uid: String, href: String, r: &ObjectRef, reason: UpdateReason) -> Act
         href,
         etag: r.etag.clone(),
         reason,
-        patch: FieldPatch::default(),
+        patch: Box::default(),
         conflicts: Vec::new(),
-        landed: FieldPatch::default(),
+        landed: Box::default(),
     }
 }
 
@@ -392,9 +397,9 @@ fn calendar_changed(
             ..
         } = &mut action
         {
-            *patch = FieldPatch::between(&plane, &merged.fields);
+            **patch = FieldPatch::between(&plane, &merged.fields);
             *conflicts = merged.conflicts;
-            *landed = FieldPatch::between(&Fields::of_shadow(&j.shadow), &shadow);
+            **landed = FieldPatch::between(&Fields::of_shadow(&j.shadow), &shadow);
         }
     }
     action
