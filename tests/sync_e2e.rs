@@ -307,6 +307,45 @@ fn changes_in_plane_update_in_place_or_delete() {
     assert!(untouched, "other events must not be rewritten");
 }
 
+/// Objects are read in calendar-multiget batches of 100 (sync::apply::MULTIGET_BATCH): a
+/// lost journal of a calendar with more objects than that adopts every object, one
+/// REPORT per batch, and writes nothing.
+#[test]
+fn lost_journal_of_more_than_one_batch_is_adopted_batch_by_batch() {
+    const BATCH: usize = 100;
+    let server = server("Xandikos", "XANDIKOS");
+    let s = Setup::new(server.clone(), &[240]);
+    let first = s.sync();
+    first.assert_ok();
+    let created = first.count("Created");
+    assert!(created > BATCH, "more objects than one batch: {created}");
+    let before = etags(&s);
+
+    std::fs::remove_file(s.state.join("state.jsonl")).unwrap();
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Created"), 0);
+    assert_eq!(r.count("Unchanged"), created);
+    assert_eq!(r.dav_requests("PUT"), 0);
+    assert_eq!(
+        r.dav_requests("REPORT"),
+        created.div_ceil(BATCH),
+        "one multiget per batch"
+    );
+    assert_eq!(etags(&s), before, "nothing rewritten");
+    let calendars = s.dump();
+    let objects: usize = calendars.iter().map(|c| c.objects.len()).sum();
+    assert_eq!(objects, created, "no duplicates");
+    // The records are back: the next cycle reads nothing.
+    let idle = s.sync();
+    idle.assert_ok();
+    assert_eq!(idle.dav_requests("REPORT"), 0);
+    assert_eq!(idle.count("Unchanged"), created);
+    for c in &calendars {
+        let _ = common::verifier(&server, &["delete", "--url", &c.url]).output();
+    }
+}
+
 #[test]
 fn lost_journal_torn_line_and_second_instance() {
     let server = server("Xandikos", "XANDIKOS");

@@ -6,7 +6,7 @@ pub mod webhook;
 
 use std::fmt;
 
-pub use client::{Created, Listing, PlaneClient, PlaneStats};
+pub use client::{Created, Listing, ListingEnd, PlaneClient, PlaneStats};
 pub use model::{ItemPatch, Label, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
 
 /// Everything that can go wrong talking to Plane. Messages name the API path, never the

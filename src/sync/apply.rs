@@ -8,11 +8,11 @@
 //! fields and the journal's shadow records them. A failed Plane write leaves the object
 //! alone (the user's edit stays, and is retried next cycle).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fields::{Completion, FieldPatch};
-use super::model::{self, Desired, Mapping};
+use super::model::{self, Desired, Mapping, Rendered};
 use super::plan::{Action, Foreign, Plan, UpdateReason};
 use super::progress::Progress;
 use super::store::{CalendarStore, Tracker};
@@ -26,6 +26,12 @@ use crate::state::{ItemRecord, Journal, Shadow};
 
 /// `external_source` of work items made from calendar objects.
 pub const EXTERNAL_SOURCE: &str = "calplanebot";
+
+/// Calendar objects read (and held) at once: one calendar-multiget REPORT's worth
+/// (the CalDAV client splits larger ones at 100 too). Objects are a few KiB of text
+/// each, so a cycle that has to read every object of a 2,500-object calendar holds at
+/// most this many, at the price of one request per batch.
+pub const MULTIGET_BATCH: usize = 100;
 
 /// What apply needs besides the plan.
 pub struct Context<'a> {
@@ -41,26 +47,75 @@ pub struct Context<'a> {
     pub stop: Option<&'a AtomicBool>,
 }
 
-/// The inputs `apply` consumes: rendered objects, the work items behind them, and the
-/// objects already read while planning.
+/// The inputs `apply` consumes: the items' rendered fields (the objects themselves are
+/// rendered again when written), the work items behind them, and the objects already
+/// read while planning.
 #[derive(Debug, Default)]
 pub struct Material {
-    /// Desired objects by UID.
+    /// Desired fields by UID.
     pub desired: BTreeMap<String, Desired>,
-    /// Work items by id, as Plane showed them (re-rendered after a PATCH).
-    pub items: BTreeMap<String, WorkItem>,
+    /// Work items by id, as Plane showed them (re-rendered after a PATCH). Boxed: a
+    /// work item is some 400 bytes, and a map node keeps room for eleven.
+    pub items: BTreeMap<String, Box<WorkItem>>,
     /// Objects read while planning, by decoded href.
     pub fetched: BTreeMap<String, ObjectData>,
 }
 
-/// Runs the plan; failures of single objects are counted and logged, never fatal.
+impl Material {
+    /// Keeps only what the plan's actions use: the items, rendered fields and read
+    /// objects of unchanged UIDs are dropped before anything is written.
+    pub fn retain_for(&mut self, plan: &Plan) {
+        let mut uids = BTreeSet::new();
+        let mut hrefs = BTreeSet::new();
+        for a in &plan.actions {
+            match a {
+                Action::Create { uid, .. }
+                | Action::Delete { uid, .. }
+                | Action::ClearDate { uid, .. } => {
+                    uids.insert(uid.as_str());
+                }
+                Action::Update { uid, href, .. } => {
+                    uids.insert(uid.as_str());
+                    hrefs.insert(percent_decode(href));
+                }
+                Action::Forget { .. } | Action::CreateItem(_) => {}
+            }
+        }
+        self.desired.retain(|uid, _| uids.contains(uid.as_str()));
+        let items: BTreeSet<&str> = self
+            .desired
+            .values()
+            .map(|d| d.work_item.as_str())
+            .collect();
+        self.items.retain(|id, _| items.contains(id.as_str()));
+        self.fetched.retain(|href, _| hrefs.contains(href));
+    }
+
+    /// Drops what an action that is done used: the journal grows by a record per object
+    /// written while this shrinks, so a large calendar does not need room for both.
+    fn done_with(&mut self, action: &Action) {
+        let uid = match action {
+            Action::Create { uid, .. }
+            | Action::Update { uid, .. }
+            | Action::Delete { uid, .. }
+            | Action::ClearDate { uid, .. } => uid,
+            Action::Forget { .. } | Action::CreateItem(_) => return,
+        };
+        if let Some(d) = self.desired.remove(uid) {
+            self.items.remove(&d.work_item);
+        }
+    }
+}
+
+/// Runs the plan; failures of single objects are counted and logged, never fatal. The plan
+/// is consumed as it goes, like the material.
 pub fn apply<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
     journal: &mut Journal,
     ctx: &Context<'_>,
     material: Material,
-    plan: &Plan,
+    plan: Plan,
     summary: &mut Summary,
 ) {
     summary.unchanged += plan.unchanged;
@@ -73,18 +128,24 @@ pub fn apply<C: CalendarStore, T: Tracker>(
         material,
         states: None,
     };
-    if !run.fetch_missing(plan) {
-        return;
-    }
     let mut progress = Progress::new(&ctx.project.identifier, plan.actions.len());
-    for action in &plan.actions {
-        if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+    // Batch by batch, so that objects to update are read (and held) a batch at a time.
+    let mut actions = plan.actions.into_iter().peekable();
+    'batches: while actions.peek().is_some() {
+        let batch: Vec<Action> = actions.by_ref().take(MULTIGET_BATCH).collect();
+        if !run.fetch_missing(&batch) {
             break;
         }
-        if let Err(e) = run.action(action) {
-            run.summary.error(e);
+        for action in batch {
+            if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break 'batches;
+            }
+            if let Err(e) = run.action(&action) {
+                run.summary.error(e);
+            }
+            run.material.done_with(&action);
+            progress.tick();
         }
-        progress.tick();
     }
     progress.finish();
 }
@@ -102,10 +163,10 @@ struct Run<'a, 'c, C, T> {
 }
 
 impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
-    /// Reads the objects to update that planning did not read, in one multiget per 100.
-    fn fetch_missing(&mut self, plan: &Plan) -> bool {
-        let missing: Vec<String> = plan
-            .actions
+    /// Reads the objects a batch of actions updates that planning did not read (one
+    /// multiget: a batch is at most [`MULTIGET_BATCH`] actions).
+    fn fetch_missing(&mut self, batch: &[Action]) -> bool {
+        let missing: Vec<String> = batch
             .iter()
             .filter_map(|a| match a {
                 Action::Update { href, .. } => Some(href.clone()),
@@ -217,7 +278,12 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             return Ok(false);
         };
         let label = desired.label.clone();
-        let Some(item) = self.material.items.get(&desired.work_item).cloned() else {
+        let Some(item) = self
+            .material
+            .items
+            .get(&desired.work_item)
+            .map(|i| (**i).clone())
+        else {
             return Ok(false);
         };
         let state = match patch.completion {
@@ -250,8 +316,10 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         self.remember_fields(uid, patch)?;
         let patched = patched_item(item, &body, state, &updated);
         let rerendered = model::render(&patched, self.ctx.project, self.ctx.mapping);
-        self.material.items.insert(patched.id.clone(), patched);
-        match rerendered {
+        self.material
+            .items
+            .insert(patched.id.clone(), Box::new(patched));
+        match rerendered.map(|r| r.desired) {
             Ok(mut d) => {
                 d.uid = uid.to_string();
                 self.material.desired.insert(uid.to_string(), d);
@@ -380,18 +448,30 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             .map_err(|e| e.to_string())
     }
 
+    /// The object of `uid` rendered again from its work item (planning kept only the
+    /// fingerprint); `None` when the plan's material does not have it.
+    fn rendered(&self, uid: &str) -> Option<Rendered> {
+        let desired = self.material.desired.get(uid)?;
+        let item = self.material.items.get(&desired.work_item)?;
+        let mut r = model::render(item, self.ctx.project, self.ctx.mapping).ok()?;
+        // Its UID and everything planning compared stay as planned.
+        r.desired = desired.clone();
+        Some(r)
+    }
+
     fn create(&mut self, uid: &str, href: &str, recreate: bool) -> Result<(), String> {
-        let Some(desired) = self.material.desired.get(uid) else {
+        let Some(rendered) = self.rendered(uid) else {
             return Ok(());
         };
+        let desired = &rendered.desired;
         let label = desired.label.clone();
-        let body = model::new_object(desired, self.ctx.now);
+        let body = model::new_object(&rendered, self.ctx.now);
         // Write-ahead: a record without ETag says "created, not confirmed". If we die
         // after the PUT, the next cycle finds the event with an ETag the journal lacks and
         // merges against this shadow, so an edit made meanwhile is not overwritten; if we
         // die before it, the next cycle simply creates the event (see plan).
         let before = self.journal.state().items.get(uid).cloned();
-        let pending = record(desired, href, None, 0);
+        let pending = record(desired, self.ctx.project, href, None, 0);
         self.journal.put_item(pending).map_err(|e| e.to_string())?;
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
@@ -399,7 +479,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 if recreate {
                     log::info!("recreated {label} (deleted in the calendar)");
                 }
-                let r = record(desired, href, etag, 0);
+                let r = record(desired, self.ctx.project, href, etag, 0);
                 return self.journal.put_item(r).map_err(|e| e.to_string());
             }
             Ok(_) => "HTTP 412".to_string(),
@@ -456,9 +536,10 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         reason: UpdateReason,
         current: Option<ObjectData>,
     ) -> Result<(), String> {
-        let Some(desired) = self.material.desired.get(uid).cloned() else {
+        let Some(rendered) = self.rendered(uid) else {
             return Ok(());
         };
+        let desired = &rendered.desired;
         let Some(current) = current else {
             // Listed a moment ago, gone now: create it again.
             return self.create(uid, href, true);
@@ -479,10 +560,10 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             .map(|r| r.sequence)
             .unwrap_or(0);
         let sequence = model::sequence_of(existing).max(journal_seq);
-        if model::same_content(existing, &desired.component) {
+        if model::same_content(existing, &rendered.component) {
             // Only the ETag moved (a client rewrote it, a user added an alarm): remember it.
             self.summary.unchanged += 1;
-            let r = record(&desired, href, current.etag, sequence);
+            let r = record(desired, self.ctx.project, href, current.etag, sequence);
             return self.journal.put_item(r).map_err(|e| e.to_string());
         }
         if reason == UpdateReason::CalendarChanged {
@@ -491,7 +572,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 desired.label
             );
         }
-        let Some(body) = model::merge(&cal, &desired, sequence + 1, self.ctx.now) else {
+        let Some(body) = model::merge(&cal, &rendered, sequence + 1, self.ctx.now) else {
             return Err(format!("{href} does not hold UID {uid}; left unchanged"));
         };
         let Some(etag) = current.etag.as_deref() else {
@@ -507,7 +588,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         match outcome {
             WriteOutcome::Written(new_etag) => {
                 self.summary.updated += 1;
-                let r = record(&desired, href, new_etag, sequence + 1);
+                let r = record(desired, self.ctx.project, href, new_etag, sequence + 1);
                 self.journal.put_item(r).map_err(|e| e.to_string())
             }
             _ => {
@@ -538,11 +619,17 @@ fn moved(current: &Option<ObjectData>, planned: Option<&str>) -> bool {
     }
 }
 
-fn record(desired: &Desired, href: &str, etag: Option<String>, sequence: u32) -> ItemRecord {
+fn record(
+    desired: &Desired,
+    project: &Project,
+    href: &str,
+    etag: Option<String>,
+    sequence: u32,
+) -> ItemRecord {
     ItemRecord {
         uid: desired.uid.clone(),
         work_item: desired.work_item.clone(),
-        project: desired.project.clone(),
+        project: project.id.clone(),
         href: href.to_string(),
         etag,
         plane_updated_at: desired.updated_at.clone(),

@@ -519,14 +519,15 @@ fn calendar_for(
                 project.identifier,
                 model::calendar_name(project),
             ));
-            match plane.work_items(&project.id) {
-                Ok((items, _)) => summary.planned.extend(
-                    items
-                        .iter()
-                        .filter_map(|i| model::render(i, project, mapping).ok())
-                        .map(|d| format!("  + {} ({})", d.label, date_of(&d))),
-                ),
-                Err(e) => summary.error(format!("project {}: {e}", project.identifier)),
+            let planned = &mut summary.planned;
+            let listed = plane.each_work_item_since(&project.id, None, &mut |i| {
+                if let Ok(r) = model::render(&i, project, mapping) {
+                    let d = r.desired;
+                    planned.push(format!("  + {} ({})", d.label, date_of(&d)));
+                }
+            });
+            if let Err(e) = listed {
+                summary.error(format!("project {}: {e}", project.identifier));
             }
             return None;
         }

@@ -92,28 +92,37 @@ impl Mapping {
     }
 }
 
-/// What one work item should look like in its calendar.
+/// What one work item should look like in its calendar, as planning compares it: the
+/// fields and the content fingerprint, not the component. A cycle holds one of these per
+/// listed item, so it stays small; the component is rendered again when it is written
+/// ([`render`] is a pure function of the item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     /// `plane-issue-{id}@calplanebot`.
     pub uid: String,
     /// Work item id.
     pub work_item: String,
-    /// Project id.
-    pub project: String,
     /// `[WEB-12] Title`, for logs and `list`.
     pub label: String,
     /// Plane's `updated_at`.
     pub updated_at: String,
     /// The synced field values and the content fingerprint.
     pub shadow: Shadow,
+}
+
+/// A work item rendered in full: what planning compares and the component we write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The fields and the fingerprint.
+    pub desired: Desired,
     /// The VEVENT/VTODO with our owned properties, except UID/SEQUENCE/DTSTAMP/LAST-MODIFIED.
     pub component: Component,
 }
 
-/// The UID of a work item's object.
+/// The UID of a work item's object. Built at its exact length (`format!` leaves spare
+/// capacity, and a cycle keeps one UID per work item).
 pub fn uid_for(work_item_id: &str) -> String {
-    format!("{UID_PREFIX}{work_item_id}{UID_SUFFIX}")
+    [UID_PREFIX, work_item_id, UID_SUFFIX].concat()
 }
 
 /// The work item id in one of our UIDs (`plane-issue-{id}@calplanebot`).
@@ -131,10 +140,8 @@ pub fn uid_from_href(href: &str) -> Option<String> {
 
 /// Where a new object for `uid` goes in `calendar` (a collection path ending in `/`).
 pub fn href_for(calendar: &str, uid: &str) -> String {
-    format!(
-        "{calendar}{}.ics",
-        crate::caldav::client::percent_encode_segment(uid)
-    )
+    let name = crate::caldav::client::percent_encode_segment(uid);
+    [calendar, &name, ".ics"].concat()
 }
 
 /// The display name of a project's calendar (the seed's).
@@ -185,7 +192,7 @@ fn date_prop(name: &str, d: Date) -> Property {
 }
 
 /// Renders a work item, or says why it has no object.
-pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired, Excluded> {
+pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendered, Excluded> {
     if let Some(why) = filtered_out(item, m) {
         return Err(why);
     }
@@ -208,7 +215,9 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired
     }
 
     let key = format!("{}-{}", project.identifier, item.sequence_id);
-    let label = format!("[{key}] {}", item.name);
+    let mut label = format!("[{key}] {}", item.name);
+    // Kept for every listed item until its action is done.
+    label.shrink_to_fit();
     let summary = if !todo && group == "completed" {
         format!("✔ {label}")
     } else {
@@ -249,13 +258,15 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Desired
         state_group: group.to_string(),
         content_hash: content_hash(&c),
     };
-    Ok(Desired {
+    let desired = Desired {
         uid: uid_for(&item.id),
         work_item: item.id.clone(),
-        project: project.id.clone(),
         label,
         updated_at: item.updated_at.clone(),
         shadow,
+    };
+    Ok(Rendered {
+        desired,
         component: c,
     })
 }
@@ -471,16 +482,16 @@ fn stamp(c: &mut Component, uid: &str, sequence: u32, now: i64) {
     c.set(Property::new("SEQUENCE", &sequence.to_string()));
 }
 
-/// A new calendar object for `desired`.
-pub fn new_object(desired: &Desired, now: i64) -> String {
+/// A new calendar object for `rendered`.
+pub fn new_object(rendered: &Rendered, now: i64) -> String {
     let mut cal = Component::new("VCALENDAR");
     cal.push(Property::new("VERSION", "2.0"));
     cal.push(Property::new("PRODID", PRODID));
     cal.push(Property::new("CALSCALE", "GREGORIAN"));
-    let mut c = Component::new(&desired.component.name);
+    let mut c = Component::new(&rendered.component.name);
     // UID first, as most clients write it; then the owned content.
-    stamp(&mut c, &desired.uid, 0, now);
-    for p in &desired.component.properties {
+    stamp(&mut c, &rendered.desired.uid, 0, now);
+    for p in &rendered.component.properties {
         c.push(p.clone());
     }
     cal.components.push(c);
@@ -496,19 +507,20 @@ pub fn find_item<'a>(cal: &'a Component, uid: &str) -> Option<&'a Component> {
     })
 }
 
-/// Merges `desired` into an existing object: our owned properties are replaced, removed
+/// Merges `rendered` into an existing object: our owned properties are replaced, removed
 /// or added; every other property and sub-component (a user's VALARM, X- properties of
 /// other clients) is kept. Returns the new iCalendar text, or `None` when the object does
 /// not hold `uid` (so it is not ours to change).
-pub fn merge(existing: &Component, desired: &Desired, sequence: u32, now: i64) -> Option<String> {
+pub fn merge(existing: &Component, rendered: &Rendered, sequence: u32, now: i64) -> Option<String> {
+    let uid = rendered.desired.uid.as_str();
     let mut cal = existing.clone();
     let idx = cal.components.iter().position(|c| {
         matches!(c.name.as_str(), "VEVENT" | "VTODO")
-            && c.text("UID").as_deref() == Some(desired.uid.as_str())
+            && c.text("UID").as_deref() == Some(uid)
             && c.property("RECURRENCE-ID").is_none()
     })?;
     let old = &cal.components[idx];
-    let mut c = Component::new(&desired.component.name);
+    let mut c = Component::new(&rendered.component.name);
     // Keep the old order: user properties stay where they were, owned ones are replaced
     // in place by `set` below.
     c.properties = old.properties.clone();
@@ -517,7 +529,7 @@ pub fn merge(existing: &Component, desired: &Desired, sequence: u32, now: i64) -
         if VOLATILE.contains(name) {
             continue;
         }
-        let wanted: Vec<&Property> = desired.component.properties_named(name).collect();
+        let wanted: Vec<&Property> = rendered.component.properties_named(name).collect();
         match wanted.as_slice() {
             [] => c.remove(name),
             [one] => c.set((*one).clone()),
@@ -529,7 +541,7 @@ pub fn merge(existing: &Component, desired: &Desired, sequence: u32, now: i64) -
             }
         }
     }
-    stamp(&mut c, &desired.uid, sequence, now);
+    stamp(&mut c, uid, sequence, now);
     cal.components[idx] = c;
     if cal.property("VERSION").is_none() {
         cal.push(Property::new("VERSION", "2.0"));
@@ -610,7 +622,7 @@ mod tests {
     fn event_fields_follow_the_design() {
         let d = render(&item(), &project(), &mapping()).unwrap();
         let c = &d.component;
-        assert_eq!(d.uid, "plane-issue-i1@calplanebot");
+        assert_eq!(d.desired.uid, "plane-issue-i1@calplanebot");
         assert_eq!(c.name, "VEVENT");
         assert_eq!(c.text("SUMMARY").unwrap(), "[WEB-12] Fix login, again; now");
         assert_eq!(prop(c, "DTSTART"), "20261124");
@@ -736,7 +748,7 @@ mod tests {
 
         // Another UID in the object: not ours, no merge.
         let mut other = d2.clone();
-        other.uid = "someone-else".into();
+        other.desired.uid = "someone-else".into();
         assert!(merge(&edited, &other, 1, 0).is_none());
     }
 
@@ -748,7 +760,7 @@ mod tests {
         let text = new_object(&d, 0).replace("CATEGORIES:bug,a\\,b", "CATEGORIES:bug, a\\,b");
         let back = ical::parse(&text).unwrap();
         assert!(same_content(
-            find_item(&back, &d.uid).unwrap(),
+            find_item(&back, &d.desired.uid).unwrap(),
             &d.component
         ));
     }
@@ -764,7 +776,7 @@ mod tests {
         let as_served = |categories: &str| {
             let text = ours.replace("CATEGORIES:bug,docs\\, misc\r\n", categories);
             let cal = ical::parse(&text).unwrap();
-            find_item(&cal, &d.uid).unwrap().clone()
+            find_item(&cal, &d.desired.uid).unwrap().clone()
         };
         for (server, categories) in [
             (
@@ -782,7 +794,11 @@ mod tests {
         ] {
             let back = as_served(categories);
             assert!(same_content(&back, &d.component), "{server}");
-            assert_eq!(content_hash(&back), d.shadow.content_hash, "{server}");
+            assert_eq!(
+                content_hash(&back),
+                d.desired.shadow.content_hash,
+                "{server}"
+            );
         }
         for (change, categories) in [
             ("a label less", "CATEGORIES:docs\r\nCATEGORIES:misc\r\n"),
@@ -837,11 +853,11 @@ mod tests {
                 timed("DTSTART:20261124", "DURATION:P1D"),
             ),
         ] {
-            let ev = find_item(&cal, &d.uid).unwrap();
+            let ev = find_item(&cal, &d.desired.uid).unwrap();
             assert!(!same_content(ev, &d.component), "{form}");
-            assert_ne!(content_hash(ev), d.shadow.content_hash, "{form}");
+            assert_ne!(content_hash(ev), d.desired.shadow.content_hash, "{form}");
             let rewritten = ical::parse(&merge(&cal, &d, 1, 0).unwrap()).unwrap();
-            let ev = find_item(&rewritten, &d.uid).unwrap();
+            let ev = find_item(&rewritten, &d.desired.uid).unwrap();
             assert!(same_content(ev, &d.component), "{form}");
             let start = ev.property("DTSTART").unwrap();
             assert_eq!(
@@ -857,7 +873,7 @@ mod tests {
         // Only VALUE=DATE dropped by a server is the same all-day value.
         let bare = ical::parse(&new_object(&d, 0).replace(";VALUE=DATE", "")).unwrap();
         assert!(same_content(
-            find_item(&bare, &d.uid).unwrap(),
+            find_item(&bare, &d.desired.uid).unwrap(),
             &d.component
         ));
     }
@@ -870,7 +886,7 @@ mod tests {
         i.labels.clear();
         let d = render(&i, &project(), &mapping()).unwrap();
         assert_eq!(
-            d.shadow.content_hash,
+            d.desired.shadow.content_hash,
             "6da27939b399ac6f883cb8a0e9c0983948bd852b3438d04bfa8f04646f9d45dc"
         );
     }

@@ -46,14 +46,15 @@ pub enum Action {
         /// Why: the item changed in Plane, the object changed in the calendar, or we
         /// found an object of ours the journal did not know (adoption).
         reason: UpdateReason,
-        /// Calendar edits that flow to Plane (empty: Plane is not written).
-        patch: FieldPatch,
+        /// Calendar edits that flow to Plane (empty: Plane is not written). Boxed, like
+        /// `landed`, so that every action of a plan (mostly creates) is small.
+        patch: Box<FieldPatch>,
         /// Fields changed on both sides, and who won.
         conflicts: Vec<Conflict>,
         /// Writes of ours that landed without being journaled (a crash between request
         /// and journal line), as a change of the journal's shadow: it becomes the merge
         /// base before anything else is written, so a second crash cannot lose it.
-        landed: FieldPatch,
+        landed: Box<FieldPatch>,
     },
     /// DELETE with `If-Match`.
     Delete {
@@ -80,7 +81,7 @@ pub enum Action {
         work_item: String,
     },
     /// CREATE_FROM_CALENDAR: a new object in the project's calendar becomes a work item.
-    CreateItem(Foreign),
+    CreateItem(Box<Foreign>),
 }
 
 /// Why an object is updated.
@@ -173,7 +174,7 @@ pub struct Input<'a> {
     /// The calendar collection path (ends in `/`).
     pub calendar: &'a str,
     /// Items that should have an object.
-    pub desired: &'a [Desired],
+    pub desired: &'a [&'a Desired],
     /// Items listed in Plane that should not have an object, and why.
     pub excluded: &'a BTreeMap<String, Excluded>,
     /// Work items Plane answered 404 for when asked one by one (deleted or archived).
@@ -237,7 +238,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let journal: BTreeMap<&str, &ItemRecord> =
         input.journal.iter().map(|r| (r.uid.as_str(), *r)).collect();
     let desired: BTreeMap<&str, &Desired> =
-        input.desired.iter().map(|d| (d.uid.as_str(), d)).collect();
+        input.desired.iter().map(|d| (d.uid.as_str(), *d)).collect();
 
     // Every UID any side knows of. Remote objects count only when their href follows our
     // naming scheme: objects we did not create are never touched.
@@ -278,9 +279,15 @@ pub fn plan(input: &Input<'_>) -> Plan {
         }
     }
     if input.two_way.direction == SyncDirection::Both {
-        out.actions
-            .extend(input.foreign.iter().cloned().map(Action::CreateItem));
+        out.actions.extend(
+            input
+                .foreign
+                .iter()
+                .map(|f| Action::CreateItem(Box::new(f.clone()))),
+        );
     }
+    // Held through the apply step: no room for actions that never come.
+    out.actions.shrink_to_fit();
     match valve(input, &out, journal.len()) {
         Some(reason) => Plan {
             actions: Vec::new(),
@@ -351,9 +358,9 @@ fn update(uid: String, href: String, r: &ObjectRef, reason: UpdateReason) -> Act
         href,
         etag: r.etag.clone(),
         reason,
-        patch: FieldPatch::default(),
+        patch: Box::default(),
         conflicts: Vec::new(),
-        landed: FieldPatch::default(),
+        landed: Box::default(),
     }
 }
 
@@ -390,9 +397,9 @@ fn calendar_changed(
             ..
         } = &mut action
         {
-            *patch = FieldPatch::between(&plane, &merged.fields);
+            **patch = FieldPatch::between(&plane, &merged.fields);
             *conflicts = merged.conflicts;
-            *landed = FieldPatch::between(&Fields::of_shadow(&j.shadow), &shadow);
+            **landed = FieldPatch::between(&Fields::of_shadow(&j.shadow), &shadow);
         }
     }
     action
@@ -461,7 +468,6 @@ fn valve(input: &Input<'_>, plan: &Plan, journaled: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ical::Component;
     use crate::state::Shadow;
 
     const CAL: &str = "/cal/work/";
@@ -470,14 +476,12 @@ mod tests {
         Desired {
             uid: model::uid_for(id),
             work_item: id.into(),
-            project: "p".into(),
             label: format!("[P-1] {id}"),
             updated_at: "2026-11-23T10:00:00Z".into(),
             shadow: Shadow {
                 content_hash: hash.into(),
                 ..Shadow::default()
             },
-            component: Component::new("VEVENT"),
         }
     }
 
@@ -552,7 +556,7 @@ mod tests {
                 two_way: self.two_way,
                 adoptable: &adoptable,
                 calendar: CAL,
-                desired: &self.desired,
+                desired: &self.desired.iter().collect::<Vec<_>>(),
                 excluded: &excluded,
                 plane_listed: self.desired.len() + self.excluded.len(),
                 plane_complete: self.complete,

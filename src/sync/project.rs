@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::apply::{self, Context, Material, EXTERNAL_SOURCE};
+use super::apply::{self, Context, Material, EXTERNAL_SOURCE, MULTIGET_BATCH};
 use super::fields::{self, Fields};
 use super::model::{self, Excluded, Mapping};
 use super::plan::{self, Foreign, Input, Observed, TwoWay};
 use super::store::{CalendarStore, Tracker};
 use super::{Options, Summary};
-use crate::caldav::client::{percent_decode, same_href};
+use crate::caldav::client::{path_of, percent_decode};
 use crate::caldav::{ObjectData, ObjectRef};
 use crate::config::SyncDirection;
 use crate::ical::{self, Component};
@@ -121,7 +121,10 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         return Ok(());
     }
     let (newest, full) = (view.newest.take(), view.full);
-    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
+    // What needs no work is not carried into the apply step.
+    drop(side);
+    view.material.retain_for(&planned);
+    let wrote = apply_plan(cal, plane, journal, step, view.material, planned, summary);
     // A cycle with errors keeps the old watermark and calendar version, so the next one
     // looks at the same items and objects again.
     let clean = summary.errors.len() == errors_before && !step.opts.stopped();
@@ -134,31 +137,30 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
 
 /// The calendar side of a project cycle: our records, the listing, and what was read of
 /// the objects that changed. Objects read are handed to `view` for the apply step.
-fn read_calendar<C: CalendarStore, T: Tracker>(
+fn read_calendar<'j, C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
-    journal: &Journal,
+    journal: &'j Journal,
     step: &Step<'_>,
     view: &mut PlaneView,
-) -> Result<CalendarSide, String> {
-    let records: Vec<ItemRecord> = journal
+) -> Result<CalendarSide<'j>, String> {
+    // Borrowed, not copied: the journal holds a record per object of every calendar.
+    let records: Vec<&ItemRecord> = journal
         .state()
         .items
         .values()
         .filter(|r| r.project == step.project.id)
-        .cloned()
         .collect();
     let stored = journal.state().calendars.get(&step.project.id);
     let listing = list_calendar(cal, step, stored, &records).map_err(|e| e.to_string())?;
     let mut fetched = BTreeMap::new();
-    let (observed, adoptable, foreign) =
-        read_changed(cal, plane, step, &records, &listing, view, &mut fetched)?;
+    let reads = read_changed(cal, plane, step, &records, &listing, view, &mut fetched)?;
     view.material.fetched = fetched;
     Ok(CalendarSide {
         listing,
-        adoptable,
-        observed,
-        foreign,
+        adoptable: reads.adoptable,
+        observed: reads.observed,
+        foreign: reads.foreign.into_values().collect(),
         records,
     })
 }
@@ -181,7 +183,7 @@ fn list_calendar<C: CalendarStore>(
     cal: &mut C,
     step: &Step<'_>,
     stored: Option<&CalendarRecord>,
-    records: &[ItemRecord],
+    records: &[&ItemRecord],
 ) -> Result<Vec<ObjectRef>, crate::caldav::DavError> {
     let stored = match stored {
         Some(s)
@@ -290,10 +292,10 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         adoptable: BTreeMap::new(),
         observed,
         foreign: Vec::new(),
-        records: record.into_iter().collect(),
+        records: record.iter().collect(),
     };
     let planned = plan_for(step, &view, &side);
-    let wrote = apply_plan(cal, plane, journal, step, view.material, &planned, summary);
+    let wrote = apply_plan(cal, plane, journal, step, view.material, planned, summary);
     if let Err(e) = remember_calendar(journal, step, wrote, false) {
         summary.error(e.to_string());
     }
@@ -306,7 +308,7 @@ fn apply_plan<C: CalendarStore, T: Tracker>(
     journal: &mut Journal,
     step: &Step<'_>,
     material: Material,
-    planned: &plan::Plan,
+    planned: plan::Plan,
     summary: &mut Summary,
 ) -> bool {
     let writes_before = calendar_writes(summary);
@@ -346,7 +348,7 @@ fn remember_calendar(
 
 /// What the calendar side contributes to a plan.
 /// What planning needs from the calendar side (see [`read_calendar`]).
-struct CalendarSide {
+struct CalendarSide<'j> {
     /// The calendar's objects and ETags.
     listing: Vec<ObjectRef>,
     /// Objects of ours at hrefs we do not know (first contact), by UID.
@@ -356,12 +358,11 @@ struct CalendarSide {
     /// New objects to turn into work items (CREATE_FROM_CALENDAR).
     foreign: Vec<Foreign>,
     /// Our journal records of this project.
-    records: Vec<ItemRecord>,
+    records: Vec<&'j ItemRecord>,
 }
 
-fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Plan {
-    let desired: Vec<model::Desired> = view.material.desired.values().cloned().collect();
-    let journal: Vec<&ItemRecord> = side.records.iter().collect();
+fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan::Plan {
+    let desired: Vec<&model::Desired> = view.material.desired.values().collect();
     plan::plan(&Input {
         calendar: step.calendar,
         desired: &desired,
@@ -373,7 +374,7 @@ fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide) -> plan::Pla
         adoptable: &side.adoptable,
         observed: &side.observed,
         foreign: &side.foreign,
-        journal: &journal,
+        journal: &side.records,
         max_delete_fraction: step.max_delete_fraction,
         two_way: step.two_way,
     })
@@ -393,31 +394,34 @@ fn read_plane<T: Tracker>(
         .get(&step.project.id)
         .and_then(|r| r.watermark.clone())
         .filter(|_| !step.full);
-    let listing = match plane.work_items_since(&step.project.id, watermark.as_deref()) {
-        Ok(l) => l,
+    // Each item is rendered as its page arrives: the view keeps the item and its
+    // fingerprint, never the page or the whole listing as read.
+    let uids = uid_index(journal, &step.project.id);
+    let mut view = PlaneView {
+        full: watermark.is_none(),
+        ..PlaneView::default()
+    };
+    let mut newest = None;
+    let listed = plane.each_work_item_since(&step.project.id, watermark.as_deref(), &mut |item| {
+        view.listed += 1;
+        if newest.is_none() {
+            newest = Some(item.updated_at.clone());
+        }
+        add_item(&mut view, item, step, &uids);
+    });
+    let end = match listed {
+        Ok(end) => end,
         Err(e) => {
             summary.error(format!("project {ident}: {e}"));
             return None;
         }
     };
-    for e in &listing.bad {
+    for e in &end.bad {
         summary.error(format!("project {ident}: {e}; item skipped"));
     }
-    let mut view = PlaneView {
-        full: watermark.is_none(),
-        listed: listing.items.len() + listing.bad.len(),
-        complete: watermark.is_none() && listing.complete && listing.bad.is_empty(),
-        newest: listing
-            .items
-            .first()
-            .map(|i| i.updated_at.clone())
-            .filter(|_| listing.bad.is_empty()),
-        ..PlaneView::default()
-    };
-    let uids = uid_index(journal, &step.project.id);
-    for item in listing.items {
-        add_item(&mut view, item, step, &uids);
-    }
+    view.listed += end.bad.len();
+    view.complete = watermark.is_none() && end.complete && end.bad.is_empty();
+    view.newest = newest.filter(|_| end.bad.is_empty());
     Some(view)
 }
 
@@ -441,7 +445,9 @@ fn add_item(
     step: &Step<'_>,
     uids: &BTreeMap<String, String>,
 ) {
-    match model::render(&item, step.project, step.mapping) {
+    // Only the fields and the fingerprint are kept: the component is rendered again when
+    // the object is written.
+    match model::render(&item, step.project, step.mapping).map(|r| r.desired) {
         Ok(mut d) => {
             // An item made from a calendar object keeps that object's UID: the journal
             // knows it, and so does Plane (external_id), even after a lost journal.
@@ -457,26 +463,31 @@ fn add_item(
             view.excluded.insert(item.id.clone(), why);
         }
     }
-    view.material.items.insert(item.id.clone(), item);
+    view.material.items.insert(item.id.clone(), Box::new(item));
 }
 
 /// Objects read while planning: the fields of our changed objects, objects of ours at
 /// foreign hrefs (first contact), and new objects to turn into work items.
-type CalendarReads = (
-    BTreeMap<String, Observed>,
-    BTreeMap<String, ObjectRef>,
-    Vec<Foreign>,
-);
+#[derive(Default)]
+struct CalendarReads {
+    observed: BTreeMap<String, Observed>,
+    adoptable: BTreeMap<String, ObjectRef>,
+    /// By decoded href, so the order does not depend on the server's answer.
+    foreign: BTreeMap<String, Foreign>,
+}
 
-/// Reads what planning needs from the calendar: one multiget for the objects whose ETag
-/// moved (and, on first contact or with CREATE_FROM_CALENDAR, the objects at hrefs we
-/// do not know). Items changed in the calendar but missing from an incremental Plane
-/// listing are fetched from Plane one by one.
+/// Reads what planning needs from the calendar: the objects whose ETag moved (and, on
+/// first contact or with CREATE_FROM_CALENDAR, the objects at hrefs we do not know), in
+/// multigets of [`MULTIGET_BATCH`] objects. Each batch is looked at and dropped, except
+/// the first [`MULTIGET_BATCH`] objects, kept for the apply step (which reads any other
+/// object it updates again, batch by batch): a cycle that finds every object changed
+/// holds one batch of bodies, not the calendar. Items changed in the calendar but
+/// missing from an incremental Plane listing are fetched from Plane one by one.
 fn read_changed<C: CalendarStore, T: Tracker>(
     cal: &mut C,
     plane: &mut T,
     step: &Step<'_>,
-    records: &[ItemRecord],
+    records: &[&ItemRecord],
     listing: &[ObjectRef],
     view: &mut PlaneView,
     fetched: &mut BTreeMap<String, ObjectData>,
@@ -488,6 +499,7 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .collect();
     let changed: Vec<&ItemRecord> = records
         .iter()
+        .copied()
         .filter(|r| match etags.get(&percent_decode(&r.href)) {
             Some(etag) => etag.is_none() || *etag != r.etag.as_deref(),
             None => false,
@@ -495,72 +507,76 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .collect();
     let vanished: Vec<&ItemRecord> = records
         .iter()
+        .copied()
         .filter(|r| !etags.contains_key(&percent_decode(&r.href)))
         .collect();
-    let unknown: Vec<&ObjectRef> = listing
-        .iter()
-        .filter(|o| model::uid_from_href(&o.href).is_none())
-        .filter(|o| !records.iter().any(|r| same_href(&r.href, &o.href)))
-        .collect();
+    drop(etags);
     let look_at_unknown = step.first_contact || (step.create_from_calendar && two_way);
-    let mut hrefs: Vec<String> = Vec::new();
-    if two_way {
-        hrefs.extend(changed.iter().map(|r| r.href.clone()));
-    }
-    if look_at_unknown {
-        hrefs.extend(unknown.iter().map(|o| o.href.clone()));
-    }
-    if !hrefs.is_empty() {
-        let objects = cal
-            .multiget(step.calendar, &hrefs)
-            .map_err(|e| e.to_string())?;
-        for o in objects {
-            fetched.insert(percent_decode(&o.href), o);
-        }
-    }
+    // As `same_href` compares: decoded paths.
+    let path = |href: &str| percent_decode(&path_of(href));
+    let known: BTreeSet<String> = records.iter().map(|r| path(&r.href)).collect();
+    let unknown: BTreeMap<String, &ObjectRef> = listing
+        .iter()
+        .filter(|_| look_at_unknown)
+        .filter(|o| model::uid_from_href(&o.href).is_none())
+        .filter(|o| !known.contains(&path(&o.href)))
+        .map(|o| (percent_decode(&o.href), o))
+        .collect();
+    drop(known);
     let touched: Vec<&ItemRecord> = changed.iter().chain(&vanished).copied().collect();
     fetch_unlisted(plane, step, &touched, view)?;
-    let mut observed = BTreeMap::new();
-    for r in changed.iter().filter(|_| two_way) {
-        let Some(o) = fetched.get(&percent_decode(&r.href)) else {
-            continue;
-        };
-        if let Some(seen) = observe(o, r, step) {
-            observed.insert(r.uid.clone(), seen);
+    let changed: BTreeMap<String, &ItemRecord> = changed
+        .into_iter()
+        .filter(|_| two_way)
+        .map(|r| (percent_decode(&r.href), r))
+        .collect();
+    let mut hrefs: Vec<String> = changed.values().map(|r| r.href.clone()).collect();
+    hrefs.extend(unknown.values().map(|o| o.href.clone()));
+    let mut reads = CalendarReads::default();
+    for batch in hrefs.chunks(MULTIGET_BATCH) {
+        let objects = cal
+            .multiget(step.calendar, batch)
+            .map_err(|e| e.to_string())?;
+        for o in objects {
+            let key = percent_decode(&o.href);
+            if let Some(r) = changed.get(&key) {
+                if let Some(seen) = observe(&o, r, step) {
+                    reads.observed.insert(r.uid.clone(), seen);
+                }
+            }
+            if let Some(at) = unknown.get(&key) {
+                sort_unknown(at, &o, view, step, &mut reads);
+            }
+            if fetched.len() < MULTIGET_BATCH {
+                fetched.insert(key, o);
+            }
         }
     }
-    let unknown: &[&ObjectRef] = if look_at_unknown { &unknown } else { &[] };
-    let (adoptable, foreign) = sort_unknown(unknown, fetched, view, step);
-    Ok((observed, adoptable, foreign))
+    Ok(reads)
 }
 
-/// Objects at hrefs the journal does not know, as read: ours (a UID of an item we sync,
-/// to adopt) or, with CREATE_FROM_CALENDAR, new work items.
+/// An object at an href the journal does not know, as read: ours (a UID of an item we
+/// sync, to adopt) or, with CREATE_FROM_CALENDAR, a new work item.
 fn sort_unknown(
-    unknown: &[&ObjectRef],
-    fetched: &BTreeMap<String, ObjectData>,
+    at: &ObjectRef,
+    data: &ObjectData,
     view: &PlaneView,
     step: &Step<'_>,
-) -> (BTreeMap<String, ObjectRef>, Vec<Foreign>) {
-    let mut adoptable = BTreeMap::new();
-    let mut foreign = Vec::new();
-    for o in unknown {
-        let Some(data) = fetched.get(&percent_decode(&o.href)) else {
-            continue;
-        };
-        match classify_unknown(data, view, step) {
-            Unknown::Ours(uid) => {
-                let at = ObjectRef {
-                    href: o.href.clone(),
-                    etag: data.etag.clone(),
-                };
-                adoptable.insert(uid, at);
-            }
-            Unknown::NewItem(f) if step.create_from_calendar => foreign.push(f),
-            _ => {}
+    reads: &mut CalendarReads,
+) {
+    match classify_unknown(data, view, step) {
+        Unknown::Ours(uid) => {
+            let found = ObjectRef {
+                href: at.href.clone(),
+                etag: data.etag.clone(),
+            };
+            reads.adoptable.insert(uid, found);
         }
+        Unknown::NewItem(f) if step.create_from_calendar => {
+            reads.foreign.insert(percent_decode(&at.href), f);
+        }
+        _ => {}
     }
-    (adoptable, foreign)
 }
 
 /// Items edited or deleted in the calendar that an incremental listing did not include
@@ -868,6 +884,43 @@ mod tests {
         assert_eq!((s.created, s.errors.len()), (2, 0), "{s:?}");
         w.settle();
         assert!(w.plane.patches.is_empty());
+    }
+
+    #[test]
+    fn many_changed_objects_are_read_a_batch_at_a_time() {
+        // A calendar app renamed more objects than one multiget batch holds. Planning reads
+        // them batch by batch and keeps the first batch; apply reads the others again,
+        // batch by batch, and every rename reaches Plane.
+        let mut w = World::new(ItemKind::Event);
+        let n = 2 * MULTIGET_BATCH + 5;
+        let ids: Vec<String> = (0..n).map(|i| format!("m{i:03}")).collect();
+        for id in &ids {
+            w.plane.add(id, "Batch item", "2026-12-03");
+        }
+        w.settle();
+        for id in &ids {
+            let seq = w.plane.item(id).sequence_id;
+            w.user_edits(id, |c| {
+                c.set(Property::text(
+                    "SUMMARY",
+                    &format!("[P-{seq}] Renamed {id}"),
+                ))
+            });
+        }
+        w.cal.multigets.clear();
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.plane_updated, n, "{s:?}");
+        for id in &ids {
+            assert_eq!(w.plane.item(id).name, format!("Renamed {id}"));
+        }
+        let batch = MULTIGET_BATCH;
+        assert_eq!(
+            w.cal.multigets,
+            [batch, batch, 5, batch, 5],
+            "planning: three batches; apply: the two it did not keep"
+        );
+        w.settle();
     }
 
     #[test]

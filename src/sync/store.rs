@@ -7,17 +7,19 @@
 use crate::caldav::{
     CalDavClient, DavError, ObjectData, ObjectRef, Precondition, SyncDelta, WriteOutcome,
 };
-use crate::plane::{Created, ItemPatch, Listing, NewWorkItem};
+use crate::plane::{Created, ItemPatch, ListingEnd, NewWorkItem};
 use crate::plane::{PlaneClient, PlaneError, State, WorkItem};
 
 /// The Plane operations a project's cycle uses.
 pub trait Tracker {
-    /// The project's work items changed since `watermark` (all of them with `None`).
-    fn work_items_since(
+    /// The project's work items changed since `watermark` (all of them with `None`),
+    /// newest change first, each handed to `sink` as it is read.
+    fn each_work_item_since(
         &mut self,
         project: &str,
         watermark: Option<&str>,
-    ) -> Result<Listing, PlaneError>;
+        sink: &mut dyn FnMut(WorkItem),
+    ) -> Result<ListingEnd, PlaneError>;
     /// One work item; `None` when deleted or archived.
     fn work_item(&mut self, project: &str, id: &str) -> Result<Option<WorkItem>, PlaneError>;
     /// The project's workflow states.
@@ -38,12 +40,13 @@ pub trait Tracker {
 }
 
 impl Tracker for PlaneClient {
-    fn work_items_since(
+    fn each_work_item_since(
         &mut self,
         project: &str,
         watermark: Option<&str>,
-    ) -> Result<Listing, PlaneError> {
-        PlaneClient::work_items_since(self, project, watermark)
+        sink: &mut dyn FnMut(WorkItem),
+    ) -> Result<ListingEnd, PlaneError> {
+        PlaneClient::each_work_item_since(self, project, watermark, sink)
     }
     fn work_item(&mut self, project: &str, id: &str) -> Result<Option<WorkItem>, PlaneError> {
         PlaneClient::work_item(self, project, id)
@@ -131,7 +134,7 @@ pub mod memory {
     use crate::caldav::{
         DavError, ObjectData, ObjectRef, Precondition, SyncDelta, SyncRefusal, WriteOutcome,
     };
-    use crate::plane::{Created, ItemPatch, Listing, NewWorkItem, PlaneError, State, WorkItem};
+    use crate::plane::{Created, ItemPatch, ListingEnd, NewWorkItem, PlaneError, State, WorkItem};
 
     /// How a server answers a PUT of a UID that another href already holds.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +162,8 @@ pub mod memory {
         pub fail_next_get: Option<u16>,
         /// Whether sync-collection is supported (else it answers 403, as SabreDAV 1.8).
         pub sync_collection: bool,
+        /// How many hrefs each multiget asked for, in order.
+        pub multigets: Vec<usize>,
         /// Every write as (sequence, decoded href): the sync token is the last sequence.
         log: Vec<(u32, String)>,
         next_etag: u32,
@@ -174,6 +179,7 @@ pub mod memory {
                 fail_next_put: None,
                 fail_next_get: None,
                 sync_collection: true,
+                multigets: Vec::new(),
                 log: Vec::new(),
                 next_etag: 0,
             }
@@ -309,6 +315,7 @@ pub mod memory {
             hrefs: &[String],
         ) -> Result<Vec<ObjectData>, DavError> {
             self.count_request("REPORT");
+            self.multigets.push(hrefs.len());
             Ok(hrefs
                 .iter()
                 .filter_map(|h| self.data(&percent_decode(h)))
@@ -484,11 +491,12 @@ pub mod memory {
     }
 
     impl Tracker for MemoryPlane {
-        fn work_items_since(
+        fn each_work_item_since(
             &mut self,
             _project: &str,
             watermark: Option<&str>,
-        ) -> Result<Listing, PlaneError> {
+            sink: &mut dyn FnMut(WorkItem),
+        ) -> Result<ListingEnd, PlaneError> {
             self.requests += 1;
             let mut items = self.items.clone();
             items.sort_by_key(|i| std::cmp::Reverse(i.updated()));
@@ -496,8 +504,8 @@ pub mod memory {
             if let Some(mark) = mark {
                 items.retain(|i| i.updated().is_some_and(|t| t >= mark));
             }
-            Ok(Listing {
-                items,
+            items.into_iter().for_each(sink);
+            Ok(ListingEnd {
                 bad: Vec::new(),
                 complete: mark.is_none(),
             })
