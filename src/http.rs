@@ -21,9 +21,10 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 pub const INPUT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Size of the buffer each connection writes from, in bytes. The longest line of a request
-/// head (a long href or a Digest Authorization) must fit; a longer body is sent in pieces
-/// of this size, one write each.
-pub const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
+/// head (a long href or a Digest Authorization) must fit: 8 KiB is what Apache and nginx
+/// accept for a request line by default (`LimitRequestLine` 8190, `large_client_header_buffers`
+/// 8k). A longer body is sent in pieces of this size, one write each.
+pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Largest response head (status line and headers) accepted, in bytes: one less than the
 /// input buffer, so a longer head fails as "too large" instead of as a stalled read. Twice
