@@ -20,8 +20,9 @@
 #   PROFILE_SERVER=radicale    radicale (Basic auth) or xandikos (no auth)
 #   PROFILE_TOP=15             symbols listed per table
 #   PROFILE_FREQ=2000          perf samples per second of CPU
-#   PROFILE_RUNS=timed,perf    which runs: any of timed, perf, callgrind (comma-separated);
-#                              PROFILE_CALLGRIND=1 adds callgrind
+#   PROFILE_RUNS=timed,perf    which runs: any of timed, perf, callgrind, strace (comma-
+#                              separated; strace counts system calls); PROFILE_CALLGRIND=1
+#                              adds callgrind
 #   PROFILE_DAV_FSYNC=0        the servers' data lives under /dev/shm, where their fsync is
 #                              free: faster runs, the same client CPU (the client only waits
 #                              less). 1: under TMPDIR with the rest.
@@ -63,12 +64,13 @@ die() { log "ERROR: $*"; exit 1; }
 [[ $TOP =~ ^[1-9][0-9]*$ && $FREQ =~ ^[1-9][0-9]*$ ]] || die "PROFILE_TOP/PROFILE_FREQ: numbers"
 case $SERVER in radicale | xandikos) ;; *) die "PROFILE_SERVER: radicale or xandikos" ;; esac
 for run in ${RUNS//,/ }; do
-    case $run in timed | perf | callgrind) ;; *) die "PROFILE_RUNS: unknown run '$run'" ;; esac
+    case $run in timed | perf | callgrind | strace) ;; *) die "PROFILE_RUNS: unknown run '$run'" ;; esac
 done
 for c in cargo curl python3; do command -v "$c" >/dev/null || die "$c not found"; done
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed"
 [[ $RUNS != *perf* ]] || command -v perf >/dev/null || die "perf not found (linux-perf)"
 [[ $RUNS != *callgrind* ]] || command -v valgrind >/dev/null || die "valgrind not found"
+[[ $RUNS != *strace* ]] || command -v strace >/dev/null || die "strace not found"
 [[ -x $VENV/bin/$SERVER ]] ||
     die "no $VENV/bin/$SERVER (run tests/servers.sh install, or set PROFILE_VENV)"
 
@@ -191,6 +193,15 @@ run_perf() {
     top_symbols "$d/perf.data" --no-children
     echo "-- top $TOP by self + children (children, self, symbol; without main's frames)"
     top_symbols "$d/perf.data" --children
+}
+
+run_strace() {
+    local d=$TMP/strace
+    log "strace run: $ITEMS items against $SERVER"
+    start_servers "$d"
+    echo "== strace run (strace -c -f: system calls by count)"
+    sync "$d" strace -c -f -S calls -o "$d/strace.txt"
+    awk 'NR <= 2 || (/^ *[0-9]/ && n++ < '"$TOP"') || /total/' "$d/strace.txt" | cut -c1-100
 }
 
 run_callgrind() {
