@@ -18,6 +18,9 @@
 #   PROFILE_ITEMS=500          work items (PROFILE_PROJECTS projects of ITEMS/PROJECTS each)
 #   PROFILE_PROJECTS=4
 #   PROFILE_SERVER=radicale    radicale (Basic auth) or xandikos (no auth)
+#   PROFILE_CYCLE=initial      the cycle measured: initial (creates every object) or update
+#                              (after an unmeasured initial sync, PLANE_WEB_URL changes and
+#                              `--once --full` reads, merges and rewrites every object)
 #   PROFILE_TOP=15             symbols listed per table
 #   PROFILE_FREQ=2000          perf samples per second of CPU
 #   PROFILE_RUNS=timed,perf    which runs: any of timed, perf, callgrind, strace (comma-
@@ -48,6 +51,7 @@ SERVER=${PROFILE_SERVER:-radicale}
 TOP=${PROFILE_TOP:-15}
 FREQ=${PROFILE_FREQ:-2000}
 RUNS=${PROFILE_RUNS:-timed,perf}
+CYCLE=${PROFILE_CYCLE:-initial}
 [[ -n ${PROFILE_CALLGRIND:-} ]] && RUNS+=",callgrind"
 API_KEY=bench-api-key
 SLUG=bench
@@ -63,6 +67,7 @@ die() { log "ERROR: $*"; exit 1; }
 ((ITEMS >= PROJECTS)) || die "PROFILE_ITEMS ($ITEMS) is fewer than PROFILE_PROJECTS ($PROJECTS)"
 [[ $TOP =~ ^[1-9][0-9]*$ && $FREQ =~ ^[1-9][0-9]*$ ]] || die "PROFILE_TOP/PROFILE_FREQ: numbers"
 case $SERVER in radicale | xandikos) ;; *) die "PROFILE_SERVER: radicale or xandikos" ;; esac
+case $CYCLE in initial | update) ;; *) die "PROFILE_CYCLE: initial or update" ;; esac
 for run in ${RUNS//,/ }; do
     case $run in timed | perf | callgrind | strace) ;; *) die "PROFILE_RUNS: unknown run '$run'" ;; esac
 done
@@ -137,17 +142,26 @@ start_servers() {
     } >"$d/calplanebot.env"
 }
 
-# sync DIR CMD-PREFIX... — the initial `--once` under the given wrapper; output in DIR.
+# sync DIR CMD-PREFIX... — the measured `--once` under the given wrapper; output in DIR.
+# For PROFILE_CYCLE=update, an unmeasured initial sync comes first, then the browser URL
+# changes (PLANE_WEB_URL is in every object's URL and DESCRIPTION), so the measured
+# `--once --full` reads, merges and rewrites every object.
 sync() {
-    local d=$1 t0 rc=0
+    local d=$1 t0 rc=0 args=(--once)
     shift
+    if [[ $CYCLE == update ]]; then
+        env -i PATH="$PATH" "$BOT" --env-file "$d/calplanebot.env" --once \
+            >"$d/initial.txt" 2>&1 || { tail -n 20 "$d/initial.txt" >&2; die "initial sync failed"; }
+        echo "PLANE_WEB_URL=http://plane.example.invalid" >>"$d/calplanebot.env"
+        args+=(--full)
+    fi
     t0=$(date +%s.%N)
-    env -i PATH="$PATH" "$@" "$BOT" --env-file "$d/calplanebot.env" --once \
+    env -i PATH="$PATH" "$@" "$BOT" --env-file "$d/calplanebot.env" "${args[@]}" \
         >"$d/out.txt" 2>"$d/err.txt" || rc=$?
     WALL=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
         "$t0" "$(date +%s.%N)")
     ((rc == 0)) || { tail -n 20 "$d/err.txt" >&2; die "calplanebot --once exited $rc (see $d)"; }
-    grep -E '^\s*(Created|Requests):' "$d/out.txt" | sed 's/^ */  /'
+    grep -E '^\s*(Created|Updated|Requests):' "$d/out.txt" | sed 's/^ */  /'
     stop "$PLANE_PID"
     stop "$DAV_PID"
 }
@@ -223,5 +237,5 @@ run_callgrind() {
 echo "calplanebot initial-sync profile — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs"
 echo "  binary: $BOT, $(stat -c %s "$BOT") bytes (with symbols), \
 $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
-echo "  $ITEMS work items in $PROJECTS projects against $SERVER, COMPLETED_ITEMS=keep"
+echo "  $ITEMS work items in $PROJECTS projects against $SERVER, COMPLETED_ITEMS=keep, $CYCLE cycle"
 for run in ${RUNS//,/ }; do "run_$run"; done
