@@ -40,33 +40,35 @@ pub fn percent_decode(s: &str) -> String {
     if !s.contains('%') {
         return s.to_string();
     }
-    let bytes: Vec<u8> = Decoded(s.as_bytes()).collect();
-    match String::from_utf8(bytes) {
+    match String::from_utf8(decoded(s)) {
         Ok(text) => text,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 
-/// The bytes `%XX` escapes stand for, decoded one at a time (comparing two hrefs needs no
-/// copy of either).
-struct Decoded<'a>(&'a [u8]);
-
-impl Iterator for Decoded<'_> {
-    type Item = u8;
-
-    fn next(&mut self) -> Option<u8> {
-        let (&first, rest) = self.0.split_first()?;
-        if first == b'%' {
-            if let [hi, lo, after @ ..] = rest {
-                if let (Some(hi), Some(lo)) = (hex_value(*hi), hex_value(*lo)) {
-                    self.0 = after;
-                    return Some(hi << 4 | lo);
-                }
+/// The bytes `s` stands for with its `%XX` escapes decoded; the text between escapes is
+/// copied a run at a time.
+fn decoded(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..i]);
+        let escape = rest
+            .get(i + 1..i + 3)
+            .and_then(|h| Some(hex_value(h[0])? << 4 | hex_value(h[1])?));
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push(b'%');
+                rest = &rest[i + 1..];
             }
         }
-        self.0 = rest;
-        Some(first)
     }
+    out.extend_from_slice(rest);
+    out
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -95,7 +97,7 @@ pub fn percent_encode_segment(s: &str) -> String {
 /// Whether two hrefs name the same resource despite different encodings or URL forms.
 pub fn same_href(a: &str, b: &str) -> bool {
     let (a, b) = (path_slice(a), path_slice(b));
-    a == b || Decoded(a.as_bytes()).eq(Decoded(b.as_bytes()))
+    a == b || ((a.contains('%') || b.contains('%')) && decoded(a) == decoded(b))
 }
 
 /// Whether two hrefs name the same collection, also when one lacks the trailing slash.
