@@ -228,10 +228,13 @@ run_callgrind() {
         sed -nE 's/^ *([0-9,]+) .*PROGRAM TOTALS.*/\1/p')"
     echo "-- top $TOP by self instructions"
     callgrind_annotate --threshold=100 "$d/callgrind.out" 2>/dev/null |
-        grep -E '^ *[0-9,]+ \([ 0-9.]+%\) ' | head -n "$TOP" | cut -c1-150
-    echo "-- top $TOP by inclusive instructions"
+        grep -E '^ *[0-9,]+ \([ 0-9.]+%\) ' | awk -v n="$TOP" 'NR <= n' |
+        sed -E 's#[^ ]*/(rustlib/src/rust/library|registry/src/[^/]+)/##' | cut -c1-150
+    echo "-- top $TOP by inclusive instructions (without main's frames)"
     callgrind_annotate --inclusive=yes --threshold=100 "$d/callgrind.out" 2>/dev/null |
-        grep -E '^ *[0-9,]+ \([ 0-9.]+%\) ' | head -n "$TOP" | cut -c1-150
+        grep -E '^ *[0-9,]+ \([ 0-9.]+%\) ' |
+        grep -vE "$ROOT_FRAMES|PROGRAM TOTALS|below main|ld-linux|:main \[|calplanebot::(main|run) \[" | awk -v n="$TOP" 'NR <= n' |
+        sed -E 's#[^ ]*/(rustlib/src/rust/library|registry/src/[^/]+)/##' | cut -c1-150
 }
 
 echo "calplanebot initial-sync profile — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs"
