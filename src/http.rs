@@ -1,7 +1,6 @@
 //! What both HTTP clients share: building a ureq agent and describing transport errors in
 //! one line a user can act on.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -40,12 +39,15 @@ pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
 /// Hosts remembered at once by one agent (it talks to one or two); beyond, all are forgotten.
 const MAX_RESOLVED_HOSTS: usize = 16;
 
+/// One looked-up host: `scheme://authority` as the URI writes it, when, what.
+type Resolved = (String, Instant, ResolvedSocketAddrs);
+
 /// ureq's resolver with a cache: a host is looked up once per [`RESOLVE_TTL`].
 #[derive(Default)]
 struct CachingResolver {
     inner: DefaultResolver,
-    /// `host:port` (as the URI writes it, with the scheme) → when, what.
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    /// A list, not a map: it holds one or two hosts (and a map's code costs binary size).
+    cache: Mutex<Vec<Resolved>>,
 }
 
 impl std::fmt::Debug for CachingResolver {
@@ -67,24 +69,25 @@ impl Resolver for CachingResolver {
             _ => return self.inner.resolve(uri, config, timeout),
         };
         let now = Instant::now();
-        if let Some((at, addrs)) = self.lock().get(&key) {
+        if let Some((_, at, addrs)) = self.lock().iter().find(|(k, _, _)| *k == key) {
             if now.duration_since(*at) < RESOLVE_TTL {
                 return Ok(addrs.clone());
             }
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
         let mut cache = self.lock();
+        cache.retain(|(k, _, _)| *k != key);
         if cache.len() >= MAX_RESOLVED_HOSTS {
             cache.clear();
         }
-        cache.insert(key, (now, addrs.clone()));
+        cache.push((key, now, addrs.clone()));
         Ok(addrs)
     }
 }
 
 impl CachingResolver {
     /// The cache; a panic elsewhere while it was held leaves nothing half-written in it.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ResolvedSocketAddrs)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Resolved>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -429,14 +432,14 @@ mod tests {
         seeded.truncate(0);
         seeded.push(fake);
         let key = "http://calendar.invalid".to_string();
-        r.lock().insert(key.clone(), (Instant::now(), seeded));
+        r.lock().push((key.clone(), Instant::now(), seeded));
         let cached = resolve(&r, "http://calendar.invalid/dav/").unwrap();
         assert_eq!(cached.first(), Some(&fake));
         // … and looked up again once stale (and then it fails: the name does not exist).
         let stale = Instant::now()
             .checked_sub(RESOLVE_TTL + Duration::from_secs(1))
             .unwrap();
-        r.lock().get_mut(&key).unwrap().0 = stale;
+        r.lock().iter_mut().find(|e| e.0 == key).unwrap().1 = stale;
         assert!(resolve(&r, "http://calendar.invalid/dav/").is_err());
         assert_eq!(
             r.lock().len(),
