@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -10,17 +11,106 @@ use std::sync::Arc;
 use rustls::crypto::{CryptoProvider, KeyProvider};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::SigningKey;
+use ureq::config::Config;
+use ureq::http::Uri;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// Size of the buffer each connection reads into, in bytes. ureq allocates and zero-fills
+/// it for every new connection, and Radicale (HTTP/1.0) closes the connection after every
+/// answer: at ureq's default of 128 KiB (for both buffers) that was ~10 % of the CPU of an
+/// initial sync, plus the page faults of fresh 128 KiB blocks. A response's status line and
+/// headers must fit in it ([`MAX_RESPONSE_HEAD_BYTES`]); bodies stream through it.
+pub const INPUT_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Size of the buffer each connection writes from, in bytes. The longest line of a request
+/// head (a long href or a Digest Authorization) must fit: 8 KiB is what Apache and nginx
+/// accept for a request line by default (`LimitRequestLine` 8190, `large_client_header_buffers`
+/// 8k). A longer body is sent in pieces of this size, one write each.
+pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Largest response head (status line and headers) accepted, in bytes: one less than the
+/// input buffer, so a longer head fails as "too large" instead of as a stalled read. Twice
+/// what nginx passes on from a backend by default (4–8 KiB, `proxy_buffer_size`).
+pub const MAX_RESPONSE_HEAD_BYTES: usize = INPUT_BUFFER_BYTES - 1;
+
+/// How long a resolved address is reused. ureq's own resolver looks the host up for every
+/// request, and when a timeout is set (ours always is) it does so on a thread of its own:
+/// a thread per request was ~17 % of an initial sync's CPU, and against a named server it
+/// is a DNS query per request. A minute is short enough to follow a server that moved.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
+
+/// Hosts remembered at once by one agent (it talks to one or two); beyond, all are forgotten.
+const MAX_RESOLVED_HOSTS: usize = 16;
+
+/// One looked-up host: `scheme://authority` as the URI writes it, when, what.
+type Resolved = (String, Instant, ResolvedSocketAddrs);
+
+/// ureq's resolver with a cache: a host is looked up once per [`RESOLVE_TTL`].
+#[derive(Default)]
+struct CachingResolver {
+    inner: DefaultResolver,
+    /// A list, not a map: it holds one or two hosts (and a map's code costs binary size).
+    cache: Mutex<Vec<Resolved>>,
+}
+
+impl std::fmt::Debug for CachingResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CachingResolver")
+    }
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            // Not a full URL: the inner resolver says what is wrong with it.
+            _ => return self.inner.resolve(uri, config, timeout),
+        };
+        let now = Instant::now();
+        if let Some((_, at, addrs)) = self.lock().iter().find(|(k, _, _)| *k == key) {
+            if now.duration_since(*at) < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut cache = self.lock();
+        cache.retain(|(k, _, _)| *k != key);
+        if cache.len() >= MAX_RESOLVED_HOSTS {
+            cache.clear();
+        }
+        cache.push((key, now, addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+impl CachingResolver {
+    /// The cache; a panic elsewhere while it was held leaves nothing half-written in it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Resolved>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// An agent that returns 4xx/5xx as responses (we map statuses ourselves), allows WebDAV
 /// methods, follows no redirects (DAV discovery follows them by hand, keeping the method),
-/// and trusts `ca_file`'s certificates instead of the built-in roots when given.
+/// and trusts `ca_file`'s certificates instead of the built-in roots when given. Its
+/// buffers are sized for our requests ([`INPUT_BUFFER_BYTES`], [`OUTPUT_BUFFER_BYTES`])
+/// and it resolves each host once per [`RESOLVE_TTL`].
 pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, String> {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .allow_non_standard_methods(true)
         .max_redirects(0)
         .timeout_global(Some(timeout))
+        .input_buffer_size(INPUT_BUFFER_BYTES)
+        .output_buffer_size(OUTPUT_BUFFER_BYTES)
+        .max_response_header_size(MAX_RESPONSE_HEAD_BYTES)
         .user_agent(concat!("calplanebot/", env!("CARGO_PKG_VERSION")));
     let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(crypto_provider());
     if let Some(path) = ca_file {
@@ -39,7 +129,11 @@ pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, S
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    Ok(config.tls_config(tls.build()).build().new_agent())
+    Ok(ureq::Agent::with_parts(
+        config.tls_config(tls.build()).build(),
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    ))
 }
 
 /// rustls' *ring* provider (every cipher suite, key exchange group and signature
@@ -263,6 +357,128 @@ mod tests {
         assert_eq!(t.damage_in(3..12), Some(7));
         let clean = Text::decode("é ok".as_bytes().to_vec());
         assert!(clean.damage.is_empty() && clean.text == "é ok");
+    }
+
+    /// A one-connection HTTP server on a free port: reads one request (head and a body of
+    /// its Content-Length), hands it to the returned thread's result, answers `response`.
+    fn serve_once(response: Vec<u8>) -> (String, std::thread::JoinHandle<(String, Vec<u8>)>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                head.push_str(&line);
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            (&stream).write_all(&response).unwrap();
+            (head, body)
+        });
+        (url, t)
+    }
+
+    fn answer_with_header(header_bytes: usize) -> Vec<u8> {
+        let filler = "x".repeat(header_bytes);
+        format!("HTTP/1.1 200 OK\r\nX-Filler: {filler}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_body_larger_than_the_output_buffer_is_sent_whole() {
+        let (url, server) =
+            serve_once(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".to_vec());
+        let body: Vec<u8> = (0..OUTPUT_BUFFER_BYTES * 6 + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let agent = agent(Duration::from_secs(10), None).unwrap();
+        let r = agent
+            .put(&format!("{url}/big.ics"))
+            .send(&body[..])
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let (head, received) = server.join().unwrap();
+        assert!(head.starts_with("PUT /big.ics HTTP/1.1\r\n"), "{head}");
+        assert_eq!(received.len(), body.len());
+        assert!(received == body, "the body arrived changed");
+    }
+
+    #[test]
+    fn response_heads_up_to_the_limit_are_read_and_longer_ones_refused() {
+        // What a server behind nginx can send at most, with room to spare.
+        let (url, server) = serve_once(answer_with_header(8 * 1024));
+        let agent = agent(Duration::from_secs(10), None).unwrap();
+        let mut r = agent.get(&url).call().unwrap();
+        assert_eq!(r.headers()["x-filler"].len(), 8 * 1024);
+        assert_eq!(r.body_mut().read_to_string().unwrap(), "ok");
+        server.join().unwrap();
+        // Longer than the input buffer: a clear error, not a stalled read.
+        let (url, server) = serve_once(answer_with_header(INPUT_BUFFER_BYTES + 10));
+        let e = agent.get(&url).call().unwrap_err();
+        assert!(
+            matches!(e, ureq::Error::LargeResponseHeader(..)),
+            "{e:?}: {}",
+            describe(&e)
+        );
+        server.join().unwrap();
+    }
+
+    fn test_uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    fn resolve(r: &CachingResolver, uri: &str) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let timeout = NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::from(Duration::from_secs(10)),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        };
+        r.resolve(&test_uri(uri), &Config::default(), timeout)
+    }
+
+    #[test]
+    fn a_host_is_looked_up_once_per_ttl() {
+        let r = CachingResolver::default();
+        let first = resolve(&r, "http://127.0.0.1:5232/a/").unwrap();
+        assert_eq!(
+            first.first().map(|a| a.to_string()),
+            Some("127.0.0.1:5232".into())
+        );
+        // A name that cannot resolve (RFC 2606), answered from the cache while fresh …
+        let fake: std::net::SocketAddr = "127.0.0.2:80".parse().unwrap();
+        let mut seeded = first.clone();
+        seeded.truncate(0);
+        seeded.push(fake);
+        let key = "http://calendar.invalid".to_string();
+        r.lock().push((key.clone(), Instant::now(), seeded));
+        let cached = resolve(&r, "http://calendar.invalid/dav/").unwrap();
+        assert_eq!(cached.first(), Some(&fake));
+        // … and looked up again once stale (and then it fails: the name does not exist).
+        let stale = Instant::now()
+            .checked_sub(RESOLVE_TTL + Duration::from_secs(1))
+            .unwrap();
+        r.lock().iter_mut().find(|e| e.0 == key).unwrap().1 = stale;
+        assert!(resolve(&r, "http://calendar.invalid/dav/").is_err());
+        assert_eq!(
+            r.lock().len(),
+            2,
+            "a failure is not cached; the other hosts stay"
+        );
     }
 
     #[test]

@@ -20,36 +20,64 @@ pub fn split_url(url: &str) -> Option<(String, String)> {
 
 /// The path part of an href that may be a full URL.
 pub fn path_of(href: &str) -> String {
+    path_slice(href).to_string()
+}
+
+/// [`path_of`] without the copy.
+fn path_slice(href: &str) -> &str {
     match href.find("://") {
         Some(i) => {
             let after = &href[i + 3..];
-            after
-                .find('/')
-                .map(|p| after[p..].to_string())
-                .unwrap_or_else(|| "/".into())
+            after.find('/').map_or("/", |p| &after[p..])
         }
-        None => href.to_string(),
+        None => href,
     }
 }
 
-/// Decodes `%XX` escapes (invalid ones are kept as they are).
+/// Decodes `%XX` escapes (invalid ones are kept as they are); bytes that do not form
+/// UTF-8 after decoding become U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    match String::from_utf8(decoded(s)) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// The bytes `s` stands for with its `%XX` escapes decoded; the text between escapes is
+/// copied a run at a time.
+fn decoded(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..i]);
+        let escape = rest
+            .get(i + 1..i + 3)
+            .and_then(|h| Some(hex_value(h[0])? << 4 | hex_value(h[1])?));
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push(b'%');
+                rest = &rest[i + 1..];
             }
         }
-        out.push(b[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out.extend_from_slice(rest);
+    out
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Encodes a path segment: everything but RFC 3986 unreserved characters. `@` becomes
@@ -68,7 +96,8 @@ pub fn percent_encode_segment(s: &str) -> String {
 
 /// Whether two hrefs name the same resource despite different encodings or URL forms.
 pub fn same_href(a: &str, b: &str) -> bool {
-    percent_decode(&path_of(a)) == percent_decode(&path_of(b))
+    let (a, b) = (path_slice(a), path_slice(b));
+    a == b || ((a.contains('%') || b.contains('%')) && decoded(a) == decoded(b))
 }
 
 /// Whether two hrefs name the same collection, also when one lacks the trailing slash.
@@ -124,6 +153,11 @@ mod tests {
         );
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%e2%9c%94"), "✔");
+        assert_eq!(percent_decode("%E2%9C%94%2F%zz%+4%"), "✔/%zz%+4%");
+        assert_eq!(percent_decode("bad %ff byte"), "bad \u{FFFD} byte");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert!(same_href("/c/%7e%41", "/c/~A"));
+        assert!(!same_href("/c/%41", "/c/%2541"));
     }
 
     #[test]

@@ -61,13 +61,12 @@ pub fn parse_bytes(input: &[u8]) -> Result<Component, ParseError> {
 /// producers) and a trailing lone backslash are kept verbatim, losing nothing.
 pub fn unescape_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
+    let mut rest = s;
+    // The text between backslashes is copied in one piece.
+    while let Some(i) = rest.bytes().position(|b| b == b'\\') {
+        out.push_str(&rest[..i]);
+        let mut after = rest[i + 1..].chars();
+        match after.next() {
             Some('n' | 'N') => out.push('\n'),
             Some(e @ ('\\' | ';' | ',')) => out.push(e),
             Some(other) => {
@@ -76,7 +75,9 @@ pub fn unescape_text(s: &str) -> String {
             }
             None => out.push('\\'),
         }
+        rest = after.as_str();
     }
+    out.push_str(rest);
     out
 }
 

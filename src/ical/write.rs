@@ -24,47 +24,75 @@ const ALWAYS_QUOTED: &[&str] = &[
 /// line break would end the content line early and let the rest be read as new properties.
 /// Names are written as they are; they are expected to be valid tokens.
 pub fn write(c: &Component) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(written_size(c));
     write_component(c, &mut out);
     out
 }
 
-/// Whether `c` may not appear in a TEXT value at all. RFC 5545 §3.3.11 allows, besides
-/// printable characters, only space and HTAB (line breaks are written as `\n`); CONTROL
-/// there is every other C0 character and DEL. C1 controls (U+0080–U+009F) are
-/// syntactically non-ASCII but act as terminal controls (U+009B is CSI), so they go too.
-fn forbidden_in_text(c: char) -> bool {
-    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+/// About how long `c` is written: its lines unfolded plus line ends, with room for a few
+/// folds. Allocating that once avoids the copies of a growing buffer.
+fn written_size(c: &Component) -> usize {
+    let props: usize = c
+        .properties
+        .iter()
+        .map(|p| {
+            let params: usize = p
+                .params
+                .iter()
+                .map(|q| q.name.len() + q.values.iter().map(|v| v.len() + 3).sum::<usize>() + 2)
+                .sum();
+            p.name.len() + params + p.value.len() + 3 + p.value.len() / MAX_LINE * 3
+        })
+        .sum();
+    let subs: usize = c.components.iter().map(written_size).sum();
+    2 * (c.name.len() + 8) + props + subs
 }
 
 /// Escapes RFC 5545 TEXT: backslash, `;`, `,` and line breaks (CRLF, LF or CR → `\n`).
-/// Control characters the grammar forbids (NUL, BEL, ESC, VT, FF, DEL, …, see
-/// [`forbidden_in_text`]) are dropped: Plane accepts them in names, calendars must not.
+/// Control characters the grammar forbids are dropped: Plane accepts them in names,
+/// calendars must not. RFC 5545 §3.3.11 allows, besides printable characters, only space
+/// and HTAB (line breaks are written as `\n`); CONTROL there is every other C0 character and
+/// DEL. C1 controls (U+0080–U+009F) are syntactically non-ASCII but act as terminal
+/// controls (U+009B is CSI), so they go too.
+///
+/// Works on bytes and copies the text between special characters in one piece: every
+/// special character is ASCII, or a C1 control (0xC2 then 0x80–0x9F in UTF-8), so each
+/// stop is a character boundary.
 pub fn escape_text(s: &str) -> String {
+    let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len() + s.len() / 16);
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            ';' => out.push_str("\\;"),
-            ',' => out.push_str("\\,"),
-            '\n' => out.push_str("\\n"),
-            '\r' => {
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                out.push_str("\\n");
-            }
-            c if forbidden_in_text(c) => {}
-            c => out.push(c),
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let (width, replacement) = match bytes[i] {
+            b'\\' => (1, "\\\\"),
+            b';' => (1, "\\;"),
+            b',' => (1, "\\,"),
+            b'\n' => (1, "\\n"),
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => (2, "\\n"),
+            b'\r' => (1, "\\n"),
+            b'\t' => (0, ""), // allowed: kept, like every character not named here
+            0..=0x1F | 0x7F => (1, ""),
+            0xC2 if bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)) => (2, ""),
+            _ => (0, ""),
+        };
+        if width == 0 {
+            i += 1;
+            continue;
         }
+        out.push_str(&s[copied..i]);
+        out.push_str(replacement);
+        i += width;
+        copied = i;
     }
+    out.push_str(&s[copied..]);
     out
 }
 
 fn write_component(c: &Component, out: &mut String) {
-    push_folded(out, &format!("BEGIN:{}", c.name));
-    let mut line = String::new();
+    let mut line = String::with_capacity(128);
+    line.push_str("BEGIN:");
+    line.push_str(&c.name);
+    push_folded(out, &line);
     for p in &c.properties {
         line.clear();
         content_line(p, &mut line);
@@ -73,7 +101,10 @@ fn write_component(c: &Component, out: &mut String) {
     for sub in &c.components {
         write_component(sub, out);
     }
-    push_folded(out, &format!("END:{}", c.name));
+    line.clear();
+    line.push_str("END:");
+    line.push_str(&c.name);
+    push_folded(out, &line);
 }
 
 /// The unfolded content line of `p`.
@@ -119,36 +150,36 @@ fn write_param(param: &Param, line: &mut String) {
 }
 
 /// Appends `s` with every CRLF, LF or lone CR replaced by `replacement`.
+/// Copies the text between breaks in one piece (values rarely hold any).
 fn push_without_breaks(out: &mut String, s: &str, replacement: &str) {
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => out.push_str(replacement),
-            '\r' => {
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                out.push_str(replacement);
-            }
-            c => out.push(c),
-        }
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| b == b'\r' || b == b'\n') {
+        out.push_str(&rest[..i]);
+        out.push_str(replacement);
+        let crlf = rest[i..].starts_with("\r\n");
+        rest = &rest[i + if crlf { 2 } else { 1 }..];
     }
+    out.push_str(rest);
 }
 
 /// Appends `line` folded into physical lines of at most [`MAX_LINE`] octets, each ended by
 /// CRLF. Breaks only between characters, so every physical line is valid UTF-8 on its own
 /// (some servers and clients decode line by line).
 fn push_folded(out: &mut String, line: &str) {
-    let mut len = 0;
-    for c in line.chars() {
-        let n = c.len_utf8();
-        if len + n > MAX_LINE {
-            out.push_str("\r\n ");
-            len = 1;
+    let mut rest = line;
+    // The first physical line has MAX_LINE octets; a continuation's leading space takes one.
+    let mut room = MAX_LINE;
+    while rest.len() > room {
+        let mut cut = room;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
         }
-        out.push(c);
-        len += n;
+        out.push_str(&rest[..cut]);
+        out.push_str("\r\n ");
+        rest = &rest[cut..];
+        room = MAX_LINE - 1;
     }
+    out.push_str(rest);
     out.push_str("\r\n");
 }
 
@@ -386,6 +417,86 @@ mod tests {
         );
         for s in ["", "plain", "a,b;c\\d\n\ne", "emoji 😀, 日本; \\n literal"] {
             assert_eq!(crate::ical::unescape_text(&escape_text(s)), s);
+        }
+    }
+
+    /// The folding and break rules spelled out one character at a time (the writer works
+    /// on whole slices for speed and must give the same bytes).
+    fn reference_line(line: &str) -> String {
+        let mut unbroken = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\n' => unbroken.push_str("\\n"),
+                '\r' => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    unbroken.push_str("\\n");
+                }
+                c => unbroken.push(c),
+            }
+        }
+        let (mut out, mut len) = (String::new(), 0);
+        for c in unbroken.chars() {
+            if len + c.len_utf8() > MAX_LINE {
+                out.push_str("\r\n ");
+                len = 1;
+            }
+            out.push(c);
+            len += c.len_utf8();
+        }
+        out + "\r\n"
+    }
+
+    #[test]
+    fn slices_are_folded_and_unbroken_like_characters() {
+        let pieces = [
+            "x", "é", "日", "😀", "\r\n", "\n", "\r", ";", "\\", ",", "\t", "\u{1b}", "\u{7f}",
+            "\u{9b}", "\u{a0}",
+        ];
+        let mut seed = 7u32;
+        for len in [0, 1, 60, 74, 75, 76, 149, 150, 151, 400] {
+            for _ in 0..20 {
+                let mut value = String::new();
+                while value.len() < len {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    value.push_str(pieces[(seed >> 16) as usize % pieces.len()]);
+                }
+                let mut c = Component::new("X");
+                c.properties.push(Property {
+                    name: "X-V".into(),
+                    params: Vec::new(),
+                    value: value.clone(),
+                });
+                let expected = format!(
+                    "BEGIN:X\r\n{}END:X\r\n",
+                    reference_line(&format!("X-V:{value}"))
+                );
+                assert_eq!(write(&c), expected, "{value:?}");
+                let text = escape_text(&value);
+                let by_char: String = value
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n")
+                    .chars()
+                    .flat_map(|ch| match ch {
+                        '\\' => vec!['\\', '\\'],
+                        ';' => vec!['\\', ';'],
+                        ',' => vec!['\\', ','],
+                        '\n' => vec!['\\', 'n'],
+                        ch if ch.is_control() && ch != '\t' => vec![],
+                        ch => vec![ch],
+                    })
+                    .collect();
+                assert_eq!(text, by_char, "{value:?}");
+                let plain: String = value
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n")
+                    .chars()
+                    .filter(|ch| !ch.is_control() || matches!(ch, '\t' | '\n'))
+                    .collect();
+                assert_eq!(crate::ical::unescape_text(&text), plain, "{value:?}");
+            }
         }
     }
 
