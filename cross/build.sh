@@ -95,9 +95,11 @@ build_one() { # triple
     # std from rust-src (see the header for why). zig supplies musl's crt files, libc.a and
     # libunwind; without link-self-contained=no rustc passes its own (absent) crt1.o.
     # force-unwind-tables=no: nothing unwinds in a panic=abort build with an abort std.
+    # location-detail=none: a panic (a bug) still prints its message, but not the source
+    # file and line, whose strings cost ~3 % of the binary (x86_64: 1,969,784 -> 1,909,064).
     args=(-Zbuild-std=std,panic_abort)
-    envs+=(RUSTC_BOOTSTRAP=1
-        "RUSTFLAGS=-C link-self-contained=no -C force-unwind-tables=no ${RUSTFLAGS:-}")
+    envs+=(RUSTC_BOOTSTRAP=1 "RUSTFLAGS=-C link-self-contained=no -C force-unwind-tables=no \
+-Zlocation-detail=none ${RUSTFLAGS:-}")
     # rustc warns about the missing (never used) target lib dir; create it to silence that.
     mkdir -p "$(rustc +"$TOOLCHAIN" --print sysroot)/lib/rustlib/$t/lib" 2>/dev/null || true
     log "building $t (log: $LOGDIR/$t.log)"
