@@ -453,6 +453,9 @@ impl Service<'_> {
                 Ok(first) => {
                     let batch = coalesce(first, wakes);
                     self.handle(batch);
+                    if let Err(e) = self.journal.commit() {
+                        log::warn!("after webhooks: {e}");
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
             }

@@ -72,7 +72,7 @@ pub fn apply<C: CalendarStore, T: Tracker>(
         material,
         states: None,
     };
-    if !run.fetch_missing(plan) {
+    if !run.fetch_missing(plan) || !run.announce_creates(plan) {
         return;
     }
     for action in &plan.actions {
@@ -125,6 +125,31 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                     missing.len(),
                     self.ctx.calendar
                 ));
+                false
+            }
+        }
+    }
+
+    /// Journals the write-ahead records of the plan's creates with one fsync for all (see
+    /// state.rs, "Group commit"): each must be durable before its PUT, and an fsync per
+    /// object is what the group commit saves. A recreate (a confirmed record exists)
+    /// announces itself in `create`, which must be able to restore that record.
+    fn announce_creates(&mut self, plan: &Plan) -> bool {
+        let known = &self.journal.state().items;
+        let ahead: Vec<ItemRecord> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { uid, href, .. } => Some((uid, href)),
+                _ => None,
+            })
+            .filter(|(uid, _)| known.get(*uid).is_none_or(|r| r.etag.is_none()))
+            .filter_map(|(uid, href)| Some(record(self.material.desired.get(uid)?, href, None, 0)))
+            .collect();
+        match self.journal.put_items_ahead(ahead) {
+            Ok(()) => true,
+            Err(e) => {
+                self.summary.error(e.to_string());
                 false
             }
         }
@@ -226,6 +251,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             apply_to_shadow(&mut sent, patch);
             r.sent_to_plane = Some(sent);
         })?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let answer = self
             .plane
             .update_work_item(&self.ctx.project.id, &item.id, &body);
@@ -389,6 +415,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         let before = self.journal.state().items.get(uid).cloned();
         let pending = record(desired, href, None, 0);
         self.journal.put_item(pending).map_err(|e| e.to_string())?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
                 self.summary.created += 1;
@@ -496,6 +523,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         };
         let sent = desired.shadow.clone();
         self.mark_sent(uid, |r| r.sent_to_calendar = Some(sent))?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let outcome = self
             .cal
             .put(href, &body, Precondition::Replace(etag))
