@@ -75,7 +75,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -376,7 +376,7 @@ impl Journal {
         remove_unfinished_compaction(dir)?;
 
         let path = dir.join(JOURNAL_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
@@ -384,9 +384,7 @@ impl Journal {
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
         restrict(&file, &path);
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(|e| io_err(&path, e))?;
-        let replayed = replay(&path, &bytes)?;
+        let replayed = replay(&path, BufReader::new(&file))?;
 
         let mut journal = Journal {
             path,
@@ -401,7 +399,7 @@ impl Journal {
             syncs: 0,
         };
 
-        journal.repair_tail(replayed.good_len != bytes.len(), replayed.needs_newline)?;
+        journal.repair_tail(replayed.good_len != replayed.len, replayed.needs_newline)?;
         let new = replayed.lines == 0;
         if new {
             journal.append_line(header_line())?;
@@ -444,12 +442,11 @@ impl Journal {
     /// works next to a running service and on a read-only state directory.
     pub fn open_dry_run(dir: &Path) -> Result<Journal, JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        let replayed = match File::open(&path) {
+            Ok(file) => replay(&path, BufReader::new(file))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => replay(&path, io::empty())?,
             Err(e) => return Err(io_err(&path, e)),
         };
-        let replayed = replay(&path, &bytes)?;
         Ok(Journal {
             path,
             dir: dir.to_path_buf(),
@@ -468,12 +465,11 @@ impl Journal {
     /// while a daemon runs. A missing directory or file is an empty state.
     pub fn open_read_only(dir: &Path) -> Result<State, JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(e) => return Err(io_err(&path, e)),
-        };
-        Ok(replay(&path, &bytes)?.state)
+        match File::open(&path) {
+            Ok(file) => Ok(replay(&path, BufReader::new(file))?.state),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(io_err(&path, e)),
+        }
     }
 
     /// The state as of the last successful append.
@@ -779,13 +775,15 @@ fn tagged<T: Serialize>(tag: &str, r: &T) -> String {
     line
 }
 
-/// The outcome of replaying a journal's bytes.
+/// The outcome of replaying a journal.
 struct Replayed {
     state: State,
     /// Non-blank, valid lines (header and skipped unknown types included).
     lines: usize,
     /// Bytes up to and including the last valid line; anything after is torn or blank.
     good_len: usize,
+    /// Bytes read: the file's length.
+    len: usize,
     /// The last valid line has no trailing newline.
     needs_newline: bool,
     /// Lines skipped because they hold NUL bytes (power-cut damage, see the module docs).
@@ -798,52 +796,57 @@ enum LineError {
     NewerFormat(u64),
 }
 
-/// Replays a journal's bytes into a [`State`]. Pure apart from logging.
-fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, JournalError> {
-    // The last non-blank line is the only one a crash mid-append can have torn.
-    let content_end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    let last_start = bytes[..content_end]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+/// A damaged line, held until the next non-blank line shows whether it was the last.
+struct Damaged {
+    /// 1-based line number.
+    line: usize,
+    message: String,
+    /// It holds NUL bytes: power-cut damage, forgiven anywhere.
+    hole: bool,
+}
 
+/// Replays a journal into a [`State`], streaming: the file is never held whole in memory
+/// (at 10,000 items it is ~6 MB). Pure apart from reading and logging.
+fn replay(path: &Path, mut reader: impl BufRead) -> Result<Replayed, JournalError> {
     let mut out = Replayed {
         state: State::default(),
         lines: 0,
         good_len: 0,
+        len: 0,
         needs_newline: false,
         holes: 0,
     };
     let mut unknown: BTreeMap<String, usize> = BTreeMap::new();
-    let mut start = 0;
+    let mut buf = Vec::new();
     let mut number = 0;
-    while start < content_end {
+    // Only the last non-blank line may be damaged (torn by a crash mid-append), so a
+    // damaged line waits here until a non-blank line follows it — or the file ends.
+    let mut damaged: Option<Damaged> = None;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            break;
+        }
         number += 1;
-        let (end, next) = match bytes[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => (start + i, start + i + 1),
-            None => (bytes.len(), bytes.len()),
-        };
-        let raw = &bytes[start..end];
-        let line_start = start;
-        start = next;
+        out.len += n;
+        let newline = buf.last() == Some(&b'\n');
+        let raw = &buf[..n - usize::from(newline)];
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if line_start != last_start && raw.contains(&0) {
-            // We never write a NUL (JSON escapes it): this is a block a power cut left
-            // unwritten in the unsynced tail, which only held records safe to forget.
-            if out.holes == 0 {
-                log::warn!(
-                    "{}: skipping line {} and any other line with NUL bytes, left by a power \
-                     cut before they were synced",
-                    path.display(),
-                    number
-                );
-            }
-            out.holes += 1;
+        if let Some(d) = damaged.take() {
+            forgive_hole(path, d, &mut out.holes)?;
+        }
+        if raw.contains(&0) {
+            // We never write a NUL (JSON escapes it): a block a power cut left unwritten.
+            damaged = Some(Damaged {
+                line: number,
+                message: "NUL bytes".into(),
+                hole: true,
+            });
             continue;
         }
         let result = match std::str::from_utf8(raw) {
@@ -853,8 +856,8 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, JournalError> {
         match result {
             Ok(()) => {
                 out.lines += 1;
-                out.good_len = next;
-                out.needs_newline = end == bytes.len();
+                out.good_len = out.len;
+                out.needs_newline = !newline;
             }
             Err(LineError::NewerFormat(format)) => {
                 return Err(JournalError::UnsupportedFormat {
@@ -862,23 +865,22 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, JournalError> {
                     format,
                 })
             }
-            Err(LineError::Bad(message)) if line_start == last_start => {
-                log::warn!(
-                    "{}: ignoring damaged last line {} ({}), probably from a crash while \
-                     writing it",
-                    path.display(),
-                    number,
-                    message
-                );
-            }
             Err(LineError::Bad(message)) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
+                damaged = Some(Damaged {
                     line: number,
                     message,
+                    hole: false,
                 })
             }
         }
+    }
+    if let Some(d) = damaged {
+        log::warn!(
+            "{}: ignoring damaged last line {} ({}), probably from a crash while writing it",
+            path.display(),
+            d.line,
+            d.message
+        );
     }
     for (t, count) in unknown {
         log::warn!(
@@ -889,6 +891,28 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<Replayed, JournalError> {
         );
     }
     Ok(out)
+}
+
+/// A damaged line with more lines after it: a hole a power cut left (counted, warned about
+/// once) is skipped; anything else is [`JournalError::Corrupt`].
+fn forgive_hole(path: &Path, d: Damaged, holes: &mut usize) -> Result<(), JournalError> {
+    if !d.hole {
+        return Err(JournalError::Corrupt {
+            path: path.to_path_buf(),
+            line: d.line,
+            message: d.message,
+        });
+    }
+    if *holes == 0 {
+        log::warn!(
+            "{}: skipping line {} and any other line with NUL bytes, left by a power cut \
+             before they were synced",
+            path.display(),
+            d.line
+        );
+    }
+    *holes += 1;
+    Ok(())
 }
 
 /// Record types whose lines [`quick_tag`] recognises: those a typed parse validates whole.
@@ -1646,6 +1670,25 @@ mod tests {
         let text = tmp.read();
         assert!(!text.contains('\0'), "compacted: {text:?}");
         assert_eq!(text.lines().count(), 2);
+
+        // A hole followed by other damage: the damage is still refused, by its number.
+        let hole = "\0".repeat(10);
+        let text2 = format!("{text}{hole}\nnot json\n{}\n", tagged("cal", &cal("p")));
+        fs::write(tmp.journal(), text2).unwrap();
+        assert!(matches!(
+            Journal::open_read_only(&tmp.0),
+            Err(JournalError::Corrupt { line: 4, .. })
+        ));
+        // A hole at the very end is a torn last line: cut off, nothing to compact.
+        fs::write(tmp.journal(), format!("{text}{hole}\n\n")).unwrap();
+        let mut j = Journal::open(&tmp.0).unwrap();
+        assert_eq!(j.state(), &state);
+        j.put_item(item("d", "e1")).unwrap();
+        drop(j);
+        assert_eq!(
+            tmp.read(),
+            format!("{text}{}\n", tagged("item", &item("d", "e1")))
+        );
 
         // Any other damage in the middle is still refused.
         fs::write(

@@ -54,27 +54,33 @@ for b in $BOTS; do [[ -x $b ]] || die "no binary $b"; done
 
 DAV_PORT=$(free_port)
 PLANE_PORT=$(free_port)
-mkdir -p "$TMP/dav/data" "$TMP/dav/state"
-spawn "$TMP/dav.log" "$VENV/bin/xandikos" serve --defaults -d "$TMP/dav/data" \
-    --state-dir "$TMP/dav/state" -l "$HOST" -p "$DAV_PORT"
-DAV_PID=$LAST_PID
-wait_http xandikos "http://$HOST:$DAV_PORT/" "$DAV_PID" "$TMP/dav.log"
+DAV_PID=
+# fresh_dav DIR — a new, empty Xandikos for one run (the previous one is stopped), so
+# every run creates every event.
+fresh_dav() {
+    [[ -z $DAV_PID ]] || stop "$DAV_PID"
+    mkdir -p "$1/dav/data" "$1/dav/state"
+    spawn "$1/dav.log" "$VENV/bin/xandikos" serve --defaults -d "$1/dav/data" \
+        --state-dir "$1/dav/state" -l "$HOST" -p "$DAV_PORT"
+    DAV_PID=$LAST_PID
+    wait_http xandikos "http://$HOST:$DAV_PORT/" "$DAV_PID" "$1/dav.log"
+}
 spawn "$TMP/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
     --items "$((ITEMS / PROJECTS))" --api-key "$API_KEY" --slug "$SLUG" \
     --rate-limit 1000000 --all-dated
 wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$LAST_PID" "$TMP/plane.log"
 
-# env_for DIR — settings of one run: its own state directory, and (Xandikos has no
-# authentication) its own calendar home, so every run creates every event.
+# env_for DIR — settings of one run, with its own state directory and CalDAV server.
 RUNS=0
 env_for() {
     RUNS=$((RUNS + 1))
     mkdir -p "$1"
+    fresh_dav "$1"
     {
         echo "PLANE_BASE_URL=http://$HOST:$PLANE_PORT"
         echo "PLANE_API_TOKEN=$API_KEY"
         echo "PLANE_WORKSPACE_SLUG=$SLUG"
-        echo "CALDAV_URL=http://$HOST:$DAV_PORT/run$RUNS/calendars/"
+        echo "CALDAV_URL=http://$HOST:$DAV_PORT/"
         echo "STATE_DIR=$1/state"
         echo "COMPLETED_ITEMS=keep"
         echo "HTTP_BIND="
@@ -83,7 +89,7 @@ env_for() {
 }
 
 # count NAME FILE — calls of one syscall in an `strace -c` summary.
-count() { awk -v n="$2" '$NF == n { print $4 }' "$1" | head -n1; }
+count() { awk -v n="$2" '$NF == n && !c { c = $4 } END { print c + 0 }' "$1"; }
 
 printf '\n%-44s %8s %8s %8s %8s %9s %8s\n' binary created fsyncs writes "CPU s" "wall s" "RSS MB"
 for bot in $BOTS; do
@@ -92,7 +98,7 @@ for bot in $BOTS; do
     strace -f -c -o "$d/strace" -e trace=fdatasync,fsync,write \
         "$bot" --env-file "$d/env" --once >"$d/out" 2>"$d/err" || die "$bot failed: $d/err"
     created=$(awk '/Created:/ { print $2 }' "$d/out")
-    syncs=$(($(count "$d/strace" fdatasync || echo 0) + $(count "$d/strace" fsync || echo 0)))
+    syncs=$(($(count "$d/strace" fdatasync) + $(count "$d/strace" fsync)))
     writes=$(count "$d/strace" write)
     for ((r = 1; r <= REPEAT; r++)); do
         d=$TMP/time-$RUNS
@@ -127,8 +133,15 @@ with open(path, "w") as f:
                        "content_hash": "ab" * 32},
             "sent_to_plane": None, "sent_to_calendar": None}, separators=(",", ":")) + "\n")
 PY
-env_for "$TMP/replay"
-sed -i "s|^STATE_DIR=.*|STATE_DIR=$J|" "$TMP/replay/env"
+cat >"$TMP/replay/env" <<ENV
+PLANE_BASE_URL=http://$HOST:$PLANE_PORT
+PLANE_API_TOKEN=$API_KEY
+PLANE_WORKSPACE_SLUG=$SLUG
+CALDAV_URL=http://$HOST:$DAV_PORT/
+STATE_DIR=$J
+HTTP_BIND=
+LOG_LEVEL=warn
+ENV
 printf '\nsync-status on a journal of %s items (%s bytes), CPU s (user+sys), best of %s\n' \
     "$REPLAY_ITEMS" "$(stat -c %s "$J/state.jsonl")" "$REPEAT"
 for bot in $BOTS; do
