@@ -55,6 +55,8 @@
 //!   work item's target date in Plane;
 //! - a new calendar mapping (after MKCALENDAR, or a calendar found by name): cheap (once
 //!   per project), and spares the next cycle a search by display name;
+//! - what a killed predecessor left in the page cache, once at [`Journal::open`]: the
+//!   rules above order this process's records only;
 //! - compaction (its own fsyncs of the new file and the directory), a new journal's header
 //!   and a repaired torn tail.
 //!
@@ -592,7 +594,7 @@ impl Journal {
     }
 
     /// Bytes of the journal file known to be on disk: a power cut may take away what lies
-    /// beyond (and so may [`Journal::commit`]'s callers' tests).
+    /// beyond, and only that.
     pub fn synced_len(&self) -> u64 {
         self.synced_len
     }
