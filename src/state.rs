@@ -547,6 +547,21 @@ impl Journal {
         self.sync()
     }
 
+    /// Records that the items `uids` are no longer synced, durably, with one fsync for all.
+    /// Unknown UIDs are skipped.
+    pub fn remove_items(
+        &mut self,
+        uids: impl IntoIterator<Item = String>,
+    ) -> Result<(), JournalError> {
+        for uid in uids {
+            if self.state.items.contains_key(&uid) {
+                self.append_line(tagged("gone", &Gone { uid: uid.clone() }))?;
+                self.state.items.remove(&uid);
+            }
+        }
+        self.commit()
+    }
+
     /// Records the calendar for `r.project`. Item records written before are made durable
     /// first, so its version cannot outlive them in a power cut; a new mapping (another
     /// href) is made durable itself too.
@@ -1702,6 +1717,21 @@ mod tests {
             Journal::open(&tmp.0),
             Err(JournalError::Corrupt { line: 2, .. })
         ));
+    }
+
+    #[test]
+    fn many_removals_share_one_sync() {
+        let tmp = TempDir::new("removals");
+        let mut j = Journal::open(&tmp.0).unwrap();
+        j.put_items_ahead((0..100).map(|i| item(&format!("u{i}"), "e")))
+            .unwrap();
+        let before = j.syncs();
+        j.remove_items((0..100).map(|i| format!("u{i}")).chain(["unknown".into()]))
+            .unwrap();
+        assert_eq!(j.syncs(), before + 1);
+        assert!(j.state().items.is_empty());
+        assert_eq!(j.synced_len(), tmp.read().len() as u64);
+        assert_eq!(tmp.read().matches(r#""t":"gone""#).count(), 100);
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub fn apply<C: CalendarStore, T: Tracker>(
     if !run.fetch_missing(plan) || !run.announce_creates(plan) {
         return;
     }
-    for action in &plan.actions {
+    for (i, action) in plan.actions.iter().enumerate() {
         if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            run.retract_creates(&plan.actions[i..]);
             return;
         }
         if let Err(e) = run.action(action) {
@@ -152,6 +153,25 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 self.summary.error(e.to_string());
                 false
             }
+        }
+    }
+
+    /// Takes back the write-ahead records of the creates a stop leaves unattempted (one
+    /// fsync for all), so the journal holds no object that cannot exist (`sync-status`
+    /// counts them); the next cycle plans them again. Recreates were not announced.
+    fn retract_creates(&mut self, rest: &[Action]) {
+        let items = &self.journal.state().items;
+        let unattempted: Vec<String> = rest
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { uid, .. } => Some(uid),
+                _ => None,
+            })
+            .filter(|uid| items.get(*uid).is_some_and(|r| r.etag.is_none()))
+            .cloned()
+            .collect();
+        if let Err(e) = self.journal.remove_items(unattempted) {
+            self.summary.error(e.to_string());
         }
     }
 
