@@ -568,6 +568,9 @@ impl Service<'_> {
             if !batch.is_empty() {
                 self.handle(&batch);
                 coalescer.synced(&batch, Instant::now());
+                if let Err(e) = self.journal.commit() {
+                    log::warn!("after webhooks: {e}");
+                }
             }
             if let Err(e) = self.journal.compact_if_needed() {
                 log::warn!("journal compaction failed: {e}");

@@ -14,6 +14,12 @@
 //! `CRASH_SEED=n` replays a run's choices (kill timing still depends on the machine);
 //! `CRASH_TRIALS=n` runs more trials. Each trial's output is kept until the test passes.
 //!
+//! The `power_cut_*` tests are the same trials with a power cut after each kill: the
+//! journal loses what it had not fsynced yet (calplanebot logs at trace level where each
+//! group commit ended). Half of the cuts truncate the file there, the other half leave it
+//! whole but zero one 4 KiB block after that point, as a file system that wrote the later
+//! pages first leaves it. A run that exits by itself must have synced everything.
+//!
 //! The last tests reproduce, without randomness, what the trials found: a second edit
 //! lost after a kill between Plane's PATCH and the calendar PUT, a deletion of an event
 //! created in the previous cycle that goes unseen (Xandikos), an edit of a new event whose
@@ -69,6 +75,10 @@ const MAX_FOREIGN: usize = 6;
 const DATE_RANGE: u64 = 365;
 /// The fake Plane's "today" (generated worlds live on 2026-05-01).
 const TODAY: &str = "2026-05-01";
+/// What calplanebot logs (at trace level) after each fsync of its journal.
+const SYNCED_AT: &str = "journal synced at ";
+/// A file system page: the unit a power cut loses data in.
+const PAGE: u64 = 4096;
 
 /// What a test syncs.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +87,8 @@ struct Variant {
     tasks: bool,
     /// CALENDAR_DELETE=clear-date instead of recreate.
     clear_date: bool,
+    /// Each kill is also a power cut: the journal loses what was not fsynced.
+    power_cut: bool,
 }
 
 impl Variant {
@@ -100,6 +112,8 @@ impl Variant {
             ("MAX_DELETE_FRACTION", "1"),
         ]
         .into_iter()
+        // Trace: the journal's group commits, which the power cuts need.
+        .chain(self.power_cut.then_some(("LOG_LEVEL", "trace")))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
@@ -1022,6 +1036,11 @@ impl Crash {
         std::thread::sleep(SETTLE);
         let plane = plane_writes(&self.s);
         let journal = journal_len(&self.s) as i64 - journal_before as i64;
+        let cut = match ending {
+            Ending::Killed if self.variant.power_cut => self.cut_power(&name),
+            Ending::Exited(_) if self.variant.power_cut => self.assert_all_synced(&name),
+            _ => String::new(),
+        };
         let what = match ending {
             Ending::Exited(code) => self.finished(&name, code),
             Ending::Killed if plane > 0 || journal > 0 => {
@@ -1040,9 +1059,57 @@ impl Crash {
             it.history.push(format!("t{t:02} run: {what}"));
         }
         eprintln!(
-            "{name} {when} {what:<16} plane {plane} journal {journal:+} | {}",
+            "{name} {when} {what:<16} plane {plane} journal {journal:+}{cut} | {}",
             self.shorts(&edits)
         );
+    }
+
+    /// The journal length after the last fsync the run `name` logged; `None` when it
+    /// was killed before it opened the journal.
+    fn synced_len(&self, name: &str) -> Option<u64> {
+        let err = std::fs::read_to_string(self.logs.join(format!("{name}.err"))).unwrap();
+        err.lines()
+            .filter_map(|l| l.split(SYNCED_AT).nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+            .next_back()
+    }
+
+    /// A power cut after the kill: everything past the last fsync is lost, or (half the
+    /// time) one page of it reads as zeros while the rest survived.
+    fn cut_power(&mut self, name: &str) -> String {
+        let path = self.s.state.join("state.jsonl");
+        let Some(synced) = self.synced_len(name) else {
+            return " (not opened)".to_string();
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len() as u64;
+        assert!(synced <= len, "{name}: synced {synced} of {len} bytes");
+        if synced == len {
+            return " (all synced)".to_string();
+        }
+        let what = if self.rng.one_in(2) {
+            bytes.truncate(synced as usize);
+            format!(" (cut {} B)", len - synced)
+        } else {
+            let first = synced / PAGE * PAGE;
+            let page = first + self.rng.below((len - first).div_ceil(PAGE)) * PAGE;
+            let (from, to) = (page.max(synced) as usize, (page + PAGE).min(len) as usize);
+            bytes[from..to].fill(0);
+            format!(" (zeroed {} B)", to - from)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        what
+    }
+
+    /// A run that ended by itself has committed its journal.
+    fn assert_all_synced(&self, name: &str) -> String {
+        let len = journal_len(&self.s);
+        assert_eq!(
+            self.synced_len(name),
+            Some(len),
+            "{name} exited with unsynced records"
+        );
+        String::new()
     }
 
     /// A run that ended before its kill: clean ones have synced everything.
@@ -1307,11 +1374,13 @@ fn crash_trials((server, home): (Server, String), variant: Variant) {
 const EVENTS: Variant = Variant {
     tasks: false,
     clear_date: false,
+    power_cut: false,
 };
 
 const TASKS: Variant = Variant {
     tasks: true,
     clear_date: true,
+    power_cut: false,
 };
 
 #[test]
@@ -1332,6 +1401,24 @@ fn killed_event_cycles_xandikos() {
 #[test]
 fn killed_task_cycles_xandikos() {
     crash_trials(server_and_home("Xandikos", "XANDIKOS"), TASKS);
+}
+
+#[test]
+fn power_cut_event_cycles_radicale() {
+    let v = Variant {
+        power_cut: true,
+        ..EVENTS
+    };
+    crash_trials(server_and_home("Radicale", "RADICALE"), v);
+}
+
+#[test]
+fn power_cut_task_cycles_xandikos() {
+    let v = Variant {
+        power_cut: true,
+        ..TASKS
+    };
+    crash_trials(server_and_home("Xandikos", "XANDIKOS"), v);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -129,21 +129,23 @@ pub fn apply<C: CalendarStore, T: Tracker>(
         states: None,
     };
     let mut progress = Progress::new(&ctx.project.identifier, plan.actions.len());
-    // Batch by batch, so that objects to update are read (and held) a batch at a time.
+    // Batch by batch, so that objects to update are read (and held) a batch at a time, and
+    // a batch's creates are announced in the journal with one fsync.
     let mut actions = plan.actions.into_iter().peekable();
     'batches: while actions.peek().is_some() {
         let batch: Vec<Action> = actions.by_ref().take(MULTIGET_BATCH).collect();
-        if !run.fetch_missing(&batch) {
+        if !run.fetch_missing(&batch) || !run.announce_creates(&batch) {
             break;
         }
-        for action in batch {
+        for (i, action) in batch.iter().enumerate() {
             if ctx.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                run.retract_creates(&batch[i..]);
                 break 'batches;
             }
-            if let Err(e) = run.action(&action) {
+            if let Err(e) = run.action(action) {
                 run.summary.error(e);
             }
-            run.material.done_with(&action);
+            run.material.done_with(action);
             progress.tick();
         }
     }
@@ -192,6 +194,52 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 ));
                 false
             }
+        }
+    }
+
+    /// Journals the write-ahead records of a batch's creates with one fsync for all (see
+    /// state.rs, "Group commit"): each must be durable before its PUT, and an fsync per
+    /// object is what the group commit saves. A recreate (a confirmed record exists)
+    /// announces itself in `create`, which must be able to restore that record.
+    fn announce_creates(&mut self, actions: &[Action]) -> bool {
+        let known = &self.journal.state().items;
+        let ahead: Vec<ItemRecord> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { uid, href, .. } => Some((uid, href)),
+                _ => None,
+            })
+            .filter(|(uid, _)| known.get(*uid).is_none_or(|r| r.etag.is_none()))
+            .filter_map(|(uid, href)| {
+                let desired = self.material.desired.get(uid)?;
+                Some(record(desired, self.ctx.project, href, None, 0))
+            })
+            .collect();
+        match self.journal.put_items_ahead(ahead) {
+            Ok(()) => true,
+            Err(e) => {
+                self.summary.error(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Takes back the write-ahead records of the creates a stop leaves unattempted (one
+    /// fsync for all), so the journal holds no object that cannot exist (`sync-status`
+    /// counts them); the next cycle plans them again. Recreates were not announced.
+    fn retract_creates(&mut self, rest: &[Action]) {
+        let items = &self.journal.state().items;
+        let unattempted: Vec<String> = rest
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { uid, .. } => Some(uid),
+                _ => None,
+            })
+            .filter(|uid| items.get(*uid).is_some_and(|r| r.etag.is_none()))
+            .cloned()
+            .collect();
+        if let Err(e) = self.journal.remove_items(unattempted) {
+            self.summary.error(e.to_string());
         }
     }
 
@@ -296,6 +344,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             apply_to_shadow(&mut sent, patch);
             r.sent_to_plane = Some(sent);
         })?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let answer = self
             .plane
             .update_work_item(&self.ctx.project.id, &item.id, &body);
@@ -473,6 +522,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         let before = self.journal.state().items.get(uid).cloned();
         let pending = record(desired, self.ctx.project, href, None, 0);
         self.journal.put_item(pending).map_err(|e| e.to_string())?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
                 self.summary.created += 1;
@@ -581,6 +631,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         };
         let sent = desired.shadow.clone();
         self.mark_sent(uid, |r| r.sent_to_calendar = Some(sent))?;
+        self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let outcome = self
             .cal
             .put(href, &body, Precondition::Replace(etag))

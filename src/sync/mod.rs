@@ -351,6 +351,7 @@ pub fn sync_once(
     }
     if !opts.dry_run {
         journal.compact_if_needed()?;
+        journal.commit()?;
     }
     Ok(summary)
 }
