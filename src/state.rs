@@ -640,7 +640,7 @@ impl Journal {
         if let Some(file) = &self.file {
             file.sync_data().map_err(|e| io_err(&self.path, e))?;
             self.syncs += 1;
-            log::trace!("journal synced at {} bytes", self.len);
+            log::debug!("journal synced at {} bytes", self.len);
         }
         self.synced_len = self.len;
         self.pending = Pending::default();
@@ -714,7 +714,7 @@ impl Journal {
         // The new file holds the whole state and is on disk: nothing waits any more.
         self.synced_len = self.len;
         self.pending = Pending::default();
-        log::trace!("journal synced at {} bytes (compacted)", self.len);
+        log::debug!("journal synced at {} bytes (compacted)", self.len);
         log::debug!(
             "compacted {} from {} to {} lines",
             self.path.display(),

@@ -15,7 +15,7 @@
 //! `CRASH_TRIALS=n` runs more trials. Each trial's output is kept until the test passes.
 //!
 //! The `power_cut_*` tests are the same trials with a power cut after each kill: the
-//! journal loses what it had not fsynced yet (calplanebot logs at trace level where each
+//! journal loses what it had not fsynced yet (calplanebot logs at debug level where each
 //! group commit ended). Half of the cuts truncate the file there, the other half leave it
 //! whole but zero one 4 KiB block after that point, as a file system that wrote the later
 //! pages first leaves it. A run that exits by itself must have synced everything.
@@ -75,7 +75,7 @@ const MAX_FOREIGN: usize = 6;
 const DATE_RANGE: u64 = 365;
 /// The fake Plane's "today" (generated worlds live on 2026-05-01).
 const TODAY: &str = "2026-05-01";
-/// What calplanebot logs (at trace level) after each fsync of its journal.
+/// What calplanebot logs (at debug level) after each fsync of its journal.
 const SYNCED_AT: &str = "journal synced at ";
 /// A file system page: the unit a power cut loses data in.
 const PAGE: u64 = 4096;
@@ -113,7 +113,7 @@ impl Variant {
         ]
         .into_iter()
         // Trace: the journal's group commits, which the power cuts need.
-        .chain(self.power_cut.then_some(("LOG_LEVEL", "trace")))
+        .chain(self.power_cut.then_some(("LOG_LEVEL", "debug")))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
