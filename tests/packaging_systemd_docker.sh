@@ -189,7 +189,7 @@ check "Dockerfile: USER comes before WORKDIR (state directory owned by the user)
 
 # No CA bundle in the image: rustls must use the built-in webpki roots.
 check "Cargo: ureq with rustls and webpki-roots (no CA bundle needed in scratch)" \
-    sh -c 'grep -qE "^ureq = .*features = \[\"rustls\"\]" Cargo.toml &&
+    sh -c 'grep -qE "^ureq = .*features = \[.*\"rustls(-webpki-roots)?\"" Cargo.toml &&
         grep -q "^name = \"webpki-roots\"" Cargo.lock &&
         ! grep -q "PlatformVerifier\|rustls-native-certs" src/http.rs Cargo.lock'
 
