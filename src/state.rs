@@ -891,6 +891,13 @@ fn replay(path: &Path, mut reader: impl BufRead) -> Result<Replayed, JournalErro
             }
         }
     }
+    warn_leftovers(path, damaged, unknown);
+    Ok(out)
+}
+
+/// The warnings a replay ends with: a damaged last line (torn by a crash while writing it),
+/// and records of types this version does not know.
+fn warn_leftovers(path: &Path, damaged: Option<Damaged>, unknown: BTreeMap<String, usize>) {
     if let Some(d) = damaged {
         log::warn!(
             "{}: ignoring damaged last line {} ({}), probably from a crash while writing it",
@@ -907,7 +914,6 @@ fn replay(path: &Path, mut reader: impl BufRead) -> Result<Replayed, JournalErro
             t
         );
     }
-    Ok(out)
 }
 
 /// A damaged line with more lines after it: a hole a power cut left (counted, warned about
