@@ -126,8 +126,9 @@ pub struct Config {
     pub plane_workspace_slug: String,
     /// Project identifiers or ids to sync; empty = all.
     pub plane_projects: Vec<String>,
-    /// CalDAV URL: server root, principal, calendar home or a calendar.
-    pub caldav_url: String,
+    /// CalDAV URL: server root, principal, calendar home or a calendar. `None`: no
+    /// CalDAV server, calplanebot serves .ics feeds only (see [`Config::mode`]).
+    pub caldav_url: Option<String>,
     /// CalDAV user name; empty = no authentication.
     pub caldav_username: String,
     /// CalDAV password.
@@ -181,6 +182,51 @@ pub struct Config {
     pub enable_sync: bool,
     /// Log to this file (rotated by size) instead of stderr.
     pub log_file: Option<PathBuf>,
+    /// FEED_TOKEN: the secret in the .ics feed URLs; `None` switches the feeds off.
+    pub feed_token: Option<Secret>,
+    /// PUBLIC_URL: where calendar apps reach the service (for `feed-urls`), without a
+    /// trailing slash; `None`: derived from HTTP_BIND.
+    pub public_url: Option<String>,
+}
+
+/// What `run` does with a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// CALDAV_URL is set: two-way sync with the CalDAV server (and feeds when FEED_TOKEN
+    /// is set).
+    CalDav {
+        /// Whether the .ics feeds are served too.
+        feeds: bool,
+    },
+    /// No CALDAV_URL: read-only .ics feeds of the same objects, nothing else.
+    FeedsOnly,
+}
+
+impl Mode {
+    /// One line for `validate-config`, `test-plane`, `status`, `diagnostics` and the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mode::CalDav { feeds: true } => "CalDAV sync, and .ics feeds (FEED_TOKEN is set)",
+            Mode::CalDav { feeds: false } => {
+                "CalDAV sync; .ics feeds off (set FEED_TOKEN to serve them)"
+            }
+            Mode::FeedsOnly => {
+                "feeds only: no CALDAV_URL, `calplanebot run` serves read-only .ics feeds (see `calplanebot feed-urls`)"
+            }
+        }
+    }
+}
+
+impl Config {
+    /// The mode this configuration asks for.
+    pub fn mode(&self) -> Mode {
+        match self.caldav_url {
+            Some(_) => Mode::CalDav {
+                feeds: self.feed_token.is_some(),
+            },
+            None => Mode::FeedsOnly,
+        }
+    }
 }
 
 /// A configuration problem, naming the variable and how to fix it.
@@ -253,6 +299,8 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("API_TOKEN", "", true),
     ("ENABLE_SYNC", "true", false),
     ("LOG_FILE", "", false),
+    ("FEED_TOKEN", "", true),
+    ("PUBLIC_URL", "", false),
 ];
 
 /// Variables of the seed's `.env` that this version does not use; they are accepted
@@ -353,6 +401,17 @@ impl Env {
             })
             .cloned()
             .collect()
+    }
+
+    /// The mode these variables ask for, in words, for `config` (which also works when
+    /// the configuration is incomplete, so this does not validate).
+    pub fn mode_hint(&self) -> &'static str {
+        let feeds = self.get("FEED_TOKEN").is_some() || self.get("FEED_TOKEN_FILE").is_some();
+        match (self.get("CALDAV_URL").is_some(), feeds) {
+            (true, f) => Mode::CalDav { feeds: f }.describe(),
+            (false, true) => Mode::FeedsOnly.describe(),
+            (false, false) => "none: set CALDAV_URL (CalDAV sync) or FEED_TOKEN (.ics feeds)",
+        }
     }
 
     /// Every known variable with its effective value, secrets masked — for `config`.
@@ -660,6 +719,7 @@ impl Config {
         let output = OutputSettings::read(env)?;
         let two_way = TwoWaySettings::read(env)?;
         let service = ServiceSettings::read(env)?;
+        let feeds = FeedSettings::read(env, caldav.url.is_some(), service.http_bind.is_some())?;
         Ok(Config {
             plane_base_url: plane.base_url,
             plane_web_url: plane.web_url,
@@ -693,6 +753,8 @@ impl Config {
             api_token: service.api_token,
             enable_sync: service.enable_sync,
             log_file: service.log_file,
+            feed_token: feeds.token,
+            public_url: feeds.public_url,
         })
     }
 }
@@ -757,21 +819,30 @@ impl PlaneSettings {
 
 /// The CALDAV_* connection variables (CALDAV_AUTH_TYPE aside).
 struct CaldavSettings {
-    url: String,
+    url: Option<String>,
     username: String,
     password: Secret,
     ca_file: Option<PathBuf>,
 }
 
 impl CaldavSettings {
-    /// Reads CALDAV_URL, CALDAV_USERNAME, CALDAV_PASSWORD and CALDAV_CA_FILE.
+    /// Reads CALDAV_URL, CALDAV_USERNAME, CALDAV_PASSWORD and CALDAV_CA_FILE. Without
+    /// CALDAV_URL the others are not looked at (feeds only, see [`FeedSettings`]).
     fn read(env: &Env) -> Result<CaldavSettings, ConfigError> {
-        let url = url(
+        if env.get("CALDAV_URL").is_none() {
+            return Ok(CaldavSettings {
+                url: None,
+                username: String::new(),
+                password: Secret::default(),
+                ca_file: None,
+            });
+        }
+        let url = Some(url(
             env,
             "CALDAV_URL",
             "your server's CalDAV address, e.g. https://cloud.example.com/remote.php/dav",
             "remove `user:password@` and set CALDAV_USERNAME and CALDAV_PASSWORD instead",
-        )?;
+        )?);
         let username = env.get("CALDAV_USERNAME").unwrap_or("").to_string();
         let password = env.secret("CALDAV_PASSWORD")?;
         if !username.is_empty() && password.is_empty() {
@@ -1038,6 +1109,83 @@ impl ServiceSettings {
     }
 }
 
+/// FEED_TOKEN shorter than this is refused: it is the only lock on the feeds, and a
+/// calendar URL ends up in many places (apps, sync services, browser histories).
+pub const MIN_FEED_TOKEN: usize = 16;
+/// How to make a good FEED_TOKEN.
+const FEED_TOKEN_HINT: &str = "e.g. the output of `openssl rand -hex 16`";
+
+/// The .ics feed settings.
+struct FeedSettings {
+    token: Option<Secret>,
+    public_url: Option<String>,
+}
+
+impl FeedSettings {
+    /// Reads FEED_TOKEN (or FEED_TOKEN_FILE) and PUBLIC_URL. Without CALDAV_URL the
+    /// feeds are the whole job, so they need a token and an HTTP server.
+    fn read(env: &Env, caldav: bool, http: bool) -> Result<FeedSettings, ConfigError> {
+        let token = Some(env.secret("FEED_TOKEN")?).filter(|s| !s.is_empty());
+        if let Some(t) = &token {
+            check_feed_token(t)?;
+        }
+        match (caldav, &token, http) {
+            (false, None, _) => {
+                return Err(err(
+                    "CALDAV_URL",
+                    "is not set, and neither is FEED_TOKEN: there is nothing to do",
+                    format!("set CALDAV_URL to sync with a CalDAV server, or FEED_TOKEN ({FEED_TOKEN_HINT}) to serve .ics feeds to subscribe to"),
+                ))
+            }
+            (false, Some(_), false) => {
+                return Err(err(
+                    "HTTP_BIND",
+                    "is empty, but without CALDAV_URL the .ics feeds are the only output",
+                    "set HTTP_BIND (e.g. 0.0.0.0:8765), or CALDAV_URL",
+                ))
+            }
+            _ => {}
+        }
+        let public_url = match env.get("PUBLIC_URL") {
+            Some(_) => Some(
+                url(
+                    env,
+                    "PUBLIC_URL",
+                    "the address calendar apps reach calplanebot at, e.g. https://cal.example.com",
+                    "remove `user:password@`: the feeds are protected by FEED_TOKEN",
+                )?
+                .trim_end_matches('/')
+                .to_string(),
+            ),
+            None => None,
+        };
+        Ok(FeedSettings { token, public_url })
+    }
+}
+
+/// A FEED_TOKEN goes into URLs as it is: long enough not to be guessed, and only
+/// characters that need no escaping in a query string.
+fn check_feed_token(token: &Secret) -> Result<(), ConfigError> {
+    let t = token.expose();
+    // Never echo the value: say what is wrong with it.
+    if t.chars().count() < MIN_FEED_TOKEN {
+        return Err(err(
+            "FEED_TOKEN",
+            format!("is shorter than {MIN_FEED_TOKEN} characters"),
+            FEED_TOKEN_HINT,
+        ));
+    }
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+    if !t.chars().all(url_safe) {
+        return Err(err(
+            "FEED_TOKEN",
+            "may only contain letters, digits and - . _ ~ (it goes into URLs)",
+            FEED_TOKEN_HINT,
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1216,7 +1364,7 @@ mod tests {
         v[3] = ("CALDAV_URL", "HTTP://host:8008/dav/");
         v[0] = ("PLANE_BASE_URL", "HttpS://plane.example.com/");
         let c = Config::from_env(&Env::from_pairs(v)).unwrap();
-        assert_eq!(c.caldav_url, "http://host:8008/dav/");
+        assert_eq!(c.caldav_url.as_deref(), Some("http://host:8008/dav/"));
         assert_eq!(c.plane_base_url, "https://plane.example.com");
         for bad in ["ftp://h/", "http://", "http:///dav", "host/dav"] {
             let mut v = minimal();
@@ -1334,6 +1482,63 @@ mod tests {
             Config::from_env(&Env::from_pairs(v))
                 .unwrap()
                 .create_from_calendar
+        );
+    }
+
+    #[test]
+    fn feeds_only_without_caldav_url() {
+        const TOKEN: &str = "0123456789abcdef0123";
+        let mut v = minimal();
+        v.retain(|(k, _)| !k.starts_with("CALDAV_"));
+        let e = Config::from_env(&Env::from_pairs(v.clone())).unwrap_err();
+        assert_eq!(e.variable, "CALDAV_URL");
+        assert!(e.to_string().contains("FEED_TOKEN"), "{e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+
+        v.push(("FEED_TOKEN", TOKEN));
+        let c = Config::from_env(&Env::from_pairs(v.clone())).unwrap();
+        assert_eq!(c.mode(), Mode::FeedsOnly);
+        assert_eq!(c.caldav_url, None);
+        assert!(!format!("{c:?}").contains(TOKEN), "masked in Debug");
+        let listing = format!("{:?}", Env::from_pairs(v.clone()).masked_listing());
+        assert!(!listing.contains(TOKEN), "masked in `config`");
+        assert!(Env::from_pairs(v.clone())
+            .mode_hint()
+            .starts_with("feeds only"));
+
+        let mut no_http = v.clone();
+        no_http.push(("HTTP_BIND", ""));
+        let e = Config::from_env(&Env::from_pairs(no_http)).unwrap_err();
+        assert_eq!(e.variable, "HTTP_BIND");
+
+        for bad in ["tiny1", "0123456789abcdef0123?x", "0123456789abcdef 0123"] {
+            let mut b = v.clone();
+            b.retain(|(k, _)| *k != "FEED_TOKEN");
+            b.push(("FEED_TOKEN", bad));
+            let e = Config::from_env(&Env::from_pairs(b)).unwrap_err();
+            assert_eq!(e.variable, "FEED_TOKEN");
+            assert!(!e.to_string().contains(bad), "never echoed: {e}");
+        }
+
+        let mut p = v.clone();
+        p.push(("PUBLIC_URL", "https://cal.example.com/plane/"));
+        let c = Config::from_env(&Env::from_pairs(p)).unwrap();
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://cal.example.com/plane")
+        );
+
+        let mut both = minimal();
+        assert_eq!(
+            Config::from_env(&Env::from_pairs(both.clone()))
+                .unwrap()
+                .mode(),
+            Mode::CalDav { feeds: false }
+        );
+        both.push(("FEED_TOKEN", TOKEN));
+        assert_eq!(
+            Config::from_env(&Env::from_pairs(both)).unwrap().mode(),
+            Mode::CalDav { feeds: true }
         );
     }
 

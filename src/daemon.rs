@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::caldav::CalDavClient;
 use crate::caldav::DavError;
 use crate::config::Config;
+use crate::feed::Feeds;
 use crate::plane::PlaneError;
 use crate::plane::{PlaneClient, Project};
 use crate::server::{self, Wake};
@@ -253,7 +254,7 @@ fn failure_of(e: &SyncError, config: &Config) -> Failure {
     let kind = error_kind(e);
     let host = match e {
         SyncError::Plane(_) => host_of(&config.plane_base_url),
-        SyncError::Dav(_) => host_of(&config.caldav_url),
+        SyncError::Dav(_) => config.caldav_url.as_deref().map_or("-", host_of),
         SyncError::Journal(_) => "local",
     };
     Failure {
@@ -286,7 +287,10 @@ const MAX_FOREIGN: usize = 1000;
 struct Service<'a> {
     config: &'a Config,
     plane: PlaneClient,
-    dav: CalDavClient,
+    /// `None` without CALDAV_URL: the feeds are the only output.
+    dav: Option<CalDavClient>,
+    /// `None` without FEED_TOKEN.
+    feeds: Option<Feeds>,
     journal: Journal,
     status: Arc<Mutex<Status>>,
     projects: Vec<Project>,
@@ -313,9 +317,12 @@ impl Service<'_> {
         let result = run(self);
         let seconds = started.elapsed().as_secs_f64();
         let now = crate::clock::now_unix();
-        let (projects, events) = {
-            let st = self.journal.state();
-            (st.calendars.len() as u64, st.items.len() as u64)
+        let (projects, events) = match (&self.dav, &self.feeds) {
+            (None, Some(f)) => f.counts(),
+            _ => {
+                let st = self.journal.state();
+                (st.calendars.len() as u64, st.items.len() as u64)
+            }
         };
         match result {
             Ok(s) => {
@@ -360,7 +367,15 @@ impl Service<'_> {
                 stop: Some(&STOP),
                 ..Options::default()
             };
-            sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
+            let synced = s
+                .dav
+                .as_mut()
+                .map(|dav| sync::sync_once(s.config, &mut s.plane, dav, &mut s.journal, &opts));
+            let fed = s
+                .feeds
+                .as_mut()
+                .map(|f| f.cycle(s.config, &mut s.plane, None, Some(&STOP)));
+            combine(synced, fed)
         });
         release_free_memory();
     }
@@ -408,7 +423,14 @@ impl Service<'_> {
                         continue;
                     };
                     self.cycle(&format!("webhook {}", p.identifier), false, |s| {
-                        sync::sync_item(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &p, id)
+                        let synced = s.dav.as_mut().map(|dav| {
+                            sync::sync_item(s.config, &mut s.plane, dav, &mut s.journal, &p, id)
+                        });
+                        let fed = s
+                            .feeds
+                            .as_mut()
+                            .map(|f| f.item(s.config, &mut s.plane, &p, id));
+                        combine(synced, fed)
                     });
                 }
                 Wake::Project(project) => {
@@ -422,12 +444,41 @@ impl Service<'_> {
                             stop: Some(&STOP),
                             ..Options::default()
                         };
-                        sync::sync_once(s.config, &mut s.plane, &mut s.dav, &mut s.journal, &opts)
+                        let synced = s.dav.as_mut().map(|dav| {
+                            sync::sync_once(s.config, &mut s.plane, dav, &mut s.journal, &opts)
+                        });
+                        let fed = s
+                            .feeds
+                            .as_mut()
+                            .map(|f| f.cycle(s.config, &mut s.plane, Some(project), Some(&STOP)));
+                        combine(synced, fed)
                     });
                     release_free_memory();
                 }
             }
         }
+    }
+}
+
+/// One outcome of a cycle that may have synced CalDAV and refreshed the feeds (at least
+/// one of the two runs): a failed CalDAV sync is the cycle's failure; the feeds' errors
+/// are added to the sync's.
+fn combine(
+    synced: Option<Result<Summary, SyncError>>,
+    fed: Option<Result<Summary, SyncError>>,
+) -> Result<Summary, SyncError> {
+    match (synced, fed) {
+        (Some(Ok(mut s)), Some(Ok(f))) => {
+            s.errors.extend(f.errors);
+            Ok(s)
+        }
+        (Some(Ok(mut s)), Some(Err(e))) => {
+            s.error(format!("feeds: {e}"));
+            Ok(s)
+        }
+        (Some(result), None) | (None, Some(result)) => result,
+        (Some(Err(e)), Some(_)) => Err(e),
+        (None, None) => Ok(Summary::default()),
     }
 }
 
@@ -450,32 +501,57 @@ pub fn run(config: &Config) -> Result<(), String> {
     log::debug!("open-file limit: {nofile:?}");
     let journal = Journal::open(&config.state_dir).map_err(|e| e.to_string())?;
     let status = initial_status(config, &journal);
+    let feeds = open_feeds(config)?;
     let (tx, rx) = sync_channel::<Wake>(QUEUE);
     if let Some(bind) = &config.http_bind {
-        start_http(config, bind, status.clone(), tx.clone())?;
+        let served = feeds.as_ref().zip(config.feed_token.as_ref());
+        let feed_service = served.map(|(f, token)| server::FeedService {
+            token: token.clone(),
+            index: f.shared(),
+        });
+        start_http(config, bind, status.clone(), tx.clone(), feed_service)?;
     }
     if !config.enable_sync {
         serve_http_only(&rx);
         return Ok(());
     }
+    let dav = match config.caldav_url {
+        Some(_) => Some(caldav_client(config)?),
+        None => None,
+    };
     let mut service = Service {
         config,
         plane: plane_client(config)?,
-        dav: caldav_client(config)?,
+        dav,
+        feeds,
         journal,
         status,
         projects: Vec::new(),
         foreign: BTreeSet::new(),
     };
     log::info!(
-        "calplanebot {} syncing every {} s",
+        "calplanebot {} syncing every {} s; mode: {}",
         env!("CARGO_PKG_VERSION"),
-        config.sync_interval_seconds
+        config.sync_interval_seconds,
+        config.mode().describe()
     );
     service.sync_until_stopped(&rx);
     log::info!("stopped");
     drop(tx);
     Ok(())
+}
+
+/// The feed files, when FEED_TOKEN is set; otherwise the one-line hint that says how to
+/// switch them on.
+fn open_feeds(config: &Config) -> Result<Option<Feeds>, String> {
+    if config.feed_token.is_none() {
+        log::info!("feeds off: set FEED_TOKEN to serve subscribable .ics feeds (see README)");
+        return Ok(None);
+    }
+    if config.http_bind.is_none() {
+        log::warn!("FEED_TOKEN is set but HTTP_BIND is empty: the feeds are not served");
+    }
+    Feeds::open(config).map(Some)
 }
 
 /// The status `/health` and `/metrics` start from: what the journal holds.
@@ -497,14 +573,20 @@ fn start_http(
     bind: &str,
     status: Arc<Mutex<Status>>,
     wakes: SyncSender<Wake>,
+    feeds: Option<server::FeedService>,
 ) -> Result<(), String> {
+    let with_feeds = feeds.is_some();
     let addr = server::spawn(
         bind,
         config.plane_webhook_secret.clone(),
         config.api_token.clone(),
         status,
         wakes,
+        feeds,
     )?;
+    if with_feeds {
+        log::info!("feeds at http://{addr}/calendars/{{project}}.ics?token=… (calplanebot feed-urls prints them)");
+    }
     log::info!(
         "listening on http://{addr} (webhooks {}; API {})",
         if config.plane_webhook_secret.is_some() {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod davxml;
+pub mod feed;
 pub mod http;
 pub mod ical;
 pub mod logging;

@@ -31,6 +31,7 @@ COMMANDS:
     validate-config     Check the configuration and exit 0 if it is usable
     create-event TITLE  Put a test event into a project's calendar
                         [--date YYYY-MM-DD] [--project IDENTIFIER]
+    feed-urls           Print the .ics feed URLs to subscribe to (FEED_TOKEN included)
 
 OPTIONS:
     --dry-run           With sync: print what would change, write nothing
@@ -77,6 +78,7 @@ const COMMANDS: &[&str] = &[
     "create-event",
     "status",
     "diagnostics",
+    "feed-urls",
 ];
 
 fn parse_cli() -> Result<Option<Cli>, String> {
@@ -159,6 +161,7 @@ fn run() -> Result<ExitCode, String> {
         for name in env.unknown_variables() {
             println!("# warning: {name} is not a calplanebot variable (typo?)");
         }
+        println!("# mode: {}", env.mode_hint());
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::from_env(&env).map_err(|e| e.to_string())?;
@@ -171,9 +174,12 @@ fn run() -> Result<ExitCode, String> {
     match cli.command.as_str() {
         "validate-config" => {
             println!("configuration OK");
+            println!("mode: {}", config.mode().describe());
             Ok(ExitCode::SUCCESS)
         }
+        "sync" if config.caldav_url.is_none() => cmd_feeds_once(&config, cli.dry_run),
         "sync" => cmd_sync(&config, cli.dry_run, cli.full),
+        "feed-urls" => cmd_feed_urls(&config),
         "run" => cmd_run(&config),
         "sync-status" => cmd_sync_status(&config),
         "list" => cmd_list(&config),
@@ -276,6 +282,58 @@ fn cmd_sync(config: &Config, dry_run: bool, full: bool) -> Result<ExitCode, Stri
             summary.errors.len()
         ))
     }
+}
+
+/// `--once` without CALDAV_URL: writes the feed files once (a full listing), for a
+/// first look or a web server that serves STATE_DIR/feeds itself; `run` is the main job.
+fn cmd_feeds_once(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
+    if dry_run {
+        return Err("--dry-run needs CALDAV_URL: without it there is nothing to plan (hint: `calplanebot run` serves the feeds)".into());
+    }
+    // The lock keeps a running service and this from writing the same files.
+    let _journal = open_journal(config)?;
+    let mut plane = plane_client(config)?;
+    let mut feeds = calplanebot::feed::Feeds::open(config)?;
+    let summary = feeds
+        .cycle(config, &mut plane, None, None)
+        .map_err(|e| e.to_string())?;
+    let (n, items) = feeds.counts();
+    println!(
+        "Feeds written: {n} projects, {items} items in {}",
+        calplanebot::feed::dir(config).display()
+    );
+    println!("No CALDAV_URL: `calplanebot run` is the main job: it serves these feeds over HTTP and keeps them current (see `calplanebot feed-urls`).");
+    println!("  Requests:  Plane {}", plane.stats.requests);
+    if summary.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!(
+            "feeds written with {} error(s): {}",
+            summary.errors.len(),
+            summary.errors.join("; ")
+        ))
+    }
+}
+
+/// `feed-urls`: the URLs to paste into a calendar app.
+fn cmd_feed_urls(config: &Config) -> Result<ExitCode, String> {
+    if config.feed_token.is_none() {
+        return Err("feeds are off: FEED_TOKEN is not set (hint: set it, e.g. to the output of `openssl rand -hex 16`, and restart the service)".into());
+    }
+    let mut plane = plane_client(config)?;
+    let projects = sync::select_projects(
+        plane.projects().map_err(|e| e.to_string())?,
+        &config.plane_projects,
+    );
+    let host = calplanebot::feed::host_name();
+    println!("Subscribe to these URLs in your calendar app (they contain FEED_TOKEN: keep them private):");
+    for (label, url) in calplanebot::feed::urls(config, &projects, &host) {
+        println!("  {}: {url}", shown(&label));
+    }
+    if config.public_url.is_none() {
+        println!("(host from HTTP_BIND; set PUBLIC_URL to the address your calendar app reaches, e.g. behind a reverse proxy)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_run(config: &Config) -> Result<ExitCode, String> {
@@ -404,6 +462,7 @@ fn cmd_test_plane(config: &Config) -> Result<ExitCode, String> {
         println!("  {mark} {} — {}", shown(&p.identifier), shown(&p.name));
     }
     println!("Plane connection OK");
+    println!("Mode:        {}", config.mode().describe());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -543,6 +602,7 @@ fn field(v: &miniserde::json::Value, path: &[&str]) -> String {
 /// `status`: the running service's health and a few figures. True when it answered 200.
 fn service_status(config: &Config) -> bool {
     heading("Checking calplanebot Status");
+    println!("ℹ Mode: {}", config.mode().describe());
     let Some(base) = service_url(config) else {
         println!("✗ HTTP_BIND is empty: the service has no HTTP server to ask");
         return false;
@@ -590,15 +650,23 @@ fn service_status(config: &Config) -> bool {
 fn cmd_diagnostics(config: &Config) -> Result<ExitCode, String> {
     heading("Running Full Diagnostics");
     heading("Testing CalDAV Connection");
-    println!("ℹ Connecting to: {}", config.caldav_url);
-    if !config.caldav_username.is_empty() {
-        println!("ℹ Username: {}", config.caldav_username);
-    }
-    let caldav_ok = match diagnose_caldav(config) {
-        Ok(()) => true,
-        Err(e) => {
-            println!("✗ {e}");
-            false
+    let caldav_ok = match &config.caldav_url {
+        None => {
+            println!("ℹ No CALDAV_URL: feeds only, there is no CalDAV server to test");
+            true
+        }
+        Some(url) => {
+            println!("ℹ Connecting to: {url}");
+            if !config.caldav_username.is_empty() {
+                println!("ℹ Username: {}", config.caldav_username);
+            }
+            match diagnose_caldav(config) {
+                Ok(()) => true,
+                Err(e) => {
+                    println!("✗ {e}");
+                    false
+                }
+            }
         }
     };
     heading("Testing Plane API Connection");
@@ -613,7 +681,10 @@ fn cmd_diagnostics(config: &Config) -> Result<ExitCode, String> {
     let service_ok = service_status(config);
     heading("Diagnostic Summary");
     let mark = |ok: bool| if ok { "✓ OK" } else { "✗ FAILED" };
-    println!("CalDAV Connection: {}", mark(caldav_ok));
+    match config.caldav_url {
+        Some(_) => println!("CalDAV Connection: {}", mark(caldav_ok)),
+        None => println!("CalDAV Connection: - (feeds only)"),
+    }
     println!("Plane API:         {}", mark(plane_ok));
     println!("Service Status:    {}", mark(service_ok));
     println!();

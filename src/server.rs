@@ -6,8 +6,9 @@
 //! shared [`Status`] the sync loop updates. The socket work (hostile clients, limits) is
 //! [`http1`]'s.
 //!
-//! With `API_TOKEN` set, every path but `/health` and the webhook (which has its own
-//! signature) needs `Authorization: Bearer <API_TOKEN>`. Only such an authenticated answer
+//! With `API_TOKEN` set, every path but `/health`, the webhook (which has its own
+//! signature) and the .ics feeds (which have FEED_TOKEN in their URL, since calendar apps
+//! cannot send headers) needs `Authorization: Bearer <API_TOKEN>`. Only such an authenticated answer
 //! carries full error messages and the state file's path: the others give an error's kind
 //! and server host, never user names or paths.
 
@@ -17,13 +18,15 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
+use crate::feed::store::{Missing, Opened, Shared};
 use crate::plane::webhook::{self, WebhookEvent};
 use crate::status::Status;
-use http1::{Method, Request, Response};
+use http1::{Method, Part, Request, Response};
 
 pub use http1::raise_fd_limit;
 
@@ -40,6 +43,22 @@ pub const REMEMBERED_DELIVERIES: usize = 1000;
 const HTTP_THREAD_STACK: usize = 256 * 1024;
 /// The webhook paths (the seed's and ours).
 const WEBHOOK_PATHS: [&str; 2] = ["/webhooks/plane", "/webhook"];
+/// Where the feeds are: `/calendars/{name}.ics`.
+const FEED_PREFIX: &str = "/calendars/";
+/// Longest feed name (project identifiers have at most 12 characters).
+const MAX_FEED_NAME: usize = 64;
+/// What a feed answer says about caching: every app may keep it, but must ask again
+/// (with its ETag) before using it; `private` as the URL holds the token.
+const FEED_CACHE_CONTROL: &str = "private, no-cache";
+
+/// The .ics feeds the HTTP thread serves.
+#[derive(Debug, Clone)]
+pub struct FeedService {
+    /// FEED_TOKEN: the `?token=` every feed URL must carry.
+    pub token: Secret,
+    /// The feed files.
+    pub index: Shared,
+}
 
 /// What a webhook asks the sync loop to do.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,6 +146,7 @@ struct Ctx {
     status: Arc<Mutex<Status>>,
     wake: SyncSender<Wake>,
     deliveries: RecentDeliveries,
+    feeds: Option<FeedService>,
 }
 
 impl Ctx {
@@ -168,6 +188,7 @@ pub fn spawn(
     api_token: Option<Secret>,
     status: Arc<Mutex<Status>>,
     wake: SyncSender<Wake>,
+    feeds: Option<FeedService>,
 ) -> Result<SocketAddr, String> {
     let listener = TcpListener::bind(bind).map_err(|e| {
         format!("HTTP_BIND={bind}: cannot listen: {e} (hint: is another instance running? set HTTP_BIND to another address, or empty to disable)")
@@ -181,6 +202,7 @@ pub fn spawn(
         status,
         wake,
         deliveries: RecentDeliveries::default(),
+        feeds,
     };
     std::thread::Builder::new()
         .name("http".into())
@@ -206,6 +228,9 @@ fn message(status: u16, detail: &str) -> Response {
 impl http1::Handler for Ctx {
     fn handle(&mut self, request: &Request) -> Response {
         let now = crate::clock::now_unix();
+        if request.path.starts_with(FEED_PREFIX) {
+            return self.feed(request);
+        }
         let Some(route) = Route::of(&request.path) else {
             return message(404, "not found");
         };
@@ -265,6 +290,39 @@ impl Ctx {
             ),
             Route::Webhook => message(405, "method not allowed"),
         }
+    }
+
+    /// `GET`/`HEAD /calendars/{name}.ics?token=…`. Anything wrong with the name or the
+    /// token is the same 404 as an unknown path: nothing says whether feeds exist.
+    fn feed(&self, request: &Request) -> Response {
+        let not_found = || message(404, "not found");
+        let Some(feeds) = &self.feeds else {
+            return not_found();
+        };
+        let name = request
+            .path
+            .strip_prefix(FEED_PREFIX)
+            .and_then(|n| n.strip_suffix(".ics"))
+            .filter(|n| is_feed_name(n));
+        let token = query_value(&request.query, "token");
+        let (Some(name), Some(token)) = (name, token) else {
+            return not_found();
+        };
+        if !same_secret(&token, feeds.token.expose()) {
+            return not_found();
+        }
+        if !matches!(request.method, Method::Get | Method::Head) {
+            return message(405, "method not allowed");
+        }
+        let opened = match feeds.index.lock().open(name) {
+            Ok(o) => o,
+            Err(Missing::NotFound) => return not_found(),
+            Err(Missing::NotReady) => {
+                return message(503, "the feeds are being written: retry in a minute")
+                    .with_header("Retry-After", "30")
+            }
+        };
+        feed_answer(request, opened)
     }
 
     fn webhook(&mut self, request: &Request, now: i64) -> Response {
@@ -346,6 +404,71 @@ impl Ctx {
     }
 }
 
+/// A feed name: a project slug or `all` (letters, digits, `-`, `_`).
+fn is_feed_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_FEED_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The value of `name` in a query string, percent-decoded.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| crate::caldav::href::percent_decode(v))
+}
+
+/// 200 with the feed, or 304 when the client's copy is current.
+fn feed_answer(request: &Request, opened: Opened) -> Response {
+    let last_modified = httpdate::fmt_http_date(opened.modified);
+    if not_modified(request, &opened.etag, opened.modified) {
+        return Response::not_modified()
+            .with_header("ETag", opened.etag)
+            .with_header("Last-Modified", last_modified)
+            .with_header("Cache-Control", FEED_CACHE_CONTROL);
+    }
+    let mut parts = Vec::with_capacity(opened.files.len() + 2);
+    if !opened.prefix.is_empty() {
+        parts.push(Part::Bytes(opened.prefix.into_bytes()));
+    }
+    for (file, offset, len) in opened.files {
+        parts.push(Part::File { file, offset, len });
+    }
+    if !opened.suffix.is_empty() {
+        parts.push(Part::Bytes(opened.suffix.as_bytes().to_vec()));
+    }
+    Response::stream(200, "text/calendar; charset=utf-8", parts)
+        .with_header("ETag", opened.etag)
+        .with_header("Last-Modified", last_modified)
+        .with_header("Cache-Control", FEED_CACHE_CONTROL)
+}
+
+/// RFC 9110 §13.2.2: `If-None-Match` (weak comparison) decides when present, else
+/// `If-Modified-Since` (to the second, as HTTP dates go).
+fn not_modified(request: &Request, etag: &str, modified: SystemTime) -> bool {
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    if let Some(tags) = request.header("If-None-Match") {
+        return tags
+            .split(',')
+            .any(|t| t.trim() == "*" || opaque(t) == opaque(etag));
+    }
+    let Some(since) = request
+        .header("If-Modified-Since")
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+    else {
+        return false;
+    };
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    secs(modified) <= secs(since)
+}
+
 fn refuse(
     ctx: &Ctx,
     code: u16,
@@ -363,6 +486,60 @@ fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: Method::Get,
+            path: "/calendars/web.ics".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn conditional_feed_requests() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let date = httpdate::fmt_http_date(t);
+        let etag = "W/\"abc\"";
+        assert!(!not_modified(&request(&[]), etag, t));
+        assert!(not_modified(
+            &request(&[("If-None-Match", "\"x\", W/\"abc\"")]),
+            etag,
+            t
+        ));
+        assert!(not_modified(
+            &request(&[("If-None-Match", "\"abc\"")]),
+            etag,
+            t
+        ));
+        assert!(not_modified(&request(&[("If-None-Match", "*")]), etag, t));
+        // If-None-Match decides when present, even with a current If-Modified-Since.
+        assert!(!not_modified(
+            &request(&[("If-None-Match", "\"old\""), ("If-Modified-Since", &date)]),
+            etag,
+            t
+        ));
+        assert!(not_modified(
+            &request(&[("If-Modified-Since", &date)]),
+            etag,
+            t
+        ));
+        let earlier = httpdate::fmt_http_date(t - std::time::Duration::from_secs(1));
+        assert!(!not_modified(
+            &request(&[("If-Modified-Since", &earlier)]),
+            etag,
+            t
+        ));
+        assert!(!not_modified(
+            &request(&[("If-Modified-Since", "yesterday")]),
+            etag,
+            t
+        ));
+    }
 
     #[test]
     fn recent_deliveries_are_bounded() {
@@ -392,6 +569,13 @@ mod tests {
             assert!(!r.open(), "{r:?}");
         }
         assert!(same_secret("abc", "abc"));
+        assert!(is_feed_name("web") && is_feed_name("all") && is_feed_name("a-1_b"));
+        assert!(!is_feed_name("") && !is_feed_name("../x") && !is_feed_name("WEB"));
+        assert_eq!(
+            query_value("a=1&token=x%2Dy&b", "token").as_deref(),
+            Some("x-y")
+        );
+        assert_eq!(query_value("tokens=1", "token"), None);
         assert!(!same_secret("abc", "abd") && !same_secret("", "abc"));
     }
 }

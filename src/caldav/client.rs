@@ -616,9 +616,16 @@ impl CalDavClient {
     }
 
     /// The client the configuration describes.
+    /// Without CALDAV_URL (feeds only) there is no server to talk to: a configuration
+    /// error.
     pub fn from_config(config: &crate::config::Config) -> Result<CalDavClient, DavError> {
+        let Some(url) = &config.caldav_url else {
+            return Err(DavError::Setup(
+                "CALDAV_URL is not set: calplanebot serves .ics feeds only (hint: set CALDAV_URL to use a CalDAV server)".into(),
+            ));
+        };
         Self::new(
-            &config.caldav_url,
+            url,
             &config.caldav_username,
             config.caldav_password.clone(),
             config.caldav_auth_type,

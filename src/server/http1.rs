@@ -13,9 +13,12 @@
 //! flood of idle connections cannot keep a real client out. Accept failures (out of file
 //! descriptors) are logged and retried after [`ACCEPT_BACKOFF`], never fatal.
 
+use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 /// The request line and headers together, at most.
@@ -42,6 +45,9 @@ const ACCEPT_BURST: usize = 256;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 8 * 1024;
+/// Bytes of a streamed body (a feed file) held per connection at a time: a large feed
+/// costs each client this much memory, not its size.
+const STREAM_CHUNK: usize = 16 * 1024;
 /// The out-of-descriptors warning is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -65,6 +71,8 @@ pub struct Request {
     pub method: Method,
     /// The request target without the query string.
     pub path: String,
+    /// The query string (after `?`), as sent; empty without one.
+    pub query: String,
     /// Header lines as sent (names compared case-insensitively by [`Request::header`]).
     pub headers: Vec<(String, String)>,
     /// The body (`Content-Length` bytes).
@@ -82,13 +90,68 @@ impl Request {
 }
 
 /// An answer. Every answer closes the connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Response {
     /// HTTP status.
     pub status: u16,
     content_type: &'static str,
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
+    /// A body sent from files, chunk by chunk, instead of `body`.
+    stream: Option<Stream>,
+}
+
+/// One piece of a streamed body.
+#[derive(Debug)]
+pub enum Part {
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+    /// `len` bytes of `file` from `offset` (read with `pread`, so the file may be shared).
+    File {
+        /// The open file.
+        file: File,
+        /// Where the bytes start.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
+}
+
+/// A body sent in [`STREAM_CHUNK`]s from its parts.
+#[derive(Debug)]
+struct Stream {
+    parts: VecDeque<Part>,
+    len: u64,
+}
+
+impl Stream {
+    /// Puts the next chunk into the empty `out`; leaves it empty at the end.
+    fn next_chunk(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        while out.is_empty() {
+            let Some(part) = self.parts.front_mut() else {
+                return Ok(());
+            };
+            match part {
+                Part::Bytes(b) => *out = std::mem::take(b),
+                Part::File { file, offset, len } if *len > 0 => {
+                    let n = (*len).min(STREAM_CHUNK as u64) as usize;
+                    out.resize(n, 0);
+                    let got = file.read_at(out, *offset)?;
+                    if got == 0 {
+                        // The file is shorter than its index said: the answer is broken.
+                        return Err(ErrorKind::UnexpectedEof.into());
+                    }
+                    out.truncate(got);
+                    *offset += got as u64;
+                    *len -= got as u64;
+                    continue;
+                }
+                Part::File { .. } => {}
+            }
+            self.parts.pop_front();
+        }
+        Ok(())
+    }
 }
 
 impl Response {
@@ -99,7 +162,34 @@ impl Response {
             content_type: "application/json",
             headers: Vec::new(),
             body: body.into_bytes(),
+            stream: None,
         }
+    }
+
+    /// An answer whose body is sent from `parts` (files) as the client takes it.
+    pub fn stream(status: u16, content_type: &'static str, parts: Vec<Part>) -> Response {
+        let len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => b.len() as u64,
+                Part::File { len, .. } => *len,
+            })
+            .sum();
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Vec::new(),
+            stream: Some(Stream {
+                parts: parts.into(),
+                len,
+            }),
+        }
+    }
+
+    /// 304 Not Modified: headers only, no body and no Content-Length (RFC 9110 §15.4.5).
+    pub fn not_modified() -> Response {
+        Response::text(304, "", String::new())
     }
 
     /// A text answer of the given content type.
@@ -109,6 +199,7 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into_bytes(),
+            stream: None,
         }
     }
 
@@ -118,15 +209,24 @@ impl Response {
         self
     }
 
-    /// The bytes on the wire; `head_only` leaves the body out (HEAD).
-    fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
+    /// The bytes on the wire and the stream that follows them (none for HEAD).
+    fn into_wire(mut self, head_only: bool) -> (Vec<u8>, Option<Stream>) {
+        let stream = self.stream.take();
+        let bytes = self.to_bytes(head_only, stream.as_ref().map(|s| s.len));
+        (bytes, stream.filter(|_| !head_only))
+    }
+
+    /// The head and (unless `head_only` or `streamed`) the in-memory body.
+    fn to_bytes(&self, head_only: bool, streamed: Option<u64>) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        if self.status != 304 {
+            let len = streamed.unwrap_or(self.body.len() as u64);
+            out.push_str(&format!(
+                "Content-Type: {}\r\nContent-Length: {len}\r\n",
+                self.content_type
+            ));
+        }
+        out.push_str("Connection: close\r\n");
         for (name, value) in &self.headers {
             // Values are ours, but a CR or LF would split the header: drop them.
             let value: String = value.chars().filter(|c| !c.is_control()).collect();
@@ -134,7 +234,7 @@ impl Response {
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
-        if !head_only {
+        if !head_only && streamed.is_none() {
             bytes.extend_from_slice(&self.body);
         }
         bytes
@@ -145,6 +245,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         202 => "Accepted",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -175,6 +276,7 @@ pub trait Handler {
 struct Head {
     method: Method,
     path: String,
+    query: String,
     headers: Vec<(String, String)>,
     content_length: usize,
     expect_continue: bool,
@@ -226,9 +328,11 @@ fn parse_head(raw: &[u8]) -> Result<Head, Refusal> {
     if !target.starts_with('/') {
         return Err((400, "request target must be a path"));
     }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut head = Head {
         method: parse_method(method),
-        path: target.split('?').next().unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
         headers: Vec::new(),
         content_length: 0,
         expect_continue: false,
@@ -283,11 +387,13 @@ enum Phase {
         start: usize,
         need: usize,
     },
-    /// Sending `out` (`sent` bytes so far); `linger` when input was left unread.
+    /// Sending `out` (`sent` bytes so far), then the chunks of `stream`; `linger` when
+    /// input was left unread.
     Write {
         out: Vec<u8>,
         sent: usize,
         linger: bool,
+        stream: Option<Stream>,
     },
     /// Answer sent; discarding what the client still sends until EOF or the deadline.
     Drain,
@@ -345,17 +451,22 @@ impl Conn {
     }
 
     fn start_write(&mut self, bytes: Vec<u8>, linger: bool, now: Instant) {
+        self.start_stream(bytes, None, linger, now);
+    }
+
+    fn start_stream(&mut self, bytes: Vec<u8>, stream: Option<Stream>, linger: bool, now: Instant) {
         self.phase = Phase::Write {
             out: bytes,
             sent: 0,
             linger,
+            stream,
         };
         self.deadline = now + WRITE_DEADLINE;
     }
 
     fn refuse<H: Handler>(&mut self, h: &mut H, path: Option<&str>, r: Refusal, now: Instant) {
         let response = h.refused(path, r.0, r.1);
-        self.start_write(response.to_bytes(false), true, now);
+        self.start_write(response.into_wire(false).0, true, now);
     }
 
     /// Reading: advance the request as far as the bytes allow.
@@ -421,28 +532,53 @@ impl Conn {
         let request = Request {
             method: head.method,
             path: head.path.clone(),
+            query: head.query.clone(),
             headers: head.headers.clone(),
             body: self.buf[*start..start + need].to_vec(),
         };
         let head_only = head.method == Method::Head;
         let response = h.handle(&request);
         self.buf = Vec::new();
-        self.start_write(response.to_bytes(head_only), false, now);
+        let (bytes, stream) = response.into_wire(head_only);
+        self.start_stream(bytes, stream, false, now);
     }
 
     /// Writing: send what the socket takes.
     fn on_writable(&mut self, now: Instant) -> Next {
-        let Phase::Write { out, sent, linger } = &mut self.phase else {
+        let Phase::Write {
+            out,
+            sent,
+            linger,
+            stream,
+        } = &mut self.phase
+        else {
             return Next::Keep;
         };
-        while *sent < out.len() {
-            match self.stream.write(&out[*sent..]) {
-                Ok(0) => return Next::Close,
-                Ok(n) => *sent += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Keep,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Next::Close,
+        loop {
+            while *sent < out.len() {
+                match self.stream.write(&out[*sent..]) {
+                    Ok(0) => return Next::Close,
+                    Ok(n) => *sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Keep,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return Next::Close,
+                }
             }
+            let Some(body) = stream.as_mut() else {
+                break;
+            };
+            out.clear();
+            *sent = 0;
+            if body.next_chunk(out).is_err() {
+                return Next::Close;
+            }
+            if out.is_empty() {
+                *stream = None;
+                break;
+            }
+            // A streamed body may be large: the deadline is for a client that stalls,
+            // not for one that reads steadily.
+            self.deadline = now + WRITE_DEADLINE;
         }
         if !*linger {
             return Next::Close;
@@ -472,7 +608,7 @@ impl Conn {
     fn expire(&mut self) {
         if self.reading() {
             let r = Response::json(408, r#"{"detail":"request not received in time"}"#.into());
-            let _ = self.stream.write(&r.to_bytes(false));
+            let _ = self.stream.write(&r.into_wire(false).0);
         }
     }
 }
@@ -802,13 +938,62 @@ mod tests {
     #[test]
     fn answers_close_and_head_has_no_body() {
         let r = Response::json(200, "{}".into()).with_header("X-A", "b\r\nInjected: yes");
-        let text = String::from_utf8(r.to_bytes(false)).unwrap();
+        let text = String::from_utf8(r.to_bytes(false, None)).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.contains("X-A: bInjected: yes\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"));
-        let head = String::from_utf8(r.to_bytes(true)).unwrap();
+        let head = String::from_utf8(r.to_bytes(true, None)).unwrap();
         assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 2\r\n"));
+    }
+
+    #[test]
+    fn streamed_bodies_come_in_chunks_and_head_gets_their_length() {
+        let path = std::env::temp_dir().join(format!("cpb-stream-{}", std::process::id()));
+        let content: Vec<u8> = (0..STREAM_CHUNK * 2 + 10)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &content).unwrap();
+        let part = || Part::File {
+            file: File::open(&path).unwrap(),
+            offset: 5,
+            len: content.len() as u64 - 5,
+        };
+        let r = Response::stream(
+            200,
+            "text/calendar",
+            vec![Part::Bytes(b"<".to_vec()), part()],
+        );
+        let (head, stream) = r.into_wire(false);
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", content.len() - 4)));
+        assert!(head.ends_with("\r\n\r\n"), "no body in the head: {head}");
+        let mut stream = stream.unwrap();
+        let mut body = Vec::new();
+        let mut chunks = 0;
+        loop {
+            let mut out = Vec::new();
+            stream.next_chunk(&mut out).unwrap();
+            if out.is_empty() {
+                break;
+            }
+            assert!(out.len() <= STREAM_CHUNK);
+            chunks += 1;
+            body.extend(out);
+        }
+        assert_eq!(body[0], b'<');
+        assert_eq!(&body[1..], &content[5..]);
+        assert_eq!(chunks, 4);
+        let r = Response::stream(200, "text/calendar", vec![part()]);
+        let (head, stream) = r.into_wire(true);
+        assert!(stream.is_none(), "HEAD sends no body");
+        assert!(String::from_utf8(head)
+            .unwrap()
+            .contains("Content-Length: "));
+        let text = String::from_utf8(Response::not_modified().into_wire(false).0).unwrap();
+        assert!(text.starts_with("HTTP/1.1 304 Not Modified\r\n"));
+        assert!(!text.contains("Content-Length") && !text.contains("Content-Type"));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl Options<'_> {
 
 /// The mapping, with SYNC_ASSIGNEES e-mails resolved through the members list the client
 /// cached (fetched again only with the project list, see [`sync_once`]).
-fn mapping_for(config: &Config, plane: &mut PlaneClient) -> Result<Mapping, PlaneError> {
+pub fn mapping_for(config: &Config, plane: &mut PlaneClient) -> Result<Mapping, PlaneError> {
     let mut mapping = Mapping::from_config(config);
     if mapping.assignees.iter().any(|a| a.contains('@')) {
         mapping.assignees = resolve_emails(plane, &mapping.assignees)?;

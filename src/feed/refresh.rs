@@ -1,0 +1,296 @@
+//! Keeping the feed files up to date from Plane: the same cheap polling as the CalDAV
+//! sync (design §2b). An incremental cycle lists each project's work items newest change
+//! first and stops at the watermark kept in the feed's header: an idle project costs one
+//! request and no write. Every FULL_RECONCILE_EVERY cycles (and for a feed that is
+//! missing or was made under other settings) a full listing rebuilds the file, which is
+//! how deleted and archived items leave it. A webhook re-reads its one item.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::render::{self, Block, Header};
+use super::store::{self, Change, FeedStore};
+use crate::config::Config;
+use crate::plane::{PlaneClient, Project};
+use crate::sync::model::{self, Mapping};
+use crate::sync::{self, Summary, SyncError};
+
+/// The feeds of one service.
+#[derive(Debug)]
+pub struct Feeds {
+    store: FeedStore,
+    /// The selected projects, as last listed.
+    projects: Vec<Project>,
+    /// Cycles run; every FULL_RECONCILE_EVERY-th is a full one (the first too).
+    cycles: u32,
+}
+
+impl Feeds {
+    /// Opens the feed files of `config` (under `STATE_DIR/feeds`).
+    pub fn open(config: &Config) -> Result<Feeds, String> {
+        let dir = super::dir(config);
+        let store = FeedStore::open(&dir, super::all_header(config))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Feeds {
+            store,
+            projects: Vec::new(),
+            cycles: 0,
+        })
+    }
+
+    /// The handle the HTTP thread serves from.
+    pub fn shared(&self) -> store::Shared {
+        self.store.shared()
+    }
+
+    /// Feeds served and the work items in them.
+    pub fn counts(&self) -> (u64, u64) {
+        let list = self.store.shared().lock().list();
+        let items: usize = list.iter().map(|(_, n)| n).sum();
+        (list.len() as u64, items as u64)
+    }
+
+    /// One cycle over every selected project (`only`: just this project id, after a
+    /// webhook about it). Errors of one project are recorded in the summary; the others
+    /// go on.
+    pub fn cycle(
+        &mut self,
+        config: &Config,
+        plane: &mut PlaneClient,
+        only: Option<&str>,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Summary, SyncError> {
+        let full = only.is_none() && self.cycles % config.full_reconcile_every.max(1) == 0;
+        if full || self.projects.is_empty() || only.is_some_and(|p| !self.knows(p)) {
+            // Members change as rarely as projects: read them again with the list.
+            plane.forget_members();
+            self.projects = sync::select_projects(plane.projects()?, &config.plane_projects);
+        }
+        let mapping = sync::mapping_for(config, plane)?;
+        let mut summary = Summary {
+            project_list: self.projects.clone(),
+            ..Summary::default()
+        };
+        for project in self
+            .projects
+            .iter()
+            .filter(|p| only.is_none_or(|o| o == p.id))
+        {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break;
+            }
+            summary.projects += 1;
+            let errors = summary.errors.len();
+            let step = Step {
+                project,
+                mapping: &mapping,
+                config,
+            };
+            step.refresh(&self.store, plane, full, &mut summary);
+            if summary.errors.len() > errors {
+                summary.projects_failed += 1;
+            }
+        }
+        if full && summary.errors.is_empty() && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            let slugs: BTreeSet<String> = self
+                .projects
+                .iter()
+                .map(|p| store::slug_of(&p.identifier))
+                .collect();
+            self.store.retain(&slugs);
+        }
+        if only.is_none() {
+            self.cycles = self.cycles.wrapping_add(1);
+        }
+        self.store.set_ready();
+        Ok(summary)
+    }
+
+    /// Whether the project id is one of the selected projects.
+    fn knows(&self, project: &str) -> bool {
+        self.projects.iter().any(|p| p.id == project)
+    }
+
+    /// After a webhook: re-reads one work item and puts it into (or takes it out of) its
+    /// project's feed. A project not selected is ignored.
+    pub fn item(
+        &mut self,
+        config: &Config,
+        plane: &mut PlaneClient,
+        project: &Project,
+        id: &str,
+    ) -> Result<Summary, SyncError> {
+        let mapping = sync::mapping_for(config, plane)?;
+        let step = Step {
+            project,
+            mapping: &mapping,
+            config,
+        };
+        let mut summary = Summary {
+            projects: 1,
+            ..Summary::default()
+        };
+        if step.needs_rebuild(&self.store) {
+            step.refresh(&self.store, plane, true, &mut summary);
+            return Ok(summary);
+        }
+        let item = plane.work_item(&project.id, id)?;
+        let mut changed = BTreeMap::new();
+        match item {
+            Some(i) => changed.insert(
+                render::uid_of(&i),
+                render::block(&i, project, &mapping).ok(),
+            ),
+            None => changed.insert(render::uid_of_id(id), None),
+        };
+        // The watermark stays: other items may have changed since the last listing.
+        let watermark = self.store.meta(&step.slug()).and_then(|m| m.watermark);
+        step.apply(&self.store, &changed, watermark, &mut summary);
+        Ok(summary)
+    }
+}
+
+/// One project's refresh.
+struct Step<'a> {
+    project: &'a Project,
+    mapping: &'a Mapping,
+    config: &'a Config,
+}
+
+impl Step<'_> {
+    fn slug(&self) -> String {
+        store::slug_of(&self.project.identifier)
+    }
+
+    fn header(&self, watermark: Option<String>) -> Header {
+        Header {
+            name: model::calendar_name(self.project),
+            refresh_seconds: self.config.sync_interval_seconds,
+            fingerprint: render::fingerprint(self.mapping),
+            watermark,
+        }
+    }
+
+    /// Whether the feed must be rebuilt from a full listing: missing, or made under other
+    /// settings.
+    fn needs_rebuild(&self, store: &FeedStore) -> bool {
+        let fingerprint = render::fingerprint(self.mapping);
+        store
+            .meta(&self.slug())
+            .is_none_or(|m| m.fingerprint.as_deref() != Some(fingerprint.as_str()))
+    }
+
+    /// A full listing when `full` or needed, else an incremental one.
+    fn refresh(&self, store: &FeedStore, plane: &mut PlaneClient, full: bool, s: &mut Summary) {
+        if full || self.needs_rebuild(store) {
+            self.rebuild(store, plane, s);
+        } else {
+            self.incremental(store, plane, s);
+        }
+    }
+
+    /// Lists every work item into a new version of the feed. An incomplete listing
+    /// leaves the old file in place.
+    fn rebuild(&self, store: &FeedStore, plane: &mut PlaneClient, s: &mut Summary) {
+        let ident = &self.project.identifier;
+        let errors = s.errors.len();
+        let mut w = match store.writer(&self.slug()) {
+            Ok(w) => w,
+            Err(e) => return s.error(format!("feed {ident}: {e}")),
+        };
+        let mut failed = None;
+        let listed = plane.each_work_item_since(&self.project.id, None, &mut |item| {
+            if failed.is_some() {
+                return;
+            }
+            // The first item is the newest change: the watermark.
+            if let Err(e) = w.start(&self.header(Some(item.updated_at.clone()))) {
+                failed = Some(e);
+                return;
+            }
+            if let Ok(b) = render::block(&item, self.project, self.mapping) {
+                failed = w.push(&b).err();
+            }
+        });
+        let complete = match listed {
+            Ok(end) if end.complete && end.bad.is_empty() => true,
+            Ok(end) => {
+                for e in &end.bad {
+                    s.error(format!("feed {ident}: {e}"));
+                }
+                false
+            }
+            Err(e) => {
+                s.error(format!("feed {ident}: {e}"));
+                false
+            }
+        };
+        if let Some(e) = failed {
+            s.error(format!("feed {ident}: {e}"));
+        }
+        if !complete || s.errors.len() > errors {
+            log::warn!("feed {ident}: listing incomplete; the feed stays as it was");
+            return w.abandon();
+        }
+        let started = w.started() || w.start(&self.header(None)).is_ok();
+        let items = w.items();
+        match (started, w.commit(store)) {
+            (true, Ok(change)) => self.report(change, items, s),
+            (_, Err(e)) => s.error(format!("feed {ident}: {e}")),
+            (false, Ok(_)) => s.error(format!("feed {ident}: cannot write the header")),
+        }
+    }
+
+    /// Lists the work items changed since the feed's watermark and patches them in.
+    fn incremental(&self, store: &FeedStore, plane: &mut PlaneClient, s: &mut Summary) {
+        let old = store.meta(&self.slug()).and_then(|m| m.watermark);
+        let mut changed: BTreeMap<String, Option<Block>> = BTreeMap::new();
+        let mut newest = None;
+        let listed = plane.each_work_item_since(&self.project.id, old.as_deref(), &mut |item| {
+            if newest.is_none() {
+                newest = Some(item.updated_at.clone());
+            }
+            let block = render::block(&item, self.project, self.mapping).ok();
+            changed.insert(render::uid_of(&item), block);
+        });
+        let watermark = match listed {
+            Ok(end) if end.bad.is_empty() => newest.or(old),
+            Ok(end) => {
+                for e in &end.bad {
+                    s.error(format!("feed {}: {e}", self.project.identifier));
+                }
+                old
+            }
+            Err(e) => return s.error(format!("feed {}: {e}", self.project.identifier)),
+        };
+        self.apply(store, &changed, watermark, s);
+    }
+
+    /// Patches `changed` into the feed, if that changes anything.
+    fn apply(
+        &self,
+        store: &FeedStore,
+        changed: &BTreeMap<String, Option<Block>>,
+        watermark: Option<String>,
+        s: &mut Summary,
+    ) {
+        let slug = self.slug();
+        let moved = store.meta(&slug).is_none_or(|m| m.watermark != watermark);
+        let result = match store.differs(&slug, changed) {
+            Ok(false) if !moved => return,
+            Ok(_) => store.patch(&slug, &self.header(watermark), changed),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(change) => self.report(change, changed.len(), s),
+            Err(e) => s.error(format!("feed {}: {e}", self.project.identifier)),
+        }
+    }
+
+    fn report(&self, change: Change, items: usize, s: &mut Summary) {
+        if change == Change::Content {
+            log::info!("feed {}.ics updated ({items} items)", self.slug());
+            s.updated += items;
+        }
+    }
+}
