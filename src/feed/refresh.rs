@@ -60,7 +60,10 @@ impl Feeds {
         only: Option<&str>,
         stop: Option<&AtomicBool>,
     ) -> Result<Summary, SyncError> {
-        let full = only.is_none() && self.cycles % config.full_reconcile_every.max(1) == 0;
+        let full = only.is_none()
+            && self
+                .cycles
+                .is_multiple_of(config.full_reconcile_every.max(1));
         if full || self.projects.is_empty() || only.is_some_and(|p| !self.knows(p)) {
             // Members change as rarely as projects: read them again with the list.
             plane.forget_members();

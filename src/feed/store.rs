@@ -1,6 +1,6 @@
 //! The feed files under `STATE_DIR/feeds/` and the index the HTTP thread serves them from.
 //!
-//! Why files and not memory: a 2,000-item feed is about 1.5 MB of text, twice that with
+//! Why files and not memory: a 2,000-item feed is about 1.2 MB of text, twice that with
 //! `all.ics`; held in memory that would be the largest thing in the process on a 512 MB
 //! board. On disk it costs nothing until fetched, is streamed from the page cache in
 //! small chunks, and survives a restart (the first fetch after it needs no Plane
