@@ -2,9 +2,10 @@
 # Builds the container image (packaging/docker/Dockerfile) with Debian's podman from the
 # static binary of cross/build.sh and runs it for real, host network, as the image's uid 65534:
 #
-#   1. build: `podman build --format docker` with the BuildKit platform arguments podman's
-#      builder does not set itself; prints the image size; the image keeps its HEALTHCHECK,
-#      USER 65534:65534 and ENTRYPOINT.
+#   1. build: `podman build --format docker --platform linux/<arch>` (--platform sets the
+#      TARGETARCH/TARGETVARIANT the Dockerfile picks the binary with; podman leaves them
+#      unset without it); prints the image size; the image keeps its HEALTHCHECK, USER
+#      65534:65534 and ENTRYPOINT, and has this machine's architecture.
 #   2. `--once` against a Radicale of this script's own and the fake Plane, settings from an
 #      --env-file, secrets as files under /run/secrets (*_FILE), the state on a bind mount
 #      chowned to 65534: exits 0 with Created > 0, the server holds exactly that many
@@ -202,17 +203,20 @@ cargo build -q --example fake-plane || die "cargo build --example fake-plane fai
 # --- 1. build ----------------------------------------------------------------------------
 
 t0=$SECONDS
-"${PODMAN[@]}" build --format docker --build-arg "TARGETARCH=$TARGETARCH" \
-    --build-arg "TARGETVARIANT=$TARGETVARIANT" -f packaging/docker/Dockerfile -t "$IMAGE" . \
-    >"$WORK/build.log" 2>&1 || { tail -n 20 "$WORK/build.log" >&2; die "podman build failed"; }
+PLATFORM=linux/$TARGETARCH${TARGETVARIANT:+/$TARGETVARIANT}
+"${PODMAN[@]}" build --format docker --platform "$PLATFORM" -f packaging/docker/Dockerfile \
+    -t "$IMAGE" . >"$WORK/build.log" 2>&1 ||
+    { tail -n 20 "$WORK/build.log" >&2; die "podman build --platform $PLATFORM failed"; }
 t_build=$((SECONDS - t0))
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 bin_size=$(stat -c %s "$BIN")
-echo "image $IMAGE ($TARGETARCH$TARGETVARIANT): $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1e6 }') MB), binary $bin_size bytes"
+echo "image $IMAGE ($PLATFORM): $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1e6 }') MB), binary $bin_size bytes"
 check "image: size $size bytes is the binary ($bin_size) plus less than 64 KiB" \
     test "$size" -ge "$bin_size" -a "$size" -lt $((bin_size + 65536))
 hc=$("${PODMAN[@]}" image inspect --format '{{.HealthCheck}}' "$IMAGE")
 check "image: HEALTHCHECK kept (--format docker): $hc" grep -q '/calplanebot status' <<<"$hc"
+arch=$("${PODMAN[@]}" image inspect --format '{{.Architecture}}' "$IMAGE")
+check "image: architecture $arch" test "$arch" = "$TARGETARCH"
 user=$("${PODMAN[@]}" image inspect --format '{{.User}}' "$IMAGE")
 check "image: USER $user" test "$user" = 65534:65534
 ver=$("${PODMAN[@]}" run --rm "${RUN_FLAGS[@]}" "$IMAGE" --version 2>"$WORK/version.err") || true
@@ -282,7 +286,8 @@ check "the journal in the bind mount belongs to uid 65534 ($(find "$data" -type 
 rc=0
 once 2 || rc=$?
 again=$(grep '^ *Requests:' "$WORK/once2.out" || true)
-check "a second --once in a new container reuses the journal (exit $rc, Created 0, no PUT: ${again# *})" \
+again=${again#"${again%%[! ]*}"}
+check "a second --once in a new container reuses the journal (exit $rc, Created 0, no PUT: $again)" \
     sh -c "[ $rc -eq 0 ] && grep -q '^ *Created: *0\$' '$WORK/once2.out' && [ -n '$again' ] &&
         ! echo '$again' | grep -q PUT"
 t_once=$((SECONDS - t0))
