@@ -3,15 +3,17 @@
 # Checks the systemd units (systemd/) and the Docker image recipe (packaging/docker/)
 # without systemd as PID 1 and without a Docker engine:
 #
-#   a) `systemd-analyze verify` on the three units inside a scratch root that has the
-#      binary at /usr/local/bin/calplanebot; any message about our units fails. Also the
-#      offline `systemd-analyze security` exposure score (at most 2.0).
+#   a) `systemd-analyze verify` on the three units and on two instances of the template
+#      calplanebot@.service (one per workspace) inside a scratch root that has the binary at
+#      /usr/local/bin/calplanebot; any message about our units fails. Also the offline
+#      `systemd-analyze security` exposure score (at most 2.0).
 #   b) the Dockerfile agrees with the repository: binary names as cross/build.sh writes
 #      them, platform → target mapping, EXPOSE = HTTP_BIND port = the default in
 #      src/config.rs, VOLUME = STATE_DIR, numeric non-root USER, ENTRYPOINT = COPY target,
 #      commands that exist, a build context that contains the binaries.
 #   c) every variable the units and the image set is one calplanebot reads (VARIABLES in
-#      src/config.rs, or <secret>_FILE), and the credential wiring is complete.
+#      src/config.rs, or <secret>_FILE), and the credential wiring is complete; the template
+#      is calplanebot.service but for its per-instance paths (same hardening).
 #   d) with the debug binary (when built): the credential fallback the units rely on, i.e. a
 #      credential holding only "\n" counts as not set, and an empty NAME_FILE from the env
 #      file lets NAME win.
@@ -26,6 +28,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 UNITS=(calplanebot.service calplanebot-once.service calplanebot.timer)
+# The template (one instance per workspace) and two instances that verify loads from it.
+TEMPLATE=calplanebot@.service
+INSTANCES=(calplanebot@acme.service calplanebot@beta.service)
 DOCKERFILE=packaging/docker/Dockerfile
 CONFIG_RS=src/config.rs
 BIN=${CPB_BIN:-$ROOT/target/debug/calplanebot}
@@ -53,7 +58,7 @@ check() {
 if command -v systemd-analyze >/dev/null; then
     R=$TMP/root
     mkdir -p "$R/usr/local/bin" "$R/etc/systemd/system" "$R/usr/lib/systemd"
-    for u in "${UNITS[@]}"; do cp "systemd/$u" "$R/etc/systemd/system/"; done
+    for u in "${UNITS[@]}" "$TEMPLATE"; do cp "systemd/$u" "$R/etc/systemd/system/"; done
     # The units' dependencies (network-online.target, timers.target, …) come from the host.
     # Copied, not linked: the unit directory's own symlinks must resolve inside the root.
     for d in /usr/lib/systemd/system /lib/systemd/system; do
@@ -66,17 +71,17 @@ if command -v systemd-analyze >/dev/null; then
     if [ -x "$BIN" ]; then cp "$BIN" "$R/usr/local/bin/calplanebot"; else
         cp /bin/true "$R/usr/local/bin/calplanebot"
     fi
-    out=$(systemd-analyze verify --root="$R" "${UNITS[@]}" 2>&1)
+    out=$(systemd-analyze verify --root="$R" "${UNITS[@]}" "${INSTANCES[@]}" 2>&1)
     rc=$?
     if [ $rc -eq 0 ] && [ -z "$out" ]; then
-        ok "systemd-analyze verify: ${UNITS[*]} ($(systemd-analyze --version | head -1))"
+        ok "systemd-analyze verify: ${UNITS[*]} ${INSTANCES[*]} ($(systemd-analyze --version | head -1))"
     else
         fail "systemd-analyze verify (exit $rc):"
         printf '        %s\n' "$out"
     fi
     # Offline security scoring exists since systemd 250.
     if sec=$(systemd-analyze security --offline=yes --root="$R" calplanebot.service \
-        calplanebot-once.service 2>&1); then
+        calplanebot-once.service "${INSTANCES[@]}" 2>&1); then
         scores=$(sed -n 's/.*Overall exposure level for \([^:]*\): \([0-9.]*\).*/\1=\2/p' <<<"$sec")
         if [ -z "$scores" ]; then
             fail "systemd-analyze security: no score in its output"
@@ -199,28 +204,44 @@ check "src/config.rs: STATE_DIR falls back to \$STATE_DIRECTORY (StateDirectory=
     grep -q 'env.get("STATE_DIRECTORY")' "$CONFIG_RS"
 check "src/main.rs: --once exists (calplanebot-once.service)" grep -q '"--once"' src/main.rs
 
-for u in calplanebot.service calplanebot-once.service; do
+for u in calplanebot.service calplanebot-once.service "$TEMPLATE"; do
     f=systemd/$u
+    # Per workspace: state, settings and secrets in the instance's (%i) own places; the
+    # settings file is required there (an instance without one must not start).
+    sd=calplanebot envf=-/etc/calplanebot/calplanebot.env etc=/etc/calplanebot
+    [ "$u" != "$TEMPLATE" ] || sd=calplanebot/%i envf=/etc/calplanebot/%i.env etc=/etc/calplanebot/%i
     vars=$(sed -n 's/^Environment=\([A-Z_]*\)=.*/\1/p' "$f")
     for v in $vars; do
         check "$u: Environment=$v is read by calplanebot" known_variable "$v"
     done
-    check "$u: StateDirectory=calplanebot, no STATE_DIR override" \
-        sh -c "grep -qx 'StateDirectory=calplanebot' '$f' && ! grep -q '^Environment=STATE_DIR=' '$f'"
-    check "$u: EnvironmentFile=-/etc/calplanebot/calplanebot.env" \
-        grep -qx 'EnvironmentFile=-/etc/calplanebot/calplanebot.env' "$f"
+    check "$u: StateDirectory=$sd, no STATE_DIR override" \
+        sh -c "grep -qx 'StateDirectory=$sd' '$f' && ! grep -q '^Environment=STATE_DIR=' '$f'"
+    check "$u: EnvironmentFile=$envf" grep -qx "EnvironmentFile=$envf" "$f"
     # Every secret of VARIABLES arrives as a credential: LoadCredential, a SetCredential
     # fallback of the same id (a missing file must not fail the start), NAME_FILE=%d/id.
     for s in $(awk -F'|' '$3 == "true" { print $1 }' <<<"$variables"); do
         id=$(sed -n "s|^Environment=${s}_FILE=%d/\(.*\)|\1|p" "$f")
         check "$u: $s via credential '$id' (LoadCredential + SetCredential fallback)" \
-            sh -c "[ -n '$id' ] && grep -qx 'LoadCredential=$id:/etc/calplanebot/$id' '$f' &&
+            sh -c "[ -n '$id' ] && grep -qx 'LoadCredential=$id:$etc/$id' '$f' &&
                 grep -qx 'SetCredential=$id:\\\\n' '$f'"
     done
 done
 for v in $(instr ENV | sed 's/=.*//'); do
     check "Dockerfile: ENV $v is read by calplanebot" known_variable "$v"
 done
+# The template's settings are calplanebot.service's but for the per-instance paths above,
+# the description and Conflicts= (also against calplanebot.service, whose state directory
+# holds the instances'): the same hardening, credentials, restart and stop behaviour.
+directives() { grep -E '^[A-Za-z]+=' "$1" | grep -vE '^(Description|Conflicts)='; }
+template_diff=$(diff <(directives systemd/calplanebot.service) <(directives "systemd/$TEMPLATE" |
+    sed -e 's|^StateDirectory=calplanebot/%i$|StateDirectory=calplanebot|' \
+        -e 's|^EnvironmentFile=/etc/calplanebot/%i\.env$|EnvironmentFile=-/etc/calplanebot/calplanebot.env|' \
+        -e 's|^\(LoadCredential=[a-z-]*:/etc/calplanebot/\)%i/|\1|'))
+check "$TEMPLATE: calplanebot.service's settings but for the per-instance paths" \
+    test -z "$template_diff"
+[ -z "$template_diff" ] || printf '        %s\n' "$template_diff"
+check "$TEMPLATE: Conflicts=calplanebot.service calplanebot.timer" \
+    grep -qx 'Conflicts=calplanebot.service calplanebot.timer' "systemd/$TEMPLATE"
 check "calplanebot.timer starts calplanebot-once.service" \
     grep -qx 'Unit=calplanebot-once.service' systemd/calplanebot.timer
 

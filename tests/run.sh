@@ -60,7 +60,8 @@ else
     cargo test --all-targets "$@" || test_rc=$?
 fi
 
-# Packaging checks (fast shell tests that use the debug binary built above).
+# Packaging checks (shell tests that use the debug binary built above; the container test
+# also builds the static x86_64 binary with cross/build.sh, a no-op when it is up to date).
 pkg="none"
 if ((test_rc == 0)); then
     pkg=""
