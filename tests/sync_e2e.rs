@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::fake_plane::World;
-use common::{next_day, server, Calendar, Object, Server, Setup};
+use common::{add_unique_item, next_day, server, Calendar, DeleteCalendars, Object, Server, Setup};
 
 /// What design §2 says the event of a work item looks like, computed from the fake's
 /// world (not from calplanebot's code).
@@ -615,10 +615,14 @@ fn put_without_etag_is_followed_by_a_propfind() {
 /// Xandikos with 412: the object is found by a calendar-query on its UID and adopted.
 fn uid_conflict_on_create_is_adopted(server: Server) {
     let s = Setup::new(server.clone(), &[4]);
+    // Its calendars go when the test ends, passed or not; and the item gets an id of its
+    // own, so that a calendar left by an interrupted run cannot hold its UID (Cyrus keeps
+    // UIDs unique across a user's calendars).
+    let _cleanup = DeleteCalendars(server.clone(), s.tag.clone());
     s.sync().assert_ok();
     let ident = s.fake.world().projects[0].identifier.clone();
     let id = s.fake.with_world(|w| {
-        let id = w.add_item(&ident, "Made by the old bot too");
+        let id = add_unique_item(w, &ident, "Made by the old bot too");
         w.set_target_date(&id, Some("2027-03-03"));
         id
     });

@@ -234,6 +234,28 @@ fn unique_item_ids(world: &mut World) {
     }
 }
 
+/// [`World::add_item`] with an id (so an event UID) of its own, as [`unique_item_ids`]
+/// gives the generated items: the world's generator returns the same id in every run, and
+/// Cyrus refuses a UID that a calendar left over from an earlier run still holds.
+pub fn add_unique_item(w: &mut World, identifier: &str, name: &str) -> String {
+    let id = w.add_item(identifier, name);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let unique = format!(
+        "{:08x}{}",
+        (t ^ ((std::process::id() as u64) << 24)) as u32,
+        &id[8..]
+    );
+    for p in &mut w.projects {
+        for item in p.items.iter_mut().filter(|i| i.id == id) {
+            item.id = unique.clone();
+        }
+    }
+    unique
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.state);
