@@ -174,8 +174,8 @@ pub fn describe(e: &ureq::Error) -> String {
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::HostNotFound => "host not found (check the URL)".to_string(),
         ureq::Error::ConnectionFailed => "connection failed (is the server running?)".to_string(),
-        // rustls reports certificate problems through io::Error(InvalidData).
-        ureq::Error::Io(io) if is_tls_failure(io) => format!("TLS error: {io}"),
+        // rustls reports handshake failures through io::Error(InvalidData).
+        ureq::Error::Io(io) if rustls_error(io).is_some() => format!("TLS error: {io}"),
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 "connection refused (is the server running, is the port right?)".to_string()
@@ -192,11 +192,71 @@ pub fn describe(e: &ureq::Error) -> String {
     }
 }
 
-fn is_tls_failure(io: &std::io::Error) -> bool {
-    io.kind() == std::io::ErrorKind::InvalidData && {
-        let m = io.to_string().to_ascii_lowercase();
-        m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+/// Why a TLS handshake (or TLS session) failed, as far as it matters to the user: each
+/// kind has its own remedy, and none heals by trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate was refused: not signed by a CA we trust (self-signed or a
+    /// private CA), expired, or not for this host name.
+    Certificate,
+    /// The server presents a CA certificate (basicConstraints CA:TRUE, what a plain
+    /// `openssl req -x509` makes) as its own, which is refused even when it is in
+    /// CALDAV_CA_FILE: the server needs a certificate that is not a CA.
+    ServerCertificateIsCa,
+    /// No protocol version, cipher suite, key exchange or signature algorithm in common
+    /// (a server that offers only TLS 1.0/1.1, only RSA key exchange or CBC suites, or a
+    /// certificate key type we cannot verify); no CA file changes that.
+    Incompatible,
+    /// Any other TLS failure (a server that breaks the protocol).
+    Other,
+}
+
+/// The rustls error inside an I/O error: ureq runs the handshake through rustls'
+/// `complete_io`, which wraps every TLS failure as `io::Error(InvalidData, rustls::Error)`.
+fn rustls_error(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Whether a transport error is a TLS failure, and which kind; `None` for anything else.
+pub fn tls_failure(e: &ureq::Error) -> Option<TlsFailure> {
+    match e {
+        ureq::Error::Io(io) => rustls_error(io).map(classify_rustls),
+        ureq::Error::Rustls(t) => Some(classify_rustls(t)),
+        ureq::Error::Tls(_) => Some(TlsFailure::Other),
+        _ => None,
     }
+}
+
+/// The kind of a rustls error. What a server says with an alert is its side of the same
+/// story: `protocol_version`, `handshake_failure` and `insufficient_security` are how it
+/// tells us that none of what we offered is acceptable to it.
+fn classify_rustls(e: &rustls::Error) -> TlsFailure {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+    match e {
+        Error::PeerIncompatible(_)
+        | Error::AlertReceived(
+            Alert::ProtocolVersion | Alert::HandshakeFailure | Alert::InsufficientSecurity,
+        ) => TlsFailure::Incompatible,
+        // rustls still reports some of these without their context (deprecated form).
+        #[allow(deprecated)]
+        Error::InvalidCertificate(
+            Cert::UnsupportedSignatureAlgorithm
+            | Cert::UnsupportedSignatureAlgorithmContext { .. }
+            | Cert::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+        ) => TlsFailure::Incompatible,
+        Error::InvalidCertificate(Cert::Other(o)) if is_ca_used_as_end_entity(o) => {
+            TlsFailure::ServerCertificateIsCa
+        }
+        Error::InvalidCertificate(_) | Error::NoCertificatesPresented => TlsFailure::Certificate,
+        _ => TlsFailure::Other,
+    }
+}
+
+/// Whether webpki refused the server's certificate for being a CA. rustls passes this
+/// webpki error on only as an opaque `OtherError`, and webpki is not our dependency, so
+/// its name is matched; tests/tls.rs checks it against a real CA certificate.
+fn is_ca_used_as_end_entity(o: &rustls::OtherError) -> bool {
+    o.to_string().contains("CaUsedAsEndEntity")
 }
 
 /// Whether a describe()d failure is about TLS (callers add their own hint).
@@ -205,10 +265,10 @@ pub fn is_tls_message(message: &str) -> bool {
 }
 
 /// Whether a transport error is worth retrying (the server may come back). A TLS failure
-/// will not heal by itself.
+/// will not heal by itself: the same handshake fails the same way.
 pub fn is_transient(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Io(io) => !is_tls_failure(io),
+        ureq::Error::Io(io) => rustls_error(io).is_none(),
         ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => true,
         _ => false,
     }
@@ -479,6 +539,63 @@ mod tests {
             2,
             "a failure is not cached; the other hosts stay"
         );
+    }
+
+    /// A rustls error as ureq hands it over after a failed handshake.
+    fn handshake_error(e: rustls::Error) -> ureq::Error {
+        ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn tls_failures_are_classified_by_remedy_and_never_retried() {
+        use rustls::{AlertDescription as Alert, CertificateError as Cert, OtherError};
+        let cases = [
+            (
+                rustls::Error::AlertReceived(Alert::ProtocolVersion),
+                TlsFailure::Incompatible,
+            ),
+            (
+                rustls::Error::AlertReceived(Alert::HandshakeFailure),
+                TlsFailure::Incompatible,
+            ),
+            (
+                rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon),
+                TlsFailure::Incompatible,
+            ),
+            (
+                rustls::Error::InvalidCertificate(Cert::UnknownIssuer),
+                TlsFailure::Certificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(Cert::Expired),
+                TlsFailure::Certificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(Cert::Other(OtherError(Arc::new(
+                    std::io::Error::other("CaUsedAsEndEntity"),
+                )))),
+                TlsFailure::ServerCertificateIsCa,
+            ),
+            (
+                rustls::Error::AlertReceived(Alert::DecodeError),
+                TlsFailure::Other,
+            ),
+        ];
+        for (rustls_error, kind) in cases {
+            let e = handshake_error(rustls_error);
+            assert_eq!(tls_failure(&e), Some(kind), "{e:?}");
+            assert!(!is_transient(&e), "{e:?} is not worth a retry");
+            assert!(describe(&e).starts_with("TLS error: "), "{}", describe(&e));
+        }
+        // Network trouble is no TLS failure, and worth a retry.
+        let reset = ureq::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(tls_failure(&reset), None);
+        assert!(is_transient(&reset));
+        let garbage = ureq::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "handshake: not a TLS certificate",
+        ));
+        assert_eq!(tls_failure(&garbage), None, "only rustls' own errors count");
     }
 
     #[test]

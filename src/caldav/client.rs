@@ -1224,7 +1224,7 @@ impl CalDavClient {
     }
 
     /// Sends one request, answering authentication challenges and retrying transient
-    /// failures (network errors, 502/503/504) twice — but only reads and writes with a
+    /// failures (network errors other than TLS failures, 502/503/504) twice — but only reads and writes with a
     /// precondition (`If-Match`, `If-None-Match`), which a retry cannot make happen twice.
     /// Any other write (MKCALENDAR) is sent once; its caller finds out what happened.
     fn send(
@@ -1240,7 +1240,8 @@ impl CalDavClient {
         loop {
             let r = self.send_once(method, path, headers, body);
             let r = match r {
-                Err(DavError::Transport { .. }) if transient_attempts < retries => {
+                // A failed TLS handshake fails the same way again: not retried.
+                Err(DavError::Transport { tls: None, .. }) if transient_attempts < retries => {
                     transient_attempts += 1;
                     sleep(Duration::from_millis(300 * transient_attempts));
                     continue;
@@ -1387,6 +1388,7 @@ fn transport_error(path: &str, e: ureq::Error) -> DavError {
     DavError::Transport {
         path: path.to_string(),
         message: crate::http::describe(&e),
+        tls: crate::http::tls_failure(&e),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum DavError {
         path: String,
         /// What happened.
         message: String,
+        /// The kind of TLS failure, when it was one (never retried: it would fail again).
+        tls: Option<crate::http::TlsFailure>,
     },
     /// Login refused or impossible.
     Auth(String),
@@ -105,12 +107,8 @@ impl fmt::Display for DavError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DavError::Setup(m) => write!(f, "CalDAV client: {m}"),
-            DavError::Transport { path, message } => {
-                let hint = if crate::http::is_tls_message(message) {
-                    "for a self-signed or private-CA certificate set CALDAV_CA_FILE to its PEM"
-                } else {
-                    "check CALDAV_URL"
-                };
+            DavError::Transport { path, message, tls } => {
+                let hint = transport_hint(*tls);
                 write!(
                     f,
                     "cannot reach the CalDAV server ({path}): {message} (hint: {hint})"
@@ -164,3 +162,24 @@ impl fmt::Display for DavError {
 }
 
 impl std::error::Error for DavError {}
+
+/// What to check after a transport failure: a certificate problem is solved with
+/// CALDAV_CA_FILE, a protocol or cipher mismatch only on the server (or a proxy in front).
+fn transport_hint(tls: Option<crate::http::TlsFailure>) -> &'static str {
+    use crate::http::TlsFailure;
+    match tls {
+        None => "check CALDAV_URL",
+        Some(TlsFailure::Certificate) => {
+            "for a self-signed or private-CA certificate set CALDAV_CA_FILE to its PEM"
+        }
+        Some(TlsFailure::ServerCertificateIsCa) => {
+            "the server's certificate is a CA certificate (CA:TRUE), which is refused even in CALDAV_CA_FILE: give the server a certificate with basicConstraints CA:FALSE (openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE) and put it, or the CA that signed it, in CALDAV_CA_FILE"
+        }
+        Some(TlsFailure::Incompatible) => {
+            "the server offers no TLS version, cipher suite or certificate key type calplanebot supports: it needs TLS 1.2 or 1.3 with ECDHE and AES-GCM or ChaCha20-Poly1305, and an RSA, ECDSA P-256/P-384 or Ed25519 certificate (configure the server or its proxy)"
+        }
+        Some(TlsFailure::Other) => {
+            "the TLS handshake failed; check that CALDAV_URL's host and port speak HTTPS"
+        }
+    }
+}

@@ -43,51 +43,19 @@
 #   BENCH_KEEP=1       keep the temp dir (calplanebot's output per cycle, server logs, journal)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=$TARGET/release/calplanebot
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=$ROOT/.tests/venv
 PY=$VENV/bin/python
 HELPER=$ROOT/tests/bench/cycles_bench.py
 VERIFY=$ROOT/tests/caldav_verify.py
 SIZES=${BENCH_SIZES:-2000 10000:xandikos}
 DEFAULT_SERVER=${BENCH_SERVER:-radicale}
 PROJECTS=${BENCH_PROJECTS:-4}
-API_KEY=bench-api-key
-SLUG=bench
-DAV_USER=bench # Radicale's user; Xandikos runs without authentication
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
-
-port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-# pick_port VAR DEFAULT — $VAR if set (must be free), else DEFAULT, else any free port.
-pick_port() {
-    local var=$1 def=$2 p
-    p=${!var:-}
-    if [[ -n $p ]]; then
-        port_busy "$p" && die "$var=$p is already in use on $HOST; choose another port"
-    else
-        p=$def
-        if port_busy "$p"; then
-            p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-            log "port $def is taken; using $p (set $var to choose)"
-        fi
-    fi
-    echo "$p"
-}
-
-for c in cargo curl python3; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
+need_commands cargo curl python3
 [[ -r /proc/self/stat ]] || die "/proc is needed (Linux) for the servers' CPU figures"
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, package 'time') is needed for the peak RSS"
+need_gnu_time
 [[ $PROJECTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_PROJECTS must be a positive number, not '$PROJECTS'"
 # Check every size before anything starts: a typo should not surface after 10 minutes.
 for spec in $SIZES; do
@@ -104,21 +72,13 @@ t_start=$SECONDS
 DAV_PORT=$(pick_port BENCH_DAV_PORT 15333)
 PLANE_PORT=$(pick_port BENCH_PLANE_PORT 18191)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-cycles.XXXXXX")
+bench_tmp calplanebot-cycles
 RESULTS=$TMP/results.jsonl
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
 
 # --- build and install --------------------------------------------------------------------
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+build_release
 [[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
-if [[ ! -x $VENV/bin/radicale || ! -x $VENV/bin/xandikos ]]; then
-    log "installing the servers: TEST_SERVERS='radicale xandikos' tests/servers.sh install"
-    TEST_SERVERS="radicale xandikos" tests/servers.sh install || die "tests/servers.sh install failed"
-fi
+install_servers radicale xandikos
 
 # `perf stat` needs hardware counters, which containers and many VMs do not expose.
 PERF=0
@@ -133,59 +93,37 @@ fi
 # start_dav SERVER DIR — our own CalDAV server with data under DIR; sets DAV_PID, DAV_LOG,
 # DAV_URL, DAV_HOME (path of the calendar home) and DAV_AUTH (caldav_verify.py options).
 start_dav() {
-    local d=$2
-    mkdir -p "$d"
-    DAV_LOG=$d/server.log
+    DAV_LOG=$2/server.log
     DAV_URL=http://$HOST:$DAV_PORT/
     case $1 in
     radicale)
-        printf '%s:%s\n' "$DAV_USER" "$DAV_USER" >"$d/users"
-        write_radicale_conf "$d" "$HOST:$DAV_PORT"
         # info: one line per request, which the idle-cycle listing shows.
-        printf '[logging]\nlevel = info\n' >>"$d/radicale.conf"
-        spawn "$DAV_LOG" "$VENV/bin/radicale" --config "$d/radicale.conf"
+        start_radicale "$2" "$DAV_PORT" "$DAV_LOG" info
         DAV_HOME=/$DAV_USER/
         DAV_AUTH=(--user "$DAV_USER" --password "$DAV_USER")
         ;;
     xandikos)
-        mkdir -p "$d/data" "$d/state"
-        spawn "$DAV_LOG" "$VENV/bin/xandikos" serve --defaults -d "$d/data" \
-            --state-dir "$d/state" -l "$HOST" -p "$DAV_PORT"
+        start_xandikos "$2" "$DAV_PORT" "$DAV_LOG"
         DAV_HOME=/user/calendars/
         DAV_AUTH=()
         ;;
     esac
     DAV_PID=$LAST_PID
-    wait_http "$1" "$DAV_URL" "$DAV_PID" "$DAV_LOG"
 }
 
 # start_plane DIR ITEMS_PER_PROJECT — the fake Plane; its --verbose request log is
-# DIR/plane.log. The rate limit is out of the way: Plane's 60/min would measure the throttle.
+# DIR/plane.log.
 start_plane() {
-    spawn "$1/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
-        --items "$2" --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000 --all-dated \
-        --verbose
+    start_fake_plane "$1/plane.log" "$PLANE_PORT" "$PROJECTS" "$2" --all-dated --verbose
     PLANE_PID=$LAST_PID
-    wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$PLANE_PID" "$1/plane.log"
 }
 
 # write_env DIR SERVER — calplanebot's settings for this run (defaults for everything the
 # benchmark does not need to set).
 write_env() {
-    {
-        echo "PLANE_BASE_URL=http://$HOST:$PLANE_PORT"
-        echo "PLANE_API_TOKEN=$API_KEY"
-        echo "PLANE_WORKSPACE_SLUG=$SLUG"
-        echo "CALDAV_URL=$DAV_URL"
-        if [[ $2 == radicale ]]; then
-            echo "CALDAV_USERNAME=$DAV_USER"
-            echo "CALDAV_PASSWORD=$DAV_USER"
-        fi
-        echo "STATE_DIR=$1/state"
-        echo "COMPLETED_ITEMS=keep"
-        echo "HTTP_BIND="
-        echo "LOG_LEVEL=info"
-    } >"$1/calplanebot.env"
+    local login=
+    [[ $2 != radicale ]] || login=$DAV_USER
+    bot_env "$PLANE_PORT" "$DAV_URL" "$login" "$1/state" info >"$1/calplanebot.env"
 }
 
 # once LABEL [ARGS...] — one measured `calplanebot --once`.
@@ -246,14 +184,13 @@ for spec in $SIZES; do
 done
 
 # --- report ------------------------------------------------------------------------------------
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 commit=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
 radicale=$("$VENV/bin/radicale" --version 2>/dev/null || echo '?')
 xandikos=$("$PY" -c 'import xandikos; print(".".join(map(str, xandikos.__version__)))' ||
     echo '?')
 echo
 echo "calplanebot sync-cycle benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "  machine:  $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
+echo "  machine:  $(machine)"
 echo "  binary:   target/release/calplanebot, $(stat -c %s "$BOT") bytes, $commit"
 echo "  servers:  Radicale $radicale (Basic auth, fsync per write), Xandikos $xandikos (no auth)"
 echo "  Plane:    fake-plane, $PROJECTS projects, every item dated, COMPLETED_ITEMS=keep"

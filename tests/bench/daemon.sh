@@ -30,47 +30,16 @@
 #                        cross/build.sh) instead of target/release/calplanebot
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=${BENCH_BOT:-$TARGET/release/calplanebot}
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=$ROOT/.tests/venv
 HELPER=$ROOT/tests/bench/daemon_bench.py
 WEBHOOKS=${BENCH_WEBHOOKS:-100}
 BIG_PROJECTS=${BENCH_BIG_PROJECTS:-4}
 BIG_ITEMS=${BENCH_BIG_ITEMS:-500}
 SECRET=bench-webhook-secret
-API_KEY=bench-api-key
-SLUG=bench
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
-
-port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-# pick_port VAR DEFAULT — $VAR if set (must be free), else DEFAULT, else any free port.
-pick_port() {
-    local var=$1 def=$2 p
-    p=${!var:-}
-    if [[ -n $p ]]; then
-        port_busy "$p" && die "$var=$p is already in use on $HOST; choose another port"
-    else
-        p=$def
-        if port_busy "$p"; then
-            p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-            log "port $def is taken; using $p (set $var to choose)"
-        fi
-    fi
-    echo "$p"
-}
-
-for c in cargo curl python3 awk; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
+need_commands cargo curl python3 awk
 [[ -r /proc/self/status ]] || die "/proc is needed (Linux) for the RSS and CPU figures"
 
 # Real PLANE_*/CALDAV_* settings of the caller must not leak into the daemon.
@@ -89,9 +58,7 @@ RADICALE_PORT=$(pick_port BENCH_RADICALE_PORT 15332)
 PLANE_PORT=$(pick_port BENCH_PLANE_PORT 18190)
 DAEMON_PORT=$(pick_port BENCH_DAEMON_PORT 18865)
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-bench.XXXXXX")
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
+bench_tmp calplanebot-bench
 
 # mem PID — "VmRSS VmHWM" in KiB.
 mem() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"; }
@@ -106,36 +73,20 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # --- build and install --------------------------------------------------------------------
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+build_release
 [[ -x $BOT && -x $FAKE_PLANE ]] || die "no binaries $BOT and $FAKE_PLANE (unset BENCH_NO_BUILD, check BENCH_BOT)"
-if [[ ! -x $VENV/bin/radicale ]]; then
-    log "installing Radicale: TEST_SERVERS=radicale tests/servers.sh install"
-    TEST_SERVERS=radicale tests/servers.sh install || die "tests/servers.sh install failed"
-fi
-[[ -x $VENV/bin/radicale ]] || die "no $VENV/bin/radicale after tests/servers.sh install"
+install_servers radicale
 
 # --- Radicale -----------------------------------------------------------------------------
-RAD=$TMP/radicale
-mkdir -p "$RAD"
-printf 'bench:bench\nbig:big\n' >"$RAD/users"
-write_radicale_conf "$RAD" "$HOST:$RADICALE_PORT"
-# Quieter logs than the tests: the benchmark reads none of them.
-printf '[logging]\nlevel = warning\n' >>"$RAD/radicale.conf"
-spawn "$RAD/radicale.log" "$VENV/bin/radicale" --config "$RAD/radicale.conf"
+# Quieter logs than the tests (warning): the benchmark reads none of them. Users bench (the
+# small workspace) and big (the large one), each its own calendar home.
+start_radicale "$TMP/radicale" "$RADICALE_PORT" "$TMP/radicale/radicale.log" warning bench big
 RADICALE_PID=$LAST_PID
-wait_http Radicale "http://$HOST:$RADICALE_PORT/" "$RADICALE_PID" "$RAD/radicale.log"
 
-# start_plane PROJECTS ITEMS — the fake Plane, with its rate limit out of the way (Plane's
-# default of 60/min would measure the throttle, not the daemon).
+# start_plane PROJECTS ITEMS — the fake Plane (items with and without dates).
 start_plane() {
-    spawn "$TMP/fake-plane-$1x$2.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" \
-        --projects "$1" --items "$2" --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000
+    start_fake_plane "$TMP/fake-plane-$1x$2.log" "$PLANE_PORT" "$1" "$2"
     PLANE_PID=$LAST_PID
-    wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$PLANE_PID" \
-        "$TMP/fake-plane-$1x$2.log"
 }
 
 # start_daemon NAME DAV_USER — `calplanebot run` with a fresh state dir.
@@ -214,11 +165,10 @@ row() { printf '  %-44s %s\n' "$1" "$2"; }
 lat() { # KEY — "p50 / p90 / p99 / max" in ms
     json "$L" "'%.0f / %.0f / %.0f / %.0f ms' % tuple(d['$1'][k] for k in ('p50','p90','p99','max'))"
 }
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 
 echo
 echo "calplanebot daemon benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-row "machine" "$(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
+row "machine" "$(machine)"
 row "rustc" "$(rustc --version)"
 row "binary" "$BOT, $(stat -c %s "$BOT") bytes, $(file -b "$BOT" 2>/dev/null | cut -d, -f1-2 || echo '?')"
 row "Radicale" "$("$VENV/bin/radicale" --version 2>/dev/null || echo '?') (htpasswd plain, delay 0)"

@@ -23,42 +23,22 @@
 #   BOT=path           another calplanebot binary (e.g. an older build, for before/after)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=${BOT:-$TARGET/release/calplanebot}
-FAKE_PLANE=$TARGET/release/examples/fake-plane
 SERVER=$ROOT/tests/bench/hostile_caldav.py
 CASES=${BENCH_CASES:-propfind-10m propfind-60m report-10m report-60m object-25m attrs-80k propfind-10m-chunked report-10m-chunked}
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-for c in cargo python3; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, package 'time') is needed for the peak RSS"
+need_commands cargo python3
+need_gnu_time
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-hostile.XXXXXX")
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
-
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+bench_tmp calplanebot-hostile
+build_release
 [[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The fake Plane: one project of 5 dated items, for the --once cases.
 PLANE_PORT=$(free_port)
-spawn "$TMP/fake-plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects 1 --items 5 \
-    --api-key hostile-key --slug hostile --all-dated --rate-limit 100000
-wait_http fake-plane "http://$HOST:$PLANE_PORT/" "$LAST_PID" "$TMP/fake-plane.log"
+start_fake_plane "$TMP/fake-plane.log" "$PLANE_PORT" 1 5 --all-dated
 
 # run_case NAME SERVER-ARGS... — start a hostile server, run calplanebot once, print a row.
 run_case() {
@@ -82,8 +62,8 @@ run_case() {
     local state=$TMP/$name.state out=$TMP/$name.out tv=$TMP/$name.time
     local rc=0
     env -i PATH="$PATH" \
-        PLANE_BASE_URL="http://$HOST:$PLANE_PORT" PLANE_API_TOKEN=hostile-key \
-        PLANE_WORKSPACE_SLUG=hostile CALDAV_URL="http://$HOST:$port/" \
+        PLANE_BASE_URL="http://$HOST:$PLANE_PORT" PLANE_API_TOKEN="$API_KEY" \
+        PLANE_WORKSPACE_SLUG="$SLUG" CALDAV_URL="http://$HOST:$port/" \
         CALDAV_USERNAME= CALDAV_PASSWORD= STATE_DIR="$state" LOG_LEVEL=warn \
         HTTP_TIMEOUT_SECONDS=120 \
         /usr/bin/time -f '%M %U %S %e' -o "$tv" "$BOT" "${cmd[@]}" >"$out" 2>&1 || rc=$?

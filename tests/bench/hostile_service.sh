@@ -23,30 +23,17 @@
 #   BENCH_NO_BUILD=1 (use the existing release binaries) BENCH_KEEP=1 (keep the temp dir)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=$TARGET/release/calplanebot
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=$ROOT/.tests/venv
 HELPER=$ROOT/tests/bench/hostile_service.py
 FLOOD=${BENCH_FLOOD:-2000}
 IDLE=${BENCH_IDLE:-1000}
 SECS=${BENCH_SECS:-20}
 NOFILE=${BENCH_NOFILE:-1024}
 HARD=${BENCH_HARD:-$NOFILE}
-API_KEY=bench-api-key
-SLUG=bench
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
-
-for c in cargo curl python3 awk; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
+need_commands cargo curl python3 awk
 [[ -r /proc/self/status ]] || die "/proc is needed (Linux) for the socket and RSS figures"
 # The clients need more descriptors than the daemon gets.
 ulimit -Sn $((FLOOD + IDLE + 256)) 2>/dev/null || die "cannot raise this shell's open-file limit to $((FLOOD + IDLE + 256))"
@@ -58,36 +45,21 @@ for v in $(compgen -e); do
     esac
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-hostile.XXXXXX")
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
+bench_tmp calplanebot-hostile
 
 mem() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f MiB now, %.1f MiB peak", r / 1024, h / 1024 }' "/proc/$1/status"; }
 sockets() { { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null || true; } | wc -l; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 metrics() { curl -s --max-time 10 "http://$HOST:$1/api/v1/metrics"; }
 
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+build_release
 [[ -x $BOT && -x $FAKE_PLANE ]] || die "no release binaries in $TARGET/release (unset BENCH_NO_BUILD)"
-if [[ ! -x $VENV/bin/radicale ]]; then
-    TEST_SERVERS=radicale tests/servers.sh install || die "tests/servers.sh install failed"
-fi
+install_servers radicale
 
 RADICALE_PORT=$(free_port)
 PLANE_PORT=$(free_port)
-mkdir -p "$TMP/radicale"
-printf 'bench:bench\n' >"$TMP/radicale/users"
-write_radicale_conf "$TMP/radicale" "$HOST:$RADICALE_PORT"
-printf '[logging]\nlevel = warning\n' >>"$TMP/radicale/radicale.conf"
-spawn "$TMP/radicale.log" "$VENV/bin/radicale" --config "$TMP/radicale/radicale.conf"
-wait_http Radicale "http://$HOST:$RADICALE_PORT/" "$LAST_PID" "$TMP/radicale.log"
-spawn "$TMP/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects 2 --items 20 \
-    --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000
-wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$LAST_PID" "$TMP/plane.log"
+start_radicale "$TMP/radicale" "$RADICALE_PORT" "$TMP/radicale.log" warning
+start_fake_plane "$TMP/plane.log" "$PLANE_PORT" 2 20
 
 export PLANE_BASE_URL="http://$HOST:$PLANE_PORT" PLANE_API_TOKEN=$API_KEY PLANE_WORKSPACE_SLUG=$SLUG \
     CALDAV_URL="http://$HOST:$RADICALE_PORT/" CALDAV_USERNAME=bench CALDAV_PASSWORD=bench \

@@ -17,39 +17,21 @@
 # BENCH_VENV=.tests/venv    where xandikos is (tests/servers.sh install)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOTS=${BENCH_BOTS:-$TARGET/release/calplanebot}
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=${BENCH_VENV:-$ROOT/.tests/venv}
+VENV=${BENCH_VENV:-$VENV}
 ITEMS=${BENCH_ITEMS:-1000}
 PROJECTS=${BENCH_PROJECTS:-2}
 REPLAY_ITEMS=${BENCH_REPLAY_ITEMS:-10000}
 REPEAT=${BENCH_REPEAT:-3}
-API_KEY=bench-api-key
-SLUG=bench
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-for c in cargo curl python3 strace; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed"
+need_commands cargo curl python3 strace
+need_gnu_time
 [[ -x $VENV/bin/xandikos ]] || die "no xandikos in $VENV (tests/servers.sh install, or set BENCH_VENV)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-journal.XXXXXX")
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
-
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+bench_tmp calplanebot-journal
+build_release
 for b in $BOTS; do [[ -x $b ]] || die "no binary $b"; done
 
 DAV_PORT=$(free_port)
@@ -59,16 +41,10 @@ DAV_PID=
 # every run creates every event.
 fresh_dav() {
     [[ -z $DAV_PID ]] || stop "$DAV_PID"
-    mkdir -p "$1/dav/data" "$1/dav/state"
-    spawn "$1/dav.log" "$VENV/bin/xandikos" serve --defaults -d "$1/dav/data" \
-        --state-dir "$1/dav/state" -l "$HOST" -p "$DAV_PORT"
+    start_xandikos "$1/dav" "$DAV_PORT" "$1/dav.log"
     DAV_PID=$LAST_PID
-    wait_http xandikos "http://$HOST:$DAV_PORT/" "$DAV_PID" "$1/dav.log"
 }
-spawn "$TMP/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
-    --items "$((ITEMS / PROJECTS))" --api-key "$API_KEY" --slug "$SLUG" \
-    --rate-limit 1000000 --all-dated
-wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$LAST_PID" "$TMP/plane.log"
+start_fake_plane "$TMP/plane.log" "$PLANE_PORT" "$PROJECTS" "$((ITEMS / PROJECTS))" --all-dated
 
 # env_for DIR — settings of one run, with its own state directory and CalDAV server.
 RUNS=0
@@ -76,16 +52,7 @@ env_for() {
     RUNS=$((RUNS + 1))
     mkdir -p "$1"
     fresh_dav "$1"
-    {
-        echo "PLANE_BASE_URL=http://$HOST:$PLANE_PORT"
-        echo "PLANE_API_TOKEN=$API_KEY"
-        echo "PLANE_WORKSPACE_SLUG=$SLUG"
-        echo "CALDAV_URL=http://$HOST:$DAV_PORT/"
-        echo "STATE_DIR=$1/state"
-        echo "COMPLETED_ITEMS=keep"
-        echo "HTTP_BIND="
-        echo "LOG_LEVEL=warn"
-    } >"$1/env"
+    bot_env "$PLANE_PORT" "http://$HOST:$DAV_PORT/" "" "$1/state" warn >"$1/env"
 }
 
 # count NAME FILE — calls of one syscall in an `strace -c` summary.
@@ -133,15 +100,7 @@ with open(path, "w") as f:
                        "content_hash": "ab" * 32},
             "sent_to_plane": None, "sent_to_calendar": None}, separators=(",", ":")) + "\n")
 PY
-cat >"$TMP/replay/env" <<ENV
-PLANE_BASE_URL=http://$HOST:$PLANE_PORT
-PLANE_API_TOKEN=$API_KEY
-PLANE_WORKSPACE_SLUG=$SLUG
-CALDAV_URL=http://$HOST:$DAV_PORT/
-STATE_DIR=$J
-HTTP_BIND=
-LOG_LEVEL=warn
-ENV
+bot_env "$PLANE_PORT" "http://$HOST:$DAV_PORT/" "" "$J" warn >"$TMP/replay/env"
 printf '\nsync-status on a journal of %s items (%s bytes), CPU s (user+sys), best of %s\n' \
     "$REPLAY_ITEMS" "$(stat -c %s "$J/state.jsonl")" "$REPEAT"
 for bot in $BOTS; do

@@ -19,48 +19,23 @@
 #   BENCH_KEEP=1        keep the temp dir
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=$TARGET/release/calplanebot
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=$ROOT/.tests/venv
 ITEMS=${BENCH_ITEMS:-10000}
 PROJECTS=4
-API_KEY=bench-api-key
-SLUG=bench
-DAV_USER=bench
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
 
 [[ $ITEMS =~ ^[1-9][0-9]*$ ]] && ((ITEMS >= PROJECTS)) || die "BENCH_ITEMS must be a number >= $PROJECTS"
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed for the peak RSS"
+need_gnu_time
 [[ -x $VENV/bin/radicale ]] || die "no Radicale in $VENV (tests/servers.sh install)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-memory.XXXXXX")
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
-
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
-fi
+bench_tmp calplanebot-memory
+build_release
 
 DAV_PORT=$(free_port)
 PLANE_PORT=$(free_port)
-mkdir -p "$TMP/radicale"
-printf '%s:%s\n' "$DAV_USER" "$DAV_USER" >"$TMP/radicale/users"
-write_radicale_conf "$TMP/radicale" "$HOST:$DAV_PORT"
-spawn "$TMP/radicale.log" "$VENV/bin/radicale" --config "$TMP/radicale/radicale.conf"
-wait_http Radicale "http://$HOST:$DAV_PORT/" "$LAST_PID" "$TMP/radicale.log"
-spawn "$TMP/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
-    --items $((ITEMS / PROJECTS)) --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000 --all-dated
-wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$LAST_PID" "$TMP/plane.log"
+start_radicale "$TMP/radicale" "$DAV_PORT" "$TMP/radicale.log"
+start_fake_plane "$TMP/plane.log" "$PLANE_PORT" "$PROJECTS" $((ITEMS / PROJECTS)) --all-dated
 
 # Empty calendars named as calplanebot names them, so the dry run plans every create.
 curl -s -H "X-API-Key: $API_KEY" "http://$HOST:$PLANE_PORT/api/v1/workspaces/$SLUG/projects/" |
@@ -77,18 +52,7 @@ while IFS=$'\t' read -r slug name; do
     [[ $code == 201 ]] || die "MKCALENDAR $slug answered $code"
 done <"$TMP/calendars"
 
-cat >"$TMP/env" <<ENV
-PLANE_BASE_URL=http://$HOST:$PLANE_PORT
-PLANE_API_TOKEN=$API_KEY
-PLANE_WORKSPACE_SLUG=$SLUG
-CALDAV_URL=http://$HOST:$DAV_PORT/
-CALDAV_USERNAME=$DAV_USER
-CALDAV_PASSWORD=$DAV_USER
-STATE_DIR=$TMP/state
-COMPLETED_ITEMS=keep
-HTTP_BIND=
-LOG_LEVEL=warn
-ENV
+bot_env "$PLANE_PORT" "http://$HOST:$DAV_PORT/" "$DAV_USER" "$TMP/state" warn >"$TMP/env"
 
 for run in 1 2 3; do
     rm -rf "$TMP/state"

@@ -38,13 +38,11 @@
 # Needs: cargo, curl, python3, perf (for the perf run), valgrind (for callgrind), GNU time.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LOG_TAG=profile
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BOT=${PROFILE_BIN:-$TARGET/profiling/calplanebot}
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=${PROFILE_VENV:-$ROOT/.tests/venv}
+VENV=${PROFILE_VENV:-$VENV}
 ITEMS=${PROFILE_ITEMS:-500}
 PROJECTS=${PROFILE_PROJECTS:-4}
 SERVER=${PROFILE_SERVER:-radicale}
@@ -53,14 +51,6 @@ FREQ=${PROFILE_FREQ:-2000}
 RUNS=${PROFILE_RUNS:-timed,perf}
 CYCLE=${PROFILE_CYCLE:-initial}
 [[ -n ${PROFILE_CALLGRIND:-} ]] && RUNS+=",callgrind"
-API_KEY=bench-api-key
-SLUG=bench
-DAV_USER=bench
-
-log() { printf 'profile: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
 
 [[ $ITEMS =~ ^[1-9][0-9]*$ && $PROJECTS =~ ^[1-9][0-9]*$ ]] ||
     die "PROFILE_ITEMS and PROFILE_PROJECTS must be positive numbers"
@@ -71,29 +61,24 @@ case $CYCLE in initial | update) ;; *) die "PROFILE_CYCLE: initial or update" ;;
 for run in ${RUNS//,/ }; do
     case $run in timed | perf | callgrind | strace) ;; *) die "PROFILE_RUNS: unknown run '$run'" ;; esac
 done
-for c in cargo curl python3; do command -v "$c" >/dev/null || die "$c not found"; done
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is needed"
+need_commands cargo curl python3
+need_gnu_time
 [[ $RUNS != *perf* ]] || command -v perf >/dev/null || die "perf not found (linux-perf)"
 [[ $RUNS != *callgrind* ]] || command -v valgrind >/dev/null || die "valgrind not found"
 [[ $RUNS != *strace* ]] || command -v strace >/dev/null || die "strace not found"
 [[ -x $VENV/bin/$SERVER ]] ||
     die "no $VENV/bin/$SERVER (run tests/servers.sh install, or set PROFILE_VENV)"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-profile.XXXXXX")
 BENCH_KEEP=${PROFILE_KEEP:-}
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
+bench_tmp calplanebot-profile
 # The servers' data on tmpfs, where their fsync costs nothing (Radicale has no switch for
 # it); calplanebot's own state stays on disk under TMP: its fsyncs are part of its CPU.
 DAV_DATA=$TMP
 if [[ ${PROFILE_DAV_FSYNC:-0} != 1 && -d /dev/shm && -w /dev/shm ]]; then
     DAV_DATA=$(mktemp -d /dev/shm/calplanebot-profile.XXXXXX)
-    trap 'rc=$?; [[ -n $BENCH_KEEP || $rc -ne 0 ]] || rm -rf "$DAV_DATA"; (exit $rc); cleanup' EXIT
+    TMP_DIRS+=("$DAV_DATA")
 fi
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 DAV_PORT=${PROFILE_DAV_PORT:-$(free_port)}
 PLANE_PORT=${PROFILE_PLANE_PORT:-$(free_port)}
 
@@ -108,38 +93,19 @@ fi
 # DIR/calplanebot.env. Sets DAV_PID, PLANE_PID.
 start_servers() {
     local d=$1 per=$((ITEMS / PROJECTS)) dav=$DAV_DATA/${1##*/}-dav
-    mkdir -p "$d" "$dav"
+    local login=
+    mkdir -p "$d"
     case $SERVER in
     radicale)
-        printf '%s:%s\n' "$DAV_USER" "$DAV_USER" >"$dav/users"
-        write_radicale_conf "$dav" "$HOST:$DAV_PORT"
-        spawn "$d/dav.log" "$VENV/bin/radicale" --config "$dav/radicale.conf"
+        start_radicale "$dav" "$DAV_PORT" "$d/dav.log"
+        login=$DAV_USER
         ;;
-    xandikos)
-        spawn "$d/dav.log" "$VENV/bin/xandikos" serve --defaults -d "$dav/data" \
-            --state-dir "$dav/state" -l "$HOST" -p "$DAV_PORT"
-        ;;
+    xandikos) start_xandikos "$dav" "$DAV_PORT" "$d/dav.log" ;;
     esac
     DAV_PID=$LAST_PID
-    wait_http "$SERVER" "http://$HOST:$DAV_PORT/" "$DAV_PID" "$d/dav.log"
-    spawn "$d/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$PROJECTS" \
-        --items "$per" --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000 --all-dated
+    start_fake_plane "$d/plane.log" "$PLANE_PORT" "$PROJECTS" "$per" --all-dated
     PLANE_PID=$LAST_PID
-    wait_http "fake Plane" "http://$HOST:$PLANE_PORT/api/v1/users/me/" "$PLANE_PID" "$d/plane.log"
-    {
-        echo "PLANE_BASE_URL=http://$HOST:$PLANE_PORT"
-        echo "PLANE_API_TOKEN=$API_KEY"
-        echo "PLANE_WORKSPACE_SLUG=$SLUG"
-        echo "CALDAV_URL=http://$HOST:$DAV_PORT/"
-        if [[ $SERVER == radicale ]]; then
-            echo "CALDAV_USERNAME=$DAV_USER"
-            echo "CALDAV_PASSWORD=$DAV_USER"
-        fi
-        echo "STATE_DIR=$d/state"
-        echo "COMPLETED_ITEMS=keep"
-        echo "HTTP_BIND="
-        echo "LOG_LEVEL=info"
-    } >"$d/calplanebot.env"
+    bot_env "$PLANE_PORT" "http://$HOST:$DAV_PORT/" "$login" "$d/state" info >"$d/calplanebot.env"
 }
 
 # sync DIR CMD-PREFIX... — the measured `--once` under the given wrapper; output in DIR.

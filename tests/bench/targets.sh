@@ -23,12 +23,8 @@
 #   BENCH_KEEP=1       keep the temp dir (logs, results.jsonl)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
-HOST=127.0.0.1
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-FAKE_PLANE=$TARGET/release/examples/fake-plane
-VENV=$ROOT/.tests/venv
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PY=$VENV/bin/python
 CYCLE=$ROOT/tests/bench/cycles_bench.py
 DAEMON=$ROOT/tests/bench/daemon_bench.py
@@ -38,17 +34,7 @@ BIG=${BENCH_BIG:-10000}
 WEBHOOKS=${BENCH_WEBHOOKS:-50}
 PROJECTS=${BENCH_PROJECTS:-4}
 BUILDS=${BENCH_BUILDS:-glibc musl}
-API_KEY=bench-api-key
-SLUG=bench
 SECRET=bench-webhook-secret
-DAV_USER=bench
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-# shellcheck source=../lib.sh
-. "$ROOT/tests/lib.sh"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # binary_of BUILD — the calplanebot binary of one column.
 binary_of() {
@@ -59,10 +45,8 @@ binary_of() {
     esac
 }
 
-for c in cargo curl python3; do
-    command -v "$c" >/dev/null || die "$c not found"
-done
-[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time, package 'time') is needed for the peak RSS"
+need_commands cargo curl python3
+need_gnu_time
 [[ -r /proc/self/stat ]] || die "/proc is needed (Linux) for the CPU and RSS figures"
 for n in "$ITEMS" "$BIG" "$WEBHOOKS" "$PROJECTS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "BENCH_ITEMS/BIG/WEBHOOKS/PROJECTS must be positive numbers"
@@ -70,15 +54,12 @@ done
 for b in $BUILDS; do binary_of "$b" >/dev/null; done
 
 t_start=$SECONDS
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/calplanebot-targets.XXXXXX")
+bench_tmp calplanebot-targets
 RESULTS=$TMP/results.jsonl
-# shellcheck source=lib.sh
-. "$ROOT/tests/bench/lib.sh"
 
 # --- build ---------------------------------------------------------------------------------
+build_release
 if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    log "cargo build --release --bin calplanebot --example fake-plane"
-    cargo build -q --release --bin calplanebot --example fake-plane || die "cargo build failed"
     log "cross/build.sh x86_64 aarch64 (static musl builds)"
     cross/build.sh x86_64 aarch64 >"$TMP/cross.log" 2>&1 ||
         { tail -n 20 "$TMP/cross.log" >&2; die "cross/build.sh failed"; }
@@ -87,49 +68,26 @@ for b in $BUILDS; do
     [[ -x $(binary_of "$b") ]] || die "no $b binary at $(binary_of "$b") (unset BENCH_NO_BUILD)"
 done
 [[ -x $FAKE_PLANE ]] || die "no $FAKE_PLANE (unset BENCH_NO_BUILD)"
-if [[ ! -x $VENV/bin/radicale ]]; then
-    log "installing Radicale: TEST_SERVERS=radicale tests/servers.sh install"
-    TEST_SERVERS=radicale tests/servers.sh install || die "tests/servers.sh install failed"
-fi
+install_servers radicale
 
 # --- servers ---------------------------------------------------------------------------------
-# start_radicale DIR — an empty Radicale in DIR (info log: cycles_bench.py counts requests).
-start_radicale() {
-    mkdir -p "$1"
+# start_dav DIR — an empty Radicale in DIR (info log: cycles_bench.py counts requests).
+start_dav() {
     DAV_PORT=$(free_port)
-    printf '%s:%s\n' "$DAV_USER" "$DAV_USER" >"$1/users"
-    write_radicale_conf "$1" "$HOST:$DAV_PORT"
-    printf '[logging]\nlevel = info\n' >>"$1/radicale.conf"
-    spawn "$1/server.log" "$VENV/bin/radicale" --config "$1/radicale.conf"
+    start_radicale "$1" "$DAV_PORT" "$1/server.log" info
     DAV_PID=$LAST_PID DAV_LOG=$1/server.log DAV_URL=http://$HOST:$DAV_PORT/
-    wait_http Radicale "$DAV_URL" "$DAV_PID" "$DAV_LOG"
 }
 
-# start_plane DIR PROJECTS ITEMS_PER_PROJECT [--all-dated] — the fake Plane, rate limit off.
+# start_plane DIR PROJECTS ITEMS_PER_PROJECT [ARGS...] — the fake Plane, verbose log.
 start_plane() {
-    local d=$1
-    shift
     PLANE_PORT=$(free_port)
-    spawn "$d/plane.log" "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects "$1" --items "$2" \
-        --api-key "$API_KEY" --slug "$SLUG" --rate-limit 1000000 --verbose "${@:3}"
+    start_fake_plane "$1/plane.log" "$PLANE_PORT" "$2" "$3" --verbose "${@:4}"
     PLANE_PID=$LAST_PID PLANE_URL=http://$HOST:$PLANE_PORT
-    wait_http "fake Plane" "$PLANE_URL/api/v1/users/me/" "$PLANE_PID" "$d/plane.log"
 }
 
 # write_env DIR — calplanebot's settings for the servers just started.
 write_env() {
-    cat >"$1/calplanebot.env" <<ENV
-PLANE_BASE_URL=$PLANE_URL
-PLANE_API_TOKEN=$API_KEY
-PLANE_WORKSPACE_SLUG=$SLUG
-CALDAV_URL=$DAV_URL
-CALDAV_USERNAME=$DAV_USER
-CALDAV_PASSWORD=$DAV_USER
-STATE_DIR=$1/state
-COMPLETED_ITEMS=keep
-HTTP_BIND=
-LOG_LEVEL=info
-ENV
+    bot_env "$PLANE_PORT" "$DAV_URL" "$DAV_USER" "$1/state" info >"$1/calplanebot.env"
 }
 
 # once BUILD DIR LABEL [ARGS...] — one measured `--once` (a JSON line in RESULTS).
@@ -148,7 +106,7 @@ once() {
 cycles() {
     local d=$TMP/$1/sync per=$((ITEMS / PROJECTS))
     log "$1: initial sync of $((per * PROJECTS)) work items into an empty Radicale"
-    start_radicale "$d/radicale"
+    start_dav "$d/radicale"
     start_plane "$d" "$PROJECTS" "$per" --all-dated
     write_env "$d"
     once "$1" "$d" initial
@@ -160,7 +118,7 @@ cycles() {
     d=$TMP/$1/dry
     per=$((BIG / PROJECTS))
     log "$1: --once --dry-run over $((per * PROJECTS)) work items"
-    start_radicale "$d/radicale"
+    start_dav "$d/radicale"
     start_plane "$d" "$PROJECTS" "$per" --all-dated
     write_env "$d"
     once "$1" "$d" dry-run-big --dry-run
@@ -175,7 +133,7 @@ rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 daemon() {
     local d=$TMP/$1/daemon port pid
     log "$1: calplanebot run, 1 project x 50 items, $WEBHOOKS webhooks"
-    start_radicale "$d/radicale"
+    start_dav "$d/radicale"
     start_plane "$d" 1 50
     port=$(free_port)
     mkdir -p "$d/state"
@@ -216,10 +174,9 @@ for build in $BUILDS; do
 done
 
 # --- report ------------------------------------------------------------------------------------
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "calplanebot small-board targets — $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty 2>/dev/null || echo '?')"
-echo "  machine:  $(nproc) CPUs, ${cpu_model:-unknown CPU}, $(uname -sr)"
+echo "  machine:  $(machine)"
 echo "  Radicale: $("$VENV/bin/radicale" --version 2>/dev/null || echo '?') (Basic auth, fsync per write); fake Plane, $PROJECTS projects, every item dated"
 for b in $BUILDS; do echo "  $b: $(binary_of "$b"), $(stat -c %s "$(binary_of "$b")") bytes"; done
 echo
