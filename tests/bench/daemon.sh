@@ -15,16 +15,24 @@
 #   3. RSS, wall and CPU time of the first full cycle of a fresh daemon over 2,000 items
 #      (4 projects x 500), how many events it created (only dated, open items), and its
 #      RSS after 5 s idle, by kind of mapping as in 2;
-#   4. the machine, rustc version and date.
+#   4. the .ics feeds without CALDAV_URL over the same 2,000 items (4 x 500, all dated,
+#      COMPLETED_ITEMS=keep: one event each): wall and CPU of the first cycle that writes
+#      them, their size, then fetch latency (p50/p90/p99/max, each fetch on a new
+#      connection as a calendar app polls) of one project's feed, of all.ics and of a 304
+#      repeat of all.ics (If-None-Match), the daemon's CPU per fetch, the Plane requests
+#      the fetches caused (the fake Plane's request log: must be 0), and the daemon's RSS
+#      after the cycle, idle, and after serving the fetches, by kind of mapping as in 2;
+#   5. the machine, rustc version and date.
 #
 # Everything runs on 127.0.0.1 under a temp dir and is stopped on exit. Radicale comes from
-# the venv `tests/servers.sh install` makes (.tests/venv). Takes about 2 minutes once built.
+# the venv `tests/servers.sh install` makes (.tests/venv). Takes about 2.5 minutes once built.
 #
 # Environment:
 #   BENCH_RADICALE_PORT=15332 BENCH_PLANE_PORT=18190 BENCH_DAEMON_PORT=18865
 #       (a default that is taken is replaced by a free port; a port you set must be free)
 #   BENCH_WEBHOOKS=100   BENCH_POLL_MS=5   BENCH_BIG_PROJECTS=4   BENCH_BIG_ITEMS=500
 #   BENCH_SKIP_BIG=1     skip part 3          BENCH_NO_BUILD=1   use the existing binaries
+#   BENCH_SKIP_FEED=1    skip part 4          BENCH_FEED_FETCHES=100  fetches per feed in 4
 #   BENCH_KEEP=1         keep the temp dir (logs, Radicale data) for inspection
 #   BENCH_BOT=path       measure this calplanebot binary (e.g. the static musl build of
 #                        cross/build.sh) instead of target/release/calplanebot
@@ -35,6 +43,8 @@ set -euo pipefail
 BOT=${BENCH_BOT:-$TARGET/release/calplanebot}
 HELPER=$ROOT/tests/bench/daemon_bench.py
 WEBHOOKS=${BENCH_WEBHOOKS:-100}
+FEED_FETCHES=${BENCH_FEED_FETCHES:-100}
+FEED_TOKEN=bench-feed-token-0123456789 # the feeds' secret in part 4
 BIG_PROJECTS=${BENCH_BIG_PROJECTS:-4}
 BIG_ITEMS=${BENCH_BIG_ITEMS:-500}
 SECRET=bench-webhook-secret
@@ -47,7 +57,7 @@ for v in $(compgen -e); do
     case $v in
     PLANE_* | CALDAV_* | SYNC_* | CALPLANEBOT_* | STATE_DIR | STATE_DIRECTORY | LOG_LEVEL | \
         LOG_FILE | HTTP_BIND | ENABLE_SYNC | ITEM_KIND | DATE_MODE | COMPLETED_ITEMS | \
-        MAX_DELETE_FRACTION | HTTP_TIMEOUT_SECONDS)
+        MAX_DELETE_FRACTION | HTTP_TIMEOUT_SECONDS | FEED_TOKEN* | PUBLIC_URL)
         unset "$v"
         ;;
     esac
@@ -159,6 +169,62 @@ if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     stop "$PLANE_PID"
 fi
 
+# --- 4: .ics feeds of 2,000 items, no CALDAV_URL ---------------------------------------------
+
+# plane_requests LOG — how many requests the fake Plane (--verbose) has logged so far.
+plane_requests() { grep -c -E '^(GET|POST|PATCH|PUT|DELETE|HEAD) ' "$1" || true; }
+
+# feed_env DIR — the feed daemon's settings: no CALDAV_*, a FEED_TOKEN, every item kept.
+feed_env() {
+    cat <<EOF
+PLANE_BASE_URL=http://$HOST:$PLANE_PORT
+PLANE_API_TOKEN=$API_KEY
+PLANE_WORKSPACE_SLUG=$SLUG
+FEED_TOKEN=$FEED_TOKEN
+HTTP_BIND=$HOST:$DAEMON_PORT
+SYNC_INTERVAL_SECONDS=3600
+COMPLETED_ITEMS=keep
+STATE_DIR=$1/state
+LOG_LEVEL=warn
+EOF
+}
+
+if [[ -z ${BENCH_SKIP_FEED:-} ]]; then
+    feed_items=$((BIG_PROJECTS * BIG_ITEMS))
+    log "feeds without CALDAV_URL: $BIG_PROJECTS projects x $BIG_ITEMS items, all dated; $FEED_FETCHES fetches per feed"
+    F=$TMP/feed
+    mkdir -p "$F/state"
+    feed_env "$F" >"$F/feed.env"
+    start_fake_plane "$F/fake-plane.log" "$PLANE_PORT" "$BIG_PROJECTS" "$BIG_ITEMS" --all-dated --verbose
+    PLANE_PID=$LAST_PID
+    t0=$(date +%s.%N)
+    spawn "$F/daemon.log" "$BOT" --env-file "$F/feed.env" run
+    DAEMON_PID=$LAST_PID
+    wait_cycle feed 600
+    t1=$(date +%s.%N)
+    feed_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    feed_cpu=$(cpu "$DAEMON_PID")
+    feed_cycle_plane=$(plane_requests "$F/fake-plane.log")
+    feed_disk=$(du -sb "$F/state/feeds" | cut -f1)
+    read -r rss_feed hwm_feed < <(mem "$DAEMON_PID")
+    sleep 5
+    read -r rss_feed_idle _ < <(mem "$DAEMON_PID")
+    # The URLs as a user gets them (this asks Plane for the project list, before counting).
+    "$BOT" --env-file "$F/feed.env" feed-urls >"$F/urls.txt" || die "feed-urls failed"
+    url_all=$(sed -n 's/^  all projects: //p' "$F/urls.txt")
+    url_project=$(awk '/^  .*: http/ && !/^  all projects: / { sub(/.*: http/, "http"); print; exit }' "$F/urls.txt")
+    [[ -n $url_all && -n $url_project ]] || die "feed-urls printed no URLs: $(cat "$F/urls.txt")"
+    plane_before=$(plane_requests "$F/fake-plane.log")
+    BENCH_FEED_FETCHES=$FEED_FETCHES BENCH_DAEMON_PID=$DAEMON_PID \
+        "$VENV/bin/python" "$HELPER" feeds "$url_all" "$url_project" >"$TMP/feeds.json" ||
+        { tail -n 20 "$F/daemon.log" >&2; die "feed fetch loop failed"; }
+    feed_fetch_plane=$(($(plane_requests "$F/fake-plane.log") - plane_before))
+    read -r rss_feed_served hwm_feed_served < <(mem "$DAEMON_PID")
+    "$VENV/bin/python" "$HELPER" smaps "$DAEMON_PID" "$BOT" >"$TMP/smaps-feed.json"
+    stop "$DAEMON_PID"
+    stop "$PLANE_PID"
+fi
+
 # --- report ------------------------------------------------------------------------------------
 L=$TMP/latency.json
 row() { printf '  %-44s %s\n' "$1" "$2"; }
@@ -198,6 +264,25 @@ if [[ -z ${BENCH_SKIP_BIG:-} ]]; then
     row "VmRSS / VmHWM after the cycle" "$(mib "$rss_big") / $(mib "$hwm_big")"
     row "VmRSS after 5 s idle" "$(mib "$rss_big_idle")"
     row "  idle RSS by mapping (KiB)" "$(json "$TMP/smaps-big-idle.json" '" ".join("%s %d" % (k, d[k]) for k in ("binary", "libs", "heap", "anon", "thread_stacks", "stack", "other"))')"
+fi
+if [[ -z ${BENCH_SKIP_FEED:-} ]]; then
+    FJ=$TMP/feeds.json
+    fetch_row() { # KEY — "p50 / p90 / p99 / max ms, CPU per fetch"
+        json "$FJ" "'%.1f / %.1f / %.1f / %.1f ms; daemon CPU %.2f ms per fetch' % (tuple(d['$1']['stats'][k] for k in ('p50','p90','p99','max')) + (d['$1']['cpu_ms'],))"
+    }
+    echo
+    echo "4. .ics feeds without CALDAV_URL, $BIG_PROJECTS projects x $BIG_ITEMS items = $feed_items work items (all dated, kept)"
+    row "events in all.ics / in $(json "$FJ" 'd["project"]["name"]')" "$(json "$FJ" '"%d / %d" % (d["all"]["events"], d["project"]["events"])')"
+    row "first cycle: wall / CPU / Plane requests" "$feed_wall s / $feed_cpu s / $feed_cycle_plane"
+    row "feed files on disk (STATE_DIR/feeds)" "$feed_disk bytes"
+    row "GET $(json "$FJ" '"%s (%d bytes)" % (d["project"]["name"], d["project"]["bytes"])') p50/p90/p99/max" "$(fetch_row project)"
+    row "GET $(json "$FJ" '"%s (%d bytes)" % (d["all"]["name"], d["all"]["bytes"])') p50/p90/p99/max" "$(fetch_row all)"
+    row "GET all.ics + If-None-Match -> 304" "$(fetch_row not_modified)"
+    row "Plane requests during the $((3 * FEED_FETCHES + 3)) fetches" "$feed_fetch_plane"
+    row "VmRSS / VmHWM after the first cycle" "$(mib "$rss_feed") / $(mib "$hwm_feed")"
+    row "VmRSS after 5 s idle" "$(mib "$rss_feed_idle")"
+    row "VmRSS / VmHWM after the fetches" "$(mib "$rss_feed_served") / $(mib "$hwm_feed_served")"
+    row "  RSS by mapping after the fetches (KiB)" "$(json "$TMP/smaps-feed.json" '" ".join("%s %d" % (k, d[k]) for k in ("binary", "libs", "heap", "anon", "thread_stacks", "stack", "other"))')"
 fi
 echo
 echo "benchmark ran in $((SECONDS - t_start)) s"

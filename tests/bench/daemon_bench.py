@@ -6,6 +6,11 @@
   daemon_bench.py latency
       The webhook -> event-visible loop. Settings come from the environment (BENCH_*,
       see daemon.sh); prints a human summary on stderr and one JSON object on stdout.
+  daemon_bench.py feeds URL_ALL URL_PROJECT
+      Feed fetch latency: BENCH_FEED_FETCHES fetches each of a project's .ics feed and of
+      all.ics, then as many repeats of all.ics with If-None-Match (304), each on a new
+      connection as a calendar app's poll is; daemon CPU per fetch (BENCH_DAEMON_PID).
+      One JSON object on stdout.
   daemon_bench.py smaps PID BINARY
       Where a process's resident memory is, from /proc/PID/smaps: one JSON object of
       KiB (Rss) by kind of mapping (see smaps()).
@@ -269,6 +274,61 @@ def latency():
     print(json.dumps(out))
 
 
+def fetch(url, headers=None):
+    """One GET on a new connection, body read to the end: (status, headers, body, ms)."""
+    u = urllib.parse.urlsplit(url)
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", f"{u.path}?{u.query}", headers=headers or {})
+        r = conn.getresponse()
+        body = r.read()
+    finally:
+        conn.close()
+    return r.status, r, body, (time.perf_counter() - t0) * 1000
+
+
+def feed_round(url, n, pid, want, headers=None):
+    """n fetches of url that must all answer `want`: latency stats, the daemon's CPU per
+    fetch, and the last answer's body and ETag."""
+    fetch(url, headers)  # warm-up: page cache, the first accept
+    ms, body, etag = [], b"", None
+    cpu0 = cpu_seconds(pid)
+    for k in range(n):
+        code, r, body, t = fetch(url, headers)
+        if code != want:
+            die(f"fetch {k + 1} of {url.split('?')[0]}: HTTP {code}, not {want}")
+        if etag is not None and r.getheader("ETag") != etag:
+            die(f"{url.split('?')[0]}: the ETag changed between fetches")
+        etag = r.getheader("ETag")
+        ms.append(t)
+    cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / n
+    return stats(ms), cpu_ms, body, etag
+
+
+def feeds(url_all, url_project):
+    n = int(os.environ.get("BENCH_FEED_FETCHES", "100"))
+    pid = int(os.environ["BENCH_DAEMON_PID"])
+    out = {"fetches": n}
+    for key, url in (("project", url_project), ("all", url_all)):
+        st, cpu_ms, body, etag = feed_round(url, n, pid, 200)
+        if not body.startswith(b"BEGIN:VCALENDAR\r\n") or not body.endswith(b"END:VCALENDAR\r\n"):
+            die(f"{url.split('?')[0]}: not an iCalendar object: {body[:80]!r}")
+        out[key] = {
+            "name": urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1],
+            "stats": st,
+            "cpu_ms": cpu_ms,
+            "bytes": len(body),
+            "events": body.count(b"\r\nBEGIN:VEVENT\r\n") + body.count(b"\r\nBEGIN:VTODO\r\n"),
+            "etag": etag,
+        }
+    st, cpu_ms, body, _ = feed_round(url_all, n, pid, 304, {"If-None-Match": out["all"]["etag"]})
+    if body:
+        die(f"a 304 came with a body of {len(body)} bytes")
+    out["not_modified"] = {"stats": st, "cpu_ms": cpu_ms}
+    print(json.dumps(out))
+
+
 def thread_stack_kib(pid, maps):
     """Resident KiB of the stacks of the threads other than the main one: for each, the
     pages from its guard page (the PROT_NONE mapping below its stack pointer) up to the page
@@ -362,6 +422,8 @@ def main():
         wait_cycle(sys.argv[2], float(sys.argv[3]))
     elif sys.argv[1:] == ["latency"]:
         latency()
+    elif len(sys.argv) == 4 and sys.argv[1] == "feeds":
+        feeds(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == "smaps":
         print(json.dumps(smaps(int(sys.argv[2]), sys.argv[3])))
     else:
