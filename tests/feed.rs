@@ -453,6 +453,15 @@ fn feed_access_conditional_requests_and_head() {
     assert!(body.starts_with("BEGIN:VCALENDAR\r\n") && body.ends_with("END:VCALENDAR\r\n"));
     let etag = h["etag"].clone();
     let modified = h["last-modified"].clone();
+    // The first cycle wrote the feed: its objects count as created, not as updated.
+    let objects = body.matches("\r\nBEGIN:VEVENT\r\n").count();
+    let (_, _, metrics) = fetch("GET", &format!("{}/api/v1/metrics", d.url), &[]);
+    let counts =
+        format!("\"items\":{{\"created\":{objects},\"deleted\":0,\"skipped\":0,\"updated\":0}}");
+    assert!(
+        objects > 0 && metrics.contains(&counts),
+        "{counts} in {metrics}"
+    );
 
     // Wrong or missing token, unknown feed: the same 404 as any unknown path.
     let (_, _, unknown_path) = fetch("GET", &format!("{}/nothing-here", d.url), &[]);

@@ -237,8 +237,9 @@ impl Step<'_> {
         }
         let started = w.started() || w.start(&self.header(None)).is_ok();
         let items = w.items();
+        let new = store.meta(&self.slug()).is_none();
         match (started, w.commit(store)) {
-            (true, Ok(change)) => self.report(change, items, s),
+            (true, Ok(change)) => self.report(change, items, new, s),
             (_, Err(e)) => s.error(format!("feed {ident}: {e}")),
             (false, Ok(_)) => s.error(format!("feed {ident}: cannot write the header")),
         }
@@ -285,13 +286,21 @@ impl Step<'_> {
             Err(e) => Err(e),
         };
         match result {
-            Ok(change) => self.report(change, changed.len(), s),
+            Ok(change) => self.report(change, changed.len(), false, s),
             Err(e) => s.error(format!("feed {}: {e}", self.project.identifier)),
         }
     }
 
-    fn report(&self, change: Change, items: usize, s: &mut Summary) {
-        if change == Change::Content {
+    /// Counts a changed feed's items: as created when the feed file is `new` (the first
+    /// cycle, or a project newly selected), else as updated (a rebuild rewrites them all).
+    fn report(&self, change: Change, items: usize, new: bool, s: &mut Summary) {
+        if change != Change::Content {
+            return;
+        }
+        if new {
+            log::info!("feed {}.ics written ({items} items)", self.slug());
+            s.created += items;
+        } else {
             log::info!("feed {}.ics updated ({items} items)", self.slug());
             s.updated += items;
         }
