@@ -1,10 +1,11 @@
-//! Plane's objects as we use them, read from the API's JSON (`miniserde::json::Value`).
+//! Plane's objects as we use them, read from the API's JSON (`miniserde::json::Value`;
+//! work items are read straight from the text, see [`super::items`]).
 //!
 //! Plane returns a field either as an id or, with `expand=`, as an object; these readers
 //! accept both, and tolerate missing optional fields, because Plane adds and renames
 //! fields between releases.
 
-use miniserde::json::{Number, Object, Value};
+use miniserde::json::{Object, Value};
 
 /// A Plane project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,15 +117,6 @@ fn opt_str(o: &Object, key: &str) -> Option<String> {
 
 fn req_str(o: &Object, key: &str, what: &str) -> Result<String, FieldError> {
     opt_str(o, key).ok_or_else(|| FieldError(format!("{what} has no \"{key}\"")))
-}
-
-fn number(o: &Object, key: &str) -> Option<u64> {
-    match o.get(key) {
-        Some(Value::Number(Number::U64(n))) => Some(*n),
-        Some(Value::Number(Number::I64(n))) if *n >= 0 => Some(*n as u64),
-        Some(Value::Number(Number::F64(f))) if *f >= 0.0 => Some(*f as u64),
-        _ => None,
-    }
 }
 
 /// An id, or the `id` of an expanded object.
@@ -244,61 +236,10 @@ impl Member {
 }
 
 impl WorkItem {
-    /// Reads a work item object.
-    pub fn from_json(v: &Value) -> Result<WorkItem, FieldError> {
-        let o = object(v, "work item")?;
-        let id = req_str(o, "id", "work item")?;
-        let ctx = |e: FieldError| FieldError(format!("work item {id}: {}", e.0));
-        let list = |key: &str| -> &[Value] {
-            match o.get(key) {
-                Some(Value::Array(a)) => a,
-                _ => &[],
-            }
-        };
-        Ok(WorkItem {
-            project: o
-                .get("project")
-                .and_then(id_of)
-                .ok_or_else(|| ctx(FieldError("no project".into())))?,
-            sequence_id: number(o, "sequence_id").unwrap_or(0),
-            name: opt_str(o, "name").unwrap_or_default(),
-            state: match o.get("state") {
-                Some(Value::Null) | None => State::default(),
-                Some(s) => State::from_json(s).map_err(ctx)?,
-            },
-            priority: opt_str(o, "priority").unwrap_or_else(|| "none".into()),
-            start_date: opt_str(o, "start_date").map(|d| date_part(&d)),
-            target_date: opt_str(o, "target_date").map(|d| date_part(&d)),
-            assignees: exact(list("assignees").iter().map(Member::from_json)).map_err(ctx)?,
-            labels: exact(list("labels").iter().map(Label::from_json)).map_err(ctx)?,
-            description_html: opt_str(o, "description_html").unwrap_or_default(),
-            updated_at: opt_str(o, "updated_at").unwrap_or_default(),
-            completed_at: opt_str(o, "completed_at"),
-            archived_at: opt_str(o, "archived_at"),
-            is_draft: matches!(o.get("is_draft"), Some(Value::Bool(true))),
-            external_id: opt_str(o, "external_id"),
-            external_source: opt_str(o, "external_source"),
-            id,
-        })
-    }
-
     /// `updated_at` as an ordered instant; `None` when Plane sent none or garbage.
     pub fn updated(&self) -> Option<Timestamp> {
         Timestamp::parse(&self.updated_at)
     }
-}
-
-/// Collects without spare capacity: a `Vec` collected from a fallible iterator starts at
-/// room for four, and a listing keeps two of these per work item.
-fn exact<T>(values: impl Iterator<Item = Result<T, FieldError>>) -> Result<Vec<T>, FieldError> {
-    let mut v: Vec<T> = values.collect::<Result<_, _>>()?;
-    v.shrink_to_fit();
-    Ok(v)
-}
-
-/// Plane dates are `YYYY-MM-DD`; some versions send a full timestamp. Keep the date.
-fn date_part(s: &str) -> String {
-    s.get(..10).unwrap_or(s).to_string()
 }
 
 /// An instant with sub-second precision, ordered in time. Plane's `updated_at` carries
@@ -525,38 +466,6 @@ mod tests {
 
     fn json(s: &str) -> Value {
         miniserde::json::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn expanded_and_plain_work_items() {
-        let expanded = json(
-            r##"{"id":"i1","project":"p1","sequence_id":7,"name":"Ship it","priority":"high",
-            "state":{"id":"s1","name":"In Progress","group":"started","color":"#fff"},
-            "labels":[{"id":"l1","name":"bug"}],"assignees":[{"id":"u1","display_name":"ann","email":"a@x"}],
-            "start_date":null,"target_date":"2026-11-24","updated_at":"2026-11-23T10:00:00Z",
-            "description_html":"<p>Hi &amp; bye</p>","is_draft":false,
-            "external_id":"uid-1@cal","external_source":"calplanebot"}"##,
-        );
-        let w = WorkItem::from_json(&expanded).unwrap();
-        assert_eq!(w.sequence_id, 7);
-        assert_eq!(w.state.group, "started");
-        assert_eq!(w.labels[0].name, "bug");
-        assert_eq!(w.assignees[0].display_name, "ann");
-        assert_eq!(w.target_date.as_deref(), Some("2026-11-24"));
-        assert_eq!(w.start_date, None);
-        assert_eq!(w.external_id.as_deref(), Some("uid-1@cal"));
-        assert_eq!(w.external_source.as_deref(), Some("calplanebot"));
-        assert_eq!(w.updated(), Timestamp::parse("2026-11-23T10:00:00Z"));
-
-        let plain =
-            json(r#"{"id":"i2","project":"p1","state":"s2","labels":["l9"],"assignees":["u7"]}"#);
-        let w = WorkItem::from_json(&plain).unwrap();
-        assert_eq!(w.state.id, "s2");
-        assert_eq!(w.labels[0].id, "l9");
-        assert_eq!(w.assignees[0].id, "u7");
-        assert_eq!((w.external_id.as_deref(), w.updated()), (None, None));
-        assert!(WorkItem::from_json(&json(r#"{"name":"x"}"#)).is_err());
-        assert!(WorkItem::from_json(&json(r#"[1]"#)).is_err());
     }
 
     #[test]
