@@ -133,8 +133,13 @@ pub fn work_item_of(uid: &str) -> Option<&str> {
 
 /// The UID our naming scheme gives the object at `href`, if it follows it.
 pub fn uid_from_href(href: &str) -> Option<String> {
-    let decoded = crate::caldav::client::percent_decode(href.trim_end_matches('/'));
-    let name = decoded.rsplit('/').next()?;
+    uid_from_decoded(&crate::caldav::client::percent_decode(href))
+}
+
+/// [`uid_from_href`] of an href already percent-decoded (callers that decode each listed
+/// href once for their own keys).
+pub fn uid_from_decoded(decoded: &str) -> Option<String> {
+    let name = decoded.trim_end_matches('/').rsplit('/').next()?;
     let uid = name.strip_suffix(".ics")?;
     (uid.starts_with(UID_PREFIX) && uid.ends_with(UID_SUFFIX)).then(|| uid.to_string())
 }
