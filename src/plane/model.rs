@@ -368,84 +368,71 @@ fn nullable(v: Option<&str>) -> Value {
     v.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
+/// Tags that end a line of text (at their end; `br` where it stands).
+const BLOCK_TAGS: &[&str] = &[
+    "p",
+    "div",
+    "br",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "blockquote",
+    "pre",
+];
+
 /// Plain text of Plane's description HTML: tags dropped, block ends become line breaks,
-/// the common entities decoded. Good enough for a calendar description.
+/// the common entities decoded. Good enough for a calendar description. Runs once per
+/// rendered item, so it writes into one buffer instead of allocating per tag and text run.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
-        out.push_str(&decode_entities(&rest[..lt]));
+        decode_entities_into(&mut out, &rest[..lt]);
         let Some(gt) = rest[lt..].find('>') else {
             rest = "";
             break;
         };
-        let tag = rest[lt + 1..lt + gt].trim().to_ascii_lowercase();
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let block = matches!(
-            name.as_str(),
-            "p" | "div"
-                | "br"
-                | "li"
-                | "h1"
-                | "h2"
-                | "h3"
-                | "h4"
-                | "h5"
-                | "h6"
-                | "tr"
-                | "blockquote"
-                | "pre"
-        );
-        if block && (tag.starts_with('/') || name == "br") {
+        let tag = rest[lt + 1..lt + gt].trim();
+        let closing = tag.starts_with('/');
+        let bare = tag.trim_start_matches('/');
+        let name = &bare[..bare.bytes().take_while(u8::is_ascii_alphanumeric).count()];
+        let is = |t: &str| name.eq_ignore_ascii_case(t);
+        let block = BLOCK_TAGS.iter().any(|t| is(t));
+        if block && (closing || is("br")) {
             out.push('\n');
-        } else if name == "li" {
+        } else if is("li") {
             out.push_str("- ");
         }
         rest = &rest[lt + gt + 1..];
     }
-    out.push_str(&decode_entities(rest));
+    decode_entities_into(&mut out, rest);
     // Blank lines (empty paragraphs) carry nothing in a calendar description.
-    out.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut text = String::with_capacity(out.len());
+    for line in out.lines().map(str::trim_end) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(line);
+    }
+    text
 }
 
-fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::new();
+/// Appends `s` to `out` with the common HTML entities decoded; others are kept as written.
+fn decode_entities_into(out: &mut String, s: &str) {
     let mut rest = s;
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp..];
         let end = after.find(';').filter(|e| *e <= 10);
-        let decoded = end.and_then(|e| {
-            let ent = &after[1..e];
-            let c = match ent {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                "nbsp" => Some(' '),
-                _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                    u32::from_str_radix(&ent[2..], 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                }
-                _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
-                _ => None,
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
+        match end.and_then(|e| entity(&after[1..e]).map(|c| (c, e))) {
             Some((c, e)) => {
                 out.push(c);
                 rest = &after[e + 1..];
@@ -457,7 +444,23 @@ fn decode_entities(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+}
+
+/// The character an entity name (between `&` and `;`) stands for.
+fn entity(ent: &str) -> Option<char> {
+    match ent {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" | "#39" => Some('\''),
+        "nbsp" => Some(' '),
+        _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16)
+            .ok()
+            .and_then(char::from_u32),
+        _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -563,5 +566,9 @@ mod tests {
         assert_eq!(html_to_text("<p></p>"), "");
         assert_eq!(html_to_text("broken <b"), "broken");
         assert_eq!(html_to_text("AT&T &bogus; &"), "AT&T &bogus; &");
+        assert_eq!(
+            html_to_text("<P CLASS=x>One &#x41;&#66;</P>  <BR/>two<LI >x</li ><p>\t</p>"),
+            "One AB\ntwo- x"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 use crate::config::{CompletedItems, Config, DateMode, ItemKind};
-use crate::ical::{self, Component, Date, Property};
+use crate::ical::{self, Component, Date, Param, Property};
 use crate::plane::{Project, WorkItem};
 use crate::state::Shadow;
 
@@ -193,8 +193,27 @@ fn priority(p: &str) -> Option<(u8, &'static str, &'static str)> {
     }
 }
 
+/// `NAME;VALUE=DATE:20261124`.
 fn date_prop(name: &str, d: Date) -> Property {
-    Property::new(name, &d.to_ical()).with_param("VALUE", "DATE")
+    Property {
+        name: name.to_string(),
+        params: vec![Param {
+            name: "VALUE".to_string(),
+            values: vec!["DATE".to_string()],
+        }],
+        value: d.to_ical(),
+    }
+}
+
+/// A property from an upper-case name and a value already in wire form: what
+/// [`Property::new`] makes, without upper-casing the name and copying the value again
+/// (a render makes a dozen of these).
+fn wire_prop(name: &str, value: String) -> Property {
+    Property {
+        name: name.to_string(),
+        params: Vec::new(),
+        value,
+    }
 }
 
 /// Renders a work item, or says why it has no object.
@@ -294,14 +313,16 @@ fn build(
         m.slug
     );
     let mut c = Component::new(m.component_name());
-    if !todo && q.group == "completed" {
-        c.push(Property::text("SUMMARY", &format!("✔ {label}")));
+    let summary = if !todo && q.group == "completed" {
+        ical::escape_text(&format!("✔ {label}"))
     } else {
-        c.push(Property::text("SUMMARY", label));
-    }
-    c.push(Property::text("DESCRIPTION", &description(item, &url)));
+        ical::escape_text(label)
+    };
+    c.push(wire_prop("SUMMARY", summary));
+    let text = ical::escape_text(&description(item, &url));
+    c.push(wire_prop("DESCRIPTION", text));
     push_dates(&mut c, todo, m.date_mode, q.start, q.target);
-    c.push(Property::new("URL", &url));
+    c.push(wire_prop("URL", url));
     push_categories(&mut c, item);
     if let Some((level, _, color)) = priority(&item.priority) {
         c.push(Property::new("PRIORITY", &level.to_string()));
