@@ -350,3 +350,106 @@ impl Buffers for PooledBuffers {
         self.filled > self.consumed && self.progress
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+
+    #[test]
+    fn socket_timeouts_change_only_when_needed() {
+        let s = Duration::from_secs;
+        assert!(timeout_stale(None, Some(s(30))), "first set");
+        assert!(!timeout_stale(Some(s(30)), Some(s(30))));
+        assert!(
+            !timeout_stale(Some(s(30)), Some(Duration::from_millis(29_500))),
+            "within the slack: left as it is"
+        );
+        assert!(timeout_stale(Some(s(30)), Some(s(28))), "much shorter");
+        assert!(
+            timeout_stale(Some(s(29)), Some(s(30))),
+            "longer: a socket timeout must never end a read early"
+        );
+        assert!(timeout_stale(Some(s(30)), None));
+        assert!(!timeout_stale(None, None));
+    }
+
+    /// Reads one request head and its body (by Content-Length) from `reader`.
+    fn read_request(reader: &mut BufReader<TcpStream>) -> String {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            head.push_str(&line);
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        head + &String::from_utf8(body).unwrap()
+    }
+
+    #[test]
+    fn kept_alive_connections_are_reused_and_closed_ones_are_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        // One connection answering two requests (keep-alive), then one closed after its
+        // answer (as Radicale does), then the next request needs a new connection.
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            for close in [false, true] {
+                requests.push(read_request(&mut reader));
+                let connection = if close { "close" } else { "keep-alive" };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: {connection}\r\n\r\nok"
+                );
+                (&stream).write_all(answer.as_bytes()).unwrap();
+            }
+            drop((reader, stream));
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            requests.push(read_request(&mut reader));
+            (&stream)
+                .write_all(b"HTTP/1.0 201 Created\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            requests
+        });
+        let agent = crate::http::agent(Duration::from_secs(10), None).unwrap();
+        for _ in 0..2 {
+            let mut r = agent.get(&format!("{url}/a")).call().unwrap();
+            assert_eq!(r.body_mut().read_to_string().unwrap(), "ok");
+        }
+        let r = agent
+            .put(&format!("{url}/b.ics"))
+            .send("BEGIN:VCALENDAR")
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let requests = server.join().unwrap();
+        assert_eq!(
+            requests.len(),
+            3,
+            "two connections carried all three requests"
+        );
+        assert!(
+            requests[2].starts_with("PUT /b.ics HTTP/1.1\r\n"),
+            "{}",
+            requests[2]
+        );
+        assert!(
+            requests[2].ends_with("\r\n\r\nBEGIN:VCALENDAR"),
+            "head and body: {}",
+            requests[2]
+        );
+    }
+}
