@@ -1,6 +1,8 @@
 //! What both HTTP clients share: building a ureq agent and describing transport errors in
 //! one line a user can act on.
 
+pub mod tcp;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -15,7 +17,9 @@ use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, Connector, NextTimeout, RustlsConnector,
+};
 
 /// Size of the buffer each connection reads into, in bytes. ureq allocates and zero-fills
 /// it for every new connection, and Radicale (HTTP/1.0) closes the connection after every
@@ -131,7 +135,10 @@ pub fn agent(timeout: Duration, ca_file: Option<&Path>) -> Result<ureq::Agent, S
     }
     Ok(ureq::Agent::with_parts(
         config.tls_config(tls.build()).build(),
-        DefaultConnector::default(),
+        // ureq's DefaultConnector with our TCP transport (see tcp.rs) and without SOCKS.
+        ().chain(ConnectProxyConnector::default())
+            .chain(tcp::TcpConnector::default())
+            .chain(RustlsConnector::default()),
         CachingResolver::default(),
     ))
 }

@@ -607,11 +607,14 @@ fn service_status(config: &Config) -> bool {
         println!("✗ HTTP_BIND is empty: the service has no HTTP server to ask");
         return false;
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    // The clients' agent (its own TCP transport), so ureq's default one is not linked in.
+    let agent = match calplanebot::http::agent(Duration::from_secs(10), None) {
+        Ok(agent) => agent,
+        Err(e) => {
+            println!("✗ Cannot set up an HTTP client: {e}");
+            return false;
+        }
+    };
     match fetch_json(&agent, &format!("{base}/health"), None) {
         Err(e) => {
             println!("✗ Cannot connect to calplanebot service at {base} ({e})");

@@ -10,6 +10,7 @@ use crate::http::sleep_unless_stopped;
 
 use miniserde::json::Value;
 
+use super::items::{self, ItemPage, ReadError};
 use super::model::{self, ItemPatch, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
 use super::PlaneError;
 use crate::config::Secret;
@@ -253,8 +254,8 @@ impl PlaneClient {
         let mut seen = HashSet::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let page = self.page(&path, ITEMS_QUERY, cursor.as_deref())?;
-            let (items, bad) = read_items(&path, page.results);
+            let page = self.item_page(&path, cursor.as_deref())?;
+            let (items, bad) = read_items(&path, page.items);
             end.bad.extend(bad);
             let (kept, reached) = newer_than(items, mark);
             // Edits between two page requests move items forward, so one can show up twice.
@@ -288,10 +289,8 @@ impl PlaneClient {
             "workspaces/{}/projects/{project_id}/work-items/{id}/?expand=state,labels,assignees",
             self.slug
         );
-        match self.get(&path) {
-            Ok(v) => WorkItem::from_json(&v)
-                .map(Some)
-                .map_err(|e| PlaneError::Malformed { path, message: e.0 }),
+        match self.send_text(Method::Get, &path, None) {
+            Ok(text) => read_item(path, &text).map(Some),
             Err(PlaneError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -325,8 +324,8 @@ impl PlaneClient {
             "workspaces/{}/projects/{project_id}/work-items/{id}/",
             self.slug
         );
-        let v = self.send(Method::Patch, &path, Some(&patch.to_json()))?;
-        WorkItem::from_json(&v).map_err(|e| PlaneError::Malformed { path, message: e.0 })
+        let text = self.send_text(Method::Patch, &path, Some(&patch.to_json()))?;
+        read_item(path, &text)
     }
 
     /// Creates a work item (POST). `external_id` and `external_source` are required:
@@ -344,10 +343,8 @@ impl PlaneClient {
             )));
         }
         let path = format!("workspaces/{}/projects/{project_id}/work-items/", self.slug);
-        match self.send(Method::Post, &path, Some(&item.to_json())) {
-            Ok(v) => WorkItem::from_json(&v)
-                .map(Created::New)
-                .map_err(|e| PlaneError::Malformed { path, message: e.0 }),
+        match self.send_text(Method::Post, &path, Some(&item.to_json())) {
+            Ok(text) => read_item(path, &text).map(Created::New),
             Err(PlaneError::Conflict {
                 existing_id: Some(id),
                 ..
@@ -390,25 +387,37 @@ impl PlaneClient {
         })
     }
 
+    /// One page of a work item listing, read straight into work items.
+    fn item_page(&mut self, path: &str, cursor: Option<&str>) -> Result<ItemPage, PlaneError> {
+        let mut url = format!("{path}?per_page={PER_PAGE}{ITEMS_QUERY}");
+        if let Some(c) = cursor {
+            url.push_str("&cursor=");
+            url.push_str(c);
+        }
+        let text = self.send_text(Method::Get, &url, None)?;
+        items::item_page(&text).map_err(|e| read_error(path.to_string(), &text, e))
+    }
+
     /// GET; the JSON body on 2xx.
     fn get(&mut self, path: &str) -> Result<Value, PlaneError> {
-        self.send(Method::Get, path, None)
+        let text = self.send_text(Method::Get, path, None)?;
+        parse_json(shown(path), &text)
     }
 
     /// Sends one request with retries (5xx and network failures, with backoff), 429
-    /// handling (`Retry-After`) and `X-RateLimit` pacing; the JSON body on 2xx.
+    /// handling (`Retry-After`) and `X-RateLimit` pacing; the body on 2xx.
     ///
     /// Retrying is safe for every method we send: GET and PATCH are idempotent, and a
     /// POST always carries `external_id`/`external_source`, so a repeat answers 409
     /// with the existing id instead of creating a duplicate.
-    fn send(
+    fn send_text(
         &mut self,
         method: Method,
         path: &str,
         body: Option<&str>,
-    ) -> Result<Value, PlaneError> {
+    ) -> Result<String, PlaneError> {
         let url = format!("{}{path}", self.api);
-        let shown = path.split('?').next().unwrap_or(path).to_string();
+        let shown = shown(path);
         let mut attempt = 0;
         let mut rate_waits = 0;
         loop {
@@ -433,7 +442,10 @@ impl PlaneClient {
             match answer.status {
                 200..=299 => {
                     self.pace(answer.remaining, answer.reset);
-                    return parse_json(shown, answer.body);
+                    return answer.body.map_err(|e| PlaneError::Transport {
+                        path: shown,
+                        message: crate::http::describe(&e),
+                    });
                 }
                 429 if rate_waits < MAX_RATE_WAITS => {
                     rate_waits += 1;
@@ -582,24 +594,49 @@ fn rate_limit_wait(retry_after: Option<i64>) -> Duration {
         .min(MAX_RATE_WAIT)
 }
 
-/// A 2xx body as JSON.
-fn parse_json(shown: String, body: Result<String, ureq::Error>) -> Result<Value, PlaneError> {
-    let body = body.map_err(|e| PlaneError::Transport {
-        path: shown.clone(),
-        message: crate::http::describe(&e),
-    })?;
-    miniserde::json::from_str(&body).map_err(|_| PlaneError::Malformed {
-        path: shown,
-        message: format!("answer is not JSON (starts with {:?})", snippet(&body)),
-    })
+/// An API path as errors show it: without the query.
+fn shown(path: &str) -> String {
+    path.split('?').next().unwrap_or(path).to_string()
 }
 
-/// Reads a page of work items; unreadable ones become errors instead of stopping the rest.
-fn read_items(path: &str, values: Vec<Value>) -> (Vec<WorkItem>, Vec<PlaneError>) {
-    let mut items = Vec::new();
+/// A 2xx body as JSON.
+fn parse_json(shown: String, body: &str) -> Result<Value, PlaneError> {
+    miniserde::json::from_str(body).map_err(|_| not_json(shown, body))
+}
+
+/// The error for an answer that is not JSON.
+fn not_json(shown: String, body: &str) -> PlaneError {
+    PlaneError::Malformed {
+        path: shown,
+        message: format!("answer is not JSON (starts with {:?})", snippet(body)),
+    }
+}
+
+/// The error for a work item or page that could not be read.
+fn read_error(shown: String, body: &str, e: ReadError) -> PlaneError {
+    match e {
+        ReadError::NotJson => not_json(shown, body),
+        ReadError::Shape(e) => PlaneError::Malformed {
+            path: shown,
+            message: e.0,
+        },
+    }
+}
+
+/// One work item from an answer's body.
+fn read_item(path: String, body: &str) -> Result<WorkItem, PlaneError> {
+    items::work_item(body).map_err(|e| read_error(shown(&path), body, e))
+}
+
+/// Splits a page's items into the readable ones and errors for the others.
+fn read_items(
+    path: &str,
+    results: Vec<Result<WorkItem, model::FieldError>>,
+) -> (Vec<WorkItem>, Vec<PlaneError>) {
+    let mut items = Vec::with_capacity(results.len());
     let mut bad = Vec::new();
-    for v in values {
-        match WorkItem::from_json(&v) {
+    for r in results {
+        match r {
             Ok(w) => items.push(w),
             Err(e) => bad.push(PlaneError::Malformed {
                 path: path.to_string(),

@@ -1,6 +1,7 @@
 //! Plane side: the REST client and the objects it returns.
 
 pub mod client;
+pub mod items;
 pub mod model;
 pub mod webhook;
 

@@ -1,10 +1,11 @@
-//! Plane's objects as we use them, read from the API's JSON (`miniserde::json::Value`).
+//! Plane's objects as we use them, read from the API's JSON (`miniserde::json::Value`;
+//! work items are read straight from the text, see [`super::items`]).
 //!
 //! Plane returns a field either as an id or, with `expand=`, as an object; these readers
 //! accept both, and tolerate missing optional fields, because Plane adds and renames
 //! fields between releases.
 
-use miniserde::json::{Number, Object, Value};
+use miniserde::json::{Object, Value};
 
 /// A Plane project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,15 +117,6 @@ fn opt_str(o: &Object, key: &str) -> Option<String> {
 
 fn req_str(o: &Object, key: &str, what: &str) -> Result<String, FieldError> {
     opt_str(o, key).ok_or_else(|| FieldError(format!("{what} has no \"{key}\"")))
-}
-
-fn number(o: &Object, key: &str) -> Option<u64> {
-    match o.get(key) {
-        Some(Value::Number(Number::U64(n))) => Some(*n),
-        Some(Value::Number(Number::I64(n))) if *n >= 0 => Some(*n as u64),
-        Some(Value::Number(Number::F64(f))) if *f >= 0.0 => Some(*f as u64),
-        _ => None,
-    }
 }
 
 /// An id, or the `id` of an expanded object.
@@ -244,61 +236,10 @@ impl Member {
 }
 
 impl WorkItem {
-    /// Reads a work item object.
-    pub fn from_json(v: &Value) -> Result<WorkItem, FieldError> {
-        let o = object(v, "work item")?;
-        let id = req_str(o, "id", "work item")?;
-        let ctx = |e: FieldError| FieldError(format!("work item {id}: {}", e.0));
-        let list = |key: &str| -> &[Value] {
-            match o.get(key) {
-                Some(Value::Array(a)) => a,
-                _ => &[],
-            }
-        };
-        Ok(WorkItem {
-            project: o
-                .get("project")
-                .and_then(id_of)
-                .ok_or_else(|| ctx(FieldError("no project".into())))?,
-            sequence_id: number(o, "sequence_id").unwrap_or(0),
-            name: opt_str(o, "name").unwrap_or_default(),
-            state: match o.get("state") {
-                Some(Value::Null) | None => State::default(),
-                Some(s) => State::from_json(s).map_err(ctx)?,
-            },
-            priority: opt_str(o, "priority").unwrap_or_else(|| "none".into()),
-            start_date: opt_str(o, "start_date").map(|d| date_part(&d)),
-            target_date: opt_str(o, "target_date").map(|d| date_part(&d)),
-            assignees: exact(list("assignees").iter().map(Member::from_json)).map_err(ctx)?,
-            labels: exact(list("labels").iter().map(Label::from_json)).map_err(ctx)?,
-            description_html: opt_str(o, "description_html").unwrap_or_default(),
-            updated_at: opt_str(o, "updated_at").unwrap_or_default(),
-            completed_at: opt_str(o, "completed_at"),
-            archived_at: opt_str(o, "archived_at"),
-            is_draft: matches!(o.get("is_draft"), Some(Value::Bool(true))),
-            external_id: opt_str(o, "external_id"),
-            external_source: opt_str(o, "external_source"),
-            id,
-        })
-    }
-
     /// `updated_at` as an ordered instant; `None` when Plane sent none or garbage.
     pub fn updated(&self) -> Option<Timestamp> {
         Timestamp::parse(&self.updated_at)
     }
-}
-
-/// Collects without spare capacity: a `Vec` collected from a fallible iterator starts at
-/// room for four, and a listing keeps two of these per work item.
-fn exact<T>(values: impl Iterator<Item = Result<T, FieldError>>) -> Result<Vec<T>, FieldError> {
-    let mut v: Vec<T> = values.collect::<Result<_, _>>()?;
-    v.shrink_to_fit();
-    Ok(v)
-}
-
-/// Plane dates are `YYYY-MM-DD`; some versions send a full timestamp. Keep the date.
-fn date_part(s: &str) -> String {
-    s.get(..10).unwrap_or(s).to_string()
 }
 
 /// An instant with sub-second precision, ordered in time. Plane's `updated_at` carries
@@ -427,84 +368,71 @@ fn nullable(v: Option<&str>) -> Value {
     v.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
+/// Tags that end a line of text (at their end; `br` where it stands).
+const BLOCK_TAGS: &[&str] = &[
+    "p",
+    "div",
+    "br",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "blockquote",
+    "pre",
+];
+
 /// Plain text of Plane's description HTML: tags dropped, block ends become line breaks,
-/// the common entities decoded. Good enough for a calendar description.
+/// the common entities decoded. Good enough for a calendar description. Runs once per
+/// rendered item, so it writes into one buffer instead of allocating per tag and text run.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
-        out.push_str(&decode_entities(&rest[..lt]));
+        decode_entities_into(&mut out, &rest[..lt]);
         let Some(gt) = rest[lt..].find('>') else {
             rest = "";
             break;
         };
-        let tag = rest[lt + 1..lt + gt].trim().to_ascii_lowercase();
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let block = matches!(
-            name.as_str(),
-            "p" | "div"
-                | "br"
-                | "li"
-                | "h1"
-                | "h2"
-                | "h3"
-                | "h4"
-                | "h5"
-                | "h6"
-                | "tr"
-                | "blockquote"
-                | "pre"
-        );
-        if block && (tag.starts_with('/') || name == "br") {
+        let tag = rest[lt + 1..lt + gt].trim();
+        let closing = tag.starts_with('/');
+        let bare = tag.trim_start_matches('/');
+        let name = &bare[..bare.bytes().take_while(u8::is_ascii_alphanumeric).count()];
+        let is = |t: &str| name.eq_ignore_ascii_case(t);
+        let block = BLOCK_TAGS.iter().any(|t| is(t));
+        if block && (closing || is("br")) {
             out.push('\n');
-        } else if name == "li" {
+        } else if is("li") {
             out.push_str("- ");
         }
         rest = &rest[lt + gt + 1..];
     }
-    out.push_str(&decode_entities(rest));
+    decode_entities_into(&mut out, rest);
     // Blank lines (empty paragraphs) carry nothing in a calendar description.
-    out.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut text = String::with_capacity(out.len());
+    for line in out.lines().map(str::trim_end) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(line);
+    }
+    text
 }
 
-fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::new();
+/// Appends `s` to `out` with the common HTML entities decoded; others are kept as written.
+fn decode_entities_into(out: &mut String, s: &str) {
     let mut rest = s;
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp..];
         let end = after.find(';').filter(|e| *e <= 10);
-        let decoded = end.and_then(|e| {
-            let ent = &after[1..e];
-            let c = match ent {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                "nbsp" => Some(' '),
-                _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                    u32::from_str_radix(&ent[2..], 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                }
-                _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
-                _ => None,
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
+        match end.and_then(|e| entity(&after[1..e]).map(|c| (c, e))) {
             Some((c, e)) => {
                 out.push(c);
                 rest = &after[e + 1..];
@@ -516,7 +444,23 @@ fn decode_entities(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+}
+
+/// The character an entity name (between `&` and `;`) stands for.
+fn entity(ent: &str) -> Option<char> {
+    match ent {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" | "#39" => Some('\''),
+        "nbsp" => Some(' '),
+        _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16)
+            .ok()
+            .and_then(char::from_u32),
+        _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -525,38 +469,6 @@ mod tests {
 
     fn json(s: &str) -> Value {
         miniserde::json::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn expanded_and_plain_work_items() {
-        let expanded = json(
-            r##"{"id":"i1","project":"p1","sequence_id":7,"name":"Ship it","priority":"high",
-            "state":{"id":"s1","name":"In Progress","group":"started","color":"#fff"},
-            "labels":[{"id":"l1","name":"bug"}],"assignees":[{"id":"u1","display_name":"ann","email":"a@x"}],
-            "start_date":null,"target_date":"2026-11-24","updated_at":"2026-11-23T10:00:00Z",
-            "description_html":"<p>Hi &amp; bye</p>","is_draft":false,
-            "external_id":"uid-1@cal","external_source":"calplanebot"}"##,
-        );
-        let w = WorkItem::from_json(&expanded).unwrap();
-        assert_eq!(w.sequence_id, 7);
-        assert_eq!(w.state.group, "started");
-        assert_eq!(w.labels[0].name, "bug");
-        assert_eq!(w.assignees[0].display_name, "ann");
-        assert_eq!(w.target_date.as_deref(), Some("2026-11-24"));
-        assert_eq!(w.start_date, None);
-        assert_eq!(w.external_id.as_deref(), Some("uid-1@cal"));
-        assert_eq!(w.external_source.as_deref(), Some("calplanebot"));
-        assert_eq!(w.updated(), Timestamp::parse("2026-11-23T10:00:00Z"));
-
-        let plain =
-            json(r#"{"id":"i2","project":"p1","state":"s2","labels":["l9"],"assignees":["u7"]}"#);
-        let w = WorkItem::from_json(&plain).unwrap();
-        assert_eq!(w.state.id, "s2");
-        assert_eq!(w.labels[0].id, "l9");
-        assert_eq!(w.assignees[0].id, "u7");
-        assert_eq!((w.external_id.as_deref(), w.updated()), (None, None));
-        assert!(WorkItem::from_json(&json(r#"{"name":"x"}"#)).is_err());
-        assert!(WorkItem::from_json(&json(r#"[1]"#)).is_err());
     }
 
     #[test]
@@ -654,5 +566,9 @@ mod tests {
         assert_eq!(html_to_text("<p></p>"), "");
         assert_eq!(html_to_text("broken <b"), "broken");
         assert_eq!(html_to_text("AT&T &bogus; &"), "AT&T &bogus; &");
+        assert_eq!(
+            html_to_text("<P CLASS=x>One &#x41;&#66;</P>  <BR/>two<LI >x</li ><p>\t</p>"),
+            "One AB\ntwo- x"
+        );
     }
 }

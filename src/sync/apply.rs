@@ -502,10 +502,12 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
     fn rendered(&self, uid: &str) -> Option<Rendered> {
         let desired = self.material.desired.get(uid)?;
         let item = self.material.items.get(&desired.work_item)?;
-        let mut r = model::render(item, self.ctx.project, self.ctx.mapping).ok()?;
+        let component = model::render_component(item, self.ctx.project, self.ctx.mapping).ok()?;
         // Its UID and everything planning compared stay as planned.
-        r.desired = desired.clone();
-        Some(r)
+        Some(Rendered {
+            desired: desired.clone(),
+            component,
+        })
     }
 
     fn create(&mut self, uid: &str, href: &str, recreate: bool) -> Result<(), String> {

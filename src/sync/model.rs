@@ -1,12 +1,13 @@
 //! How a Plane work item looks in a calendar (design §2): which items qualify, the
 //! properties we own, and merging them into an object a user may have touched.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{CompletedItems, Config, DateMode, ItemKind};
-use crate::ical::{self, Component, Date, Property};
+use crate::ical::{self, Component, Date, Param, Property};
 use crate::plane::{Project, WorkItem};
 use crate::state::Shadow;
 
@@ -132,8 +133,13 @@ pub fn work_item_of(uid: &str) -> Option<&str> {
 
 /// The UID our naming scheme gives the object at `href`, if it follows it.
 pub fn uid_from_href(href: &str) -> Option<String> {
-    let decoded = crate::caldav::client::percent_decode(href.trim_end_matches('/'));
-    let name = decoded.rsplit('/').next()?;
+    uid_from_decoded(&crate::caldav::client::percent_decode(href))
+}
+
+/// [`uid_from_href`] of an href already percent-decoded (callers that decode each listed
+/// href once for their own keys).
+pub fn uid_from_decoded(decoded: &str) -> Option<String> {
+    let name = decoded.trim_end_matches('/').rsplit('/').next()?;
     let uid = name.strip_suffix(".ics")?;
     (uid.starts_with(UID_PREFIX) && uid.ends_with(UID_SUFFIX)).then(|| uid.to_string())
 }
@@ -187,12 +193,79 @@ fn priority(p: &str) -> Option<(u8, &'static str, &'static str)> {
     }
 }
 
+/// `NAME;VALUE=DATE:20261124`.
 fn date_prop(name: &str, d: Date) -> Property {
-    Property::new(name, &d.to_ical()).with_param("VALUE", "DATE")
+    Property {
+        name: name.to_string(),
+        params: vec![Param {
+            name: "VALUE".to_string(),
+            values: vec!["DATE".to_string()],
+        }],
+        value: d.to_ical(),
+    }
+}
+
+/// A property from an upper-case name and a value already in wire form: what
+/// [`Property::new`] makes, without upper-casing the name and copying the value again
+/// (a render makes a dozen of these).
+fn wire_prop(name: &str, value: String) -> Property {
+    Property {
+        name: name.to_string(),
+        params: Vec::new(),
+        value,
+    }
 }
 
 /// Renders a work item, or says why it has no object.
 pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendered, Excluded> {
+    let q = qualify(item, m)?;
+    let key = item_key(project, item);
+    let mut label = format!("[{key}] {}", item.name);
+    // Kept for every listed item until its action is done.
+    label.shrink_to_fit();
+    let component = build(item, project, m, &q, &key, &label);
+    let shadow = Shadow {
+        name: item.name.clone(),
+        start_date: q.start.map(|d| d.to_iso()),
+        target_date: Some(q.target.to_iso()),
+        state_group: q.group.to_string(),
+        content_hash: content_hash(&component),
+    };
+    let desired = Desired {
+        uid: uid_for(&item.id),
+        work_item: item.id.clone(),
+        label,
+        updated_at: item.updated_at.clone(),
+        shadow,
+    };
+    Ok(Rendered { desired, component })
+}
+
+/// [`render`]'s component alone, for writing an object whose [`Desired`] planning has
+/// already (its fingerprint is not computed again).
+pub fn render_component(
+    item: &WorkItem,
+    project: &Project,
+    m: &Mapping,
+) -> Result<Component, Excluded> {
+    let q = qualify(item, m)?;
+    let key = item_key(project, item);
+    let label = format!("[{key}] {}", item.name);
+    Ok(build(item, project, m, &q, &key, &label))
+}
+
+/// What decides whether and when an item appears: its dates and state group.
+struct Qualified<'a> {
+    /// The start date, when it is not after the target.
+    start: Option<Date>,
+    /// The target (due) date.
+    target: Date,
+    /// The state group (empty when Plane did not expand the state).
+    group: &'a str,
+}
+
+/// The item's dates, or why it has no object (filters first, then dates, then completion).
+fn qualify<'a>(item: &'a WorkItem, m: &Mapping) -> Result<Qualified<'a>, Excluded> {
     if let Some(why) = filtered_out(item, m) {
         return Err(why);
     }
@@ -205,35 +278,51 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendere
         .as_deref()
         .and_then(Date::parse_iso)
         .filter(|s| *s <= target);
-    let todo = m.kind == ItemKind::Todo;
-    if !todo && m.completed == CompletedItems::Delete {
+    if m.kind != ItemKind::Todo && m.completed == CompletedItems::Delete {
         match group {
             "completed" => return Err(Excluded::Completed),
             "cancelled" => return Err(Excluded::Cancelled),
             _ => {}
         }
     }
+    Ok(Qualified {
+        start,
+        target,
+        group,
+    })
+}
 
-    let key = format!("{}-{}", project.identifier, item.sequence_id);
-    let mut label = format!("[{key}] {}", item.name);
-    // Kept for every listed item until its action is done.
-    label.shrink_to_fit();
-    let summary = if !todo && group == "completed" {
-        format!("✔ {label}")
-    } else {
-        label.clone()
-    };
+/// `WEB-12`: the project identifier and the item's number.
+fn item_key(project: &Project, item: &WorkItem) -> String {
+    format!("{}-{}", project.identifier, item.sequence_id)
+}
+
+/// The VEVENT/VTODO with our owned properties (`label` is `[WEB-12] Title`).
+fn build(
+    item: &WorkItem,
+    project: &Project,
+    m: &Mapping,
+    q: &Qualified<'_>,
+    key: &str,
+    label: &str,
+) -> Component {
+    let todo = m.kind == ItemKind::Todo;
     let url = format!(
         "{}/{}/browse/{key}/",
         m.web_url.trim_end_matches('/'),
         m.slug
     );
-
     let mut c = Component::new(m.component_name());
-    c.push(Property::text("SUMMARY", &summary));
-    c.push(Property::text("DESCRIPTION", &description(item, &url)));
-    push_dates(&mut c, todo, m.date_mode, start, target);
-    c.push(Property::new("URL", &url));
+    let summary = if !todo && q.group == "completed" {
+        ical::escape_text(&format!("✔ {label}"))
+    } else {
+        ical::escape_text(label)
+    };
+    c.push(wire_prop("SUMMARY", summary));
+    let text = ical::escape_text(&description(item, &url));
+    c.push(wire_prop("DESCRIPTION", text));
+    push_dates(&mut c, todo, m.date_mode, q.start, q.target);
+    c.push(wire_prop("URL", url));
     push_categories(&mut c, item);
     if let Some((level, _, color)) = priority(&item.priority) {
         c.push(Property::new("PRIORITY", &level.to_string()));
@@ -242,7 +331,7 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendere
     if todo {
         push_todo_status(&mut c, item);
     } else {
-        if group == "cancelled" {
+        if q.group == "cancelled" {
             c.push(Property::new("STATUS", "CANCELLED"));
         }
         // All-day work items should not block free/busy time.
@@ -250,25 +339,7 @@ pub fn render(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Rendere
     }
     c.push(Property::new("X-PLANE-WORK-ITEM-ID", &item.id));
     c.push(Property::new("X-PLANE-PROJECT-ID", &project.id));
-
-    let shadow = Shadow {
-        name: item.name.clone(),
-        start_date: start.map(|d| d.to_iso()),
-        target_date: Some(target.to_iso()),
-        state_group: group.to_string(),
-        content_hash: content_hash(&c),
-    };
-    let desired = Desired {
-        uid: uid_for(&item.id),
-        work_item: item.id.clone(),
-        label,
-        updated_at: item.updated_at.clone(),
-        shadow,
-    };
-    Ok(Rendered {
-        desired,
-        component: c,
-    })
+    c
 }
 
 /// Whether the item is archived, a draft, in triage, or not selected by the SYNC_* filters
@@ -415,8 +486,10 @@ pub fn content_hash(c: &Component) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn owned_content(c: &Component) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = c
+/// The owned, non-volatile properties of `c` as sorted (name, content) pairs. Names and
+/// values without escapes are borrowed: this runs for every rendered and every read object.
+fn owned_content(c: &Component) -> Vec<(&str, Cow<'_, str>)> {
+    let mut out: Vec<(&str, Cow<'_, str>)> = c
         .properties
         .iter()
         .filter(|p| OWNED.contains(&p.name.as_str()) && !VOLATILE.contains(&p.name.as_str()))
@@ -425,17 +498,20 @@ fn owned_content(c: &Component) -> Vec<(String, String)> {
             let value = match p.name.as_str() {
                 // The date with its form: `20261124` for all-day (what we write, whatever
                 // the VALUE parameter), `20261124T090000;TZID=Europe/Berlin` for a time.
-                "DTSTART" | "DTEND" | "DUE" => p
-                    .when()
-                    .map(|w| w.to_string())
-                    .unwrap_or_else(|| p.value.clone()),
-                _ => p.text_value(),
+                "DTSTART" | "DTEND" | "DUE" => {
+                    p.when().map_or(Cow::Borrowed(p.value.as_str()), |w| {
+                        Cow::Owned(w.to_string())
+                    })
+                }
+                // TEXT without a backslash is its own unescaped form.
+                _ if !p.value.contains('\\') => Cow::Borrowed(p.value.as_str()),
+                _ => Cow::Owned(p.text_value()),
             };
-            (p.name.clone(), value)
+            (p.name.as_str(), value)
         })
         .collect();
     if let Some(categories) = categories(c) {
-        out.push(("CATEGORIES".to_string(), categories));
+        out.push(("CATEGORIES", Cow::Owned(categories)));
     }
     out.sort();
     out

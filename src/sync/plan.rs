@@ -233,7 +233,8 @@ struct Facts<'a> {
 
 /// Plans one calendar.
 pub fn plan(input: &Input<'_>) -> Plan {
-    let remote: BTreeMap<String, &ObjectRef> =
+    // Each listed href decoded once: for the lookup and for the UID it names.
+    let keyed: Vec<(String, &ObjectRef)> =
         input.listing.iter().map(|o| (key(&o.href), o)).collect();
     let journal: BTreeMap<&str, &ItemRecord> =
         input.journal.iter().map(|r| (r.uid.as_str(), *r)).collect();
@@ -244,11 +245,14 @@ pub fn plan(input: &Input<'_>) -> Plan {
     // naming scheme: objects we did not create are never touched.
     let mut uids: BTreeSet<String> = desired.keys().map(|u| u.to_string()).collect();
     uids.extend(journal.keys().map(|u| u.to_string()));
-    for o in input.listing {
-        if let Some(uid) = model::uid_from_href(&o.href) {
+    let mut ours = 0;
+    for (k, _) in &keyed {
+        if let Some(uid) = model::uid_from_decoded(k) {
             uids.insert(uid);
+            ours += 1;
         }
     }
+    let remote: BTreeMap<String, &ObjectRef> = keyed.into_iter().collect();
     uids.extend(input.adoptable.keys().cloned());
 
     let mut out = Plan::default();
@@ -288,7 +292,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     }
     // Held through the apply step: no room for actions that never come.
     out.actions.shrink_to_fit();
-    match valve(input, &out, journal.len()) {
+    match valve(input, &out, journal.len(), ours) {
         Some(reason) => Plan {
             actions: Vec::new(),
             blocked: Some(reason),
@@ -435,20 +439,14 @@ fn deleted_in_calendar(
 /// The safety valve (vdirsyncer's lesson): a Plane answer that suddenly lists nothing,
 /// or a cycle that would delete much of a calendar, is more likely a fault than intent.
 /// Clearing dates in Plane because events vanished counts as deleting.
-fn valve(input: &Input<'_>, plan: &Plan, journaled: usize) -> Option<String> {
+/// `ours`: how many listed objects have hrefs of our naming scheme.
+fn valve(input: &Input<'_>, plan: &Plan, journaled: usize, ours: usize) -> Option<String> {
     let deletes = plan
         .actions
         .iter()
         .filter(|a| matches!(a, Action::Delete { .. } | Action::ClearDate { .. }))
         .count();
-    let mapped = journaled.max(
-        input
-            .listing
-            .iter()
-            .filter(|o| model::uid_from_href(&o.href).is_some())
-            .count()
-            + input.adoptable.len(),
-    );
+    let mapped = journaled.max(ours + input.adoptable.len());
     if deletes > 0 && input.plane_listed == 0 && journaled > 0 && input.plane_complete {
         Some(format!(
             "Plane listed no work items but {journaled} are synced; refusing to delete {deletes} events"

@@ -493,24 +493,7 @@ fn read_changed<C: CalendarStore, T: Tracker>(
     fetched: &mut BTreeMap<String, ObjectData>,
 ) -> Result<CalendarReads, String> {
     let two_way = step.two_way.direction == SyncDirection::Both;
-    let etags: BTreeMap<String, Option<&str>> = listing
-        .iter()
-        .map(|o| (percent_decode(&o.href), o.etag.as_deref()))
-        .collect();
-    let changed: Vec<&ItemRecord> = records
-        .iter()
-        .copied()
-        .filter(|r| match etags.get(&percent_decode(&r.href)) {
-            Some(etag) => etag.is_none() || *etag != r.etag.as_deref(),
-            None => false,
-        })
-        .collect();
-    let vanished: Vec<&ItemRecord> = records
-        .iter()
-        .copied()
-        .filter(|r| !etags.contains_key(&percent_decode(&r.href)))
-        .collect();
-    drop(etags);
+    let (changed, vanished) = split_records(records, listing);
     let look_at_unknown = step.first_contact || (step.create_from_calendar && two_way);
     // As `same_href` compares: decoded paths.
     let path = |href: &str| percent_decode(&path_of(href));
@@ -518,18 +501,14 @@ fn read_changed<C: CalendarStore, T: Tracker>(
     let unknown: BTreeMap<String, &ObjectRef> = listing
         .iter()
         .filter(|_| look_at_unknown)
-        .filter(|o| model::uid_from_href(&o.href).is_none())
-        .filter(|o| !known.contains(&path(&o.href)))
         .map(|o| (percent_decode(&o.href), o))
+        .filter(|(key, _)| model::uid_from_decoded(key).is_none())
+        .filter(|(_, o)| !known.contains(&path(&o.href)))
         .collect();
     drop(known);
-    let touched: Vec<&ItemRecord> = changed.iter().chain(&vanished).copied().collect();
+    let touched: Vec<&ItemRecord> = changed.iter().map(|(_, r)| *r).chain(vanished).collect();
     fetch_unlisted(plane, step, &touched, view)?;
-    let changed: BTreeMap<String, &ItemRecord> = changed
-        .into_iter()
-        .filter(|_| two_way)
-        .map(|r| (percent_decode(&r.href), r))
-        .collect();
+    let changed: BTreeMap<String, &ItemRecord> = changed.into_iter().filter(|_| two_way).collect();
     let mut hrefs: Vec<String> = changed.values().map(|r| r.href.clone()).collect();
     hrefs.extend(unknown.values().map(|o| o.href.clone()));
     let mut reads = CalendarReads::default();
@@ -553,6 +532,29 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         }
     }
     Ok(reads)
+}
+
+/// The journal's objects whose ETag in the listing differs from the journal's (by decoded
+/// href, each href decoded once), and those missing from the listing.
+fn split_records<'r>(
+    records: &[&'r ItemRecord],
+    listing: &[ObjectRef],
+) -> (Vec<(String, &'r ItemRecord)>, Vec<&'r ItemRecord>) {
+    let etags: BTreeMap<String, Option<&str>> = listing
+        .iter()
+        .map(|o| (percent_decode(&o.href), o.etag.as_deref()))
+        .collect();
+    let mut changed = Vec::new();
+    let mut vanished = Vec::new();
+    for r in records.iter().copied() {
+        let key = percent_decode(&r.href);
+        match etags.get(&key) {
+            Some(etag) if etag.is_none() || *etag != r.etag.as_deref() => changed.push((key, r)),
+            Some(_) => {}
+            None => vanished.push(r),
+        }
+    }
+    (changed, vanished)
 }
 
 /// An object at an href the journal does not know, as read: ours (a UID of an item we
