@@ -266,11 +266,6 @@ fn is_ca_used_as_end_entity(o: &rustls::OtherError) -> bool {
     o.to_string().contains("CaUsedAsEndEntity")
 }
 
-/// Whether a describe()d failure is about TLS (callers add their own hint).
-pub fn is_tls_message(message: &str) -> bool {
-    message.starts_with("TLS error")
-}
-
 /// Whether a transport error is worth retrying (the server may come back). A TLS failure
 /// will not heal by itself: the same handshake fails the same way.
 pub fn is_transient(e: &ureq::Error) -> bool {

@@ -307,3 +307,53 @@ fn a_ca_certificate_as_the_servers_own_is_named_even_with_the_ca_file() {
     assert_eq!(handshakes, 1, "a refused certificate is not retried");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `calplanebot test-plane` with PLANE_BASE_URL on `server` through a counting relay;
+/// the run and how many connections (handshakes) it made.
+fn test_plane(server: &SServer) -> (Run, usize) {
+    let (port, count) = counting_relay(server.port);
+    let vars: Vec<(String, String)> = [
+        ("PLANE_BASE_URL", format!("https://127.0.0.1:{port}")),
+        ("PLANE_API_TOKEN", "plane_api_unused".into()),
+        ("PLANE_WORKSPACE_SLUG", "unused".into()),
+        ("CALDAV_URL", "http://127.0.0.1:9/dav/".into()),
+        ("CALDAV_USERNAME", "user".into()),
+        ("CALDAV_PASSWORD", "password".into()),
+        ("HTTP_TIMEOUT_SECONDS", "2".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let run = run_binary(&vars, &["test-plane"]);
+    (run, count.load(Ordering::SeqCst))
+}
+
+#[test]
+fn plane_over_tls_gets_the_hint_that_matches_the_failure() {
+    let dir = scratch("plane-tls");
+    leaf(&dir, "leaf", "rsa:2048");
+    // TLS 1.1 only: a protocol mismatch, not a certificate problem; not retried.
+    let old = SServer::start(&dir, "leaf", &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]);
+    let (r, handshakes) = test_plane(&old);
+    let line = last_line(&r);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(line.contains("TLS error"), "{line}");
+    assert!(
+        line.contains("offers no TLS version or cipher suite"),
+        "{line}"
+    );
+    assert!(!line.contains("certificate must be valid"), "{line}");
+    assert_eq!(handshakes, 1, "a failed handshake is not retried");
+    drop(old);
+    // A certificate no public CA signed: the certificate hint.
+    let untrusted = SServer::start(&dir, "leaf", &[]);
+    let (r, handshakes) = test_plane(&untrusted);
+    let line = last_line(&r);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        line.contains("certificate must be valid for PLANE_BASE_URL"),
+        "{line}"
+    );
+    assert_eq!(handshakes, 1, "a refused certificate is not retried");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

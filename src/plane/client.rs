@@ -436,6 +436,7 @@ impl PlaneClient {
                     return Err(PlaneError::Transport {
                         path: shown,
                         message: crate::http::describe(&e),
+                        tls: crate::http::tls_failure(&e),
                     })
                 }
             };
@@ -445,6 +446,7 @@ impl PlaneClient {
                     return answer.body.map_err(|e| PlaneError::Transport {
                         path: shown,
                         message: crate::http::describe(&e),
+                        tls: crate::http::tls_failure(&e),
                     });
                 }
                 429 if rate_waits < MAX_RATE_WAITS => {
@@ -535,6 +537,7 @@ impl PlaneClient {
         PlaneError::Transport {
             path,
             message: "not retried: the service is stopping".into(),
+            tls: None,
         }
     }
 

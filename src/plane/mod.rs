@@ -65,6 +65,8 @@ pub enum PlaneError {
         path: String,
         /// What happened.
         message: String,
+        /// The kind of TLS failure, when the handshake failed (it picks the hint).
+        tls: Option<crate::http::TlsFailure>,
     },
 }
 
@@ -100,12 +102,8 @@ impl fmt::Display for PlaneError {
             PlaneError::Malformed { path, message } => {
                 write!(f, "unexpected answer from Plane for {path}: {message}")
             }
-            PlaneError::Transport { path, message } => {
-                let hint = if crate::http::is_tls_message(message) {
-                    "Plane's certificate must be valid for PLANE_BASE_URL and signed by a public CA"
-                } else {
-                    "check PLANE_BASE_URL"
-                };
+            PlaneError::Transport { path, message, tls } => {
+                let hint = transport_hint(*tls);
                 write!(f, "cannot reach Plane ({path}): {message} (hint: {hint})")
             }
         }
@@ -113,3 +111,22 @@ impl fmt::Display for PlaneError {
 }
 
 impl std::error::Error for PlaneError {}
+
+/// The hint for a failed connection to Plane, by what failed. Plane is reached with the
+/// public CAs only (CALDAV_CA_FILE is for the CalDAV server), so a refused certificate
+/// means the server's, not our trust store, has to change.
+fn transport_hint(tls: Option<crate::http::TlsFailure>) -> &'static str {
+    use crate::http::TlsFailure;
+    match tls {
+        None => "check PLANE_BASE_URL",
+        Some(TlsFailure::Certificate | TlsFailure::ServerCertificateIsCa) => {
+            "Plane's certificate must be valid for PLANE_BASE_URL and signed by a public CA"
+        }
+        Some(TlsFailure::Incompatible) => {
+            "Plane's server (or its proxy) offers no TLS version or cipher suite calplanebot supports: it needs TLS 1.2 or 1.3 with ECDHE and AES-GCM or ChaCha20-Poly1305"
+        }
+        Some(TlsFailure::Other) => {
+            "the TLS handshake failed; check that PLANE_BASE_URL's host and port speak HTTPS"
+        }
+    }
+}
