@@ -312,9 +312,54 @@ fn apply_plan<C: CalendarStore, T: Tracker>(
     summary: &mut Summary,
 ) -> bool {
     let writes_before = calendar_writes(summary);
+    if planned.actions.iter().any(adds_href) {
+        if let Err(e) = forget_version(journal, step) {
+            summary.error(format!("project {}: {e}", step.project.identifier));
+            return false;
+        }
+    }
     let ctx = step.context();
     apply::apply(cal, plane, journal, &ctx, material, planned, summary);
     calendar_writes(summary) != writes_before
+}
+
+/// Whether `a` may give the journal a record of an object that the stored calendar
+/// version does not know: one we create, a user's object that becomes a work item, one of
+/// ours found at an href the journal did not know.
+fn adds_href(a: &plan::Action) -> bool {
+    matches!(
+        a,
+        plan::Action::Create { .. }
+            | plan::Action::CreateItem(_)
+            | plan::Action::Update {
+                reason: plan::UpdateReason::Adopt,
+                ..
+            }
+    )
+}
+
+/// Forgets the stored calendar version durably, before the records of objects it does not
+/// know are written (the next cycle then lists the calendar in full). Such an object,
+/// deleted later, is missing both then and at the stored version: a sync-collection report
+/// since that version leaves it out, and a content-hash version (Radicale, Xandikos) comes
+/// back unchanged, so the journal's view would keep the object and hide the deletion.
+/// [`remember_calendar`] forgets the version after a cycle that wrote, but its record comes
+/// last and unsynced: the power-cut trials lost it while keeping the item records synced
+/// before it (a task deleted in the calendar was never answered and came back later).
+fn forget_version(journal: &mut Journal, step: &Step<'_>) -> Result<(), JournalError> {
+    let Some(stored) = journal.state().calendars.get(&step.project.id) else {
+        return Ok(());
+    };
+    if stored.ctag.is_none() && stored.sync_token.is_none() {
+        return Ok(());
+    }
+    let forgotten = CalendarRecord {
+        ctag: None,
+        sync_token: None,
+        ..stored.clone()
+    };
+    journal.put_calendar(forgotten)?;
+    journal.commit()
 }
 
 fn calendar_writes(s: &Summary) -> usize {
@@ -326,7 +371,8 @@ fn calendar_writes(s: &Summary) -> usize {
 /// and ctags are hashes of the content, so after we create an event and the user deletes
 /// it, the token is the one seen before our write again and would hide the deletion. A
 /// cycle that wrote forgets the version (the next one lists the calendar in full); a
-/// cycle with errors keeps the old one (its objects are looked at again).
+/// cycle with errors keeps the old one (its objects are looked at again). A cycle that
+/// adds objects has forgotten it already, durably (see [`forget_version`]).
 fn remember_calendar(
     journal: &mut Journal,
     step: &Step<'_>,
@@ -857,6 +903,17 @@ mod tests {
             model::find_item(&cal, &model::uid_for(id)).unwrap().clone()
         }
 
+        /// A power cut: the journal keeps what it had synced, and nothing after.
+        fn power_cut(&mut self) {
+            let path = self.journal().path().to_path_buf();
+            let synced = self.journal().synced_len() as usize;
+            let bytes = std::fs::read(&path).unwrap();
+            // Dropping the journal syncs it: the cut is made afterwards.
+            self.journal = None;
+            std::fs::write(&path, &bytes[..synced]).unwrap();
+            self.journal = Some(Journal::open(&self.dir).unwrap());
+        }
+
         /// Changes an object as a calendar app would (new ETag).
         fn user_edits(&mut self, id: &str, f: impl FnOnce(&mut Component)) {
             let key = percent_decode(&self.href(id));
@@ -1023,6 +1080,47 @@ mod tests {
         let s = w.cycle();
         assert_eq!(s.created, 1, "the deletion was seen and answered: {s:?}");
         w.settle();
+    }
+
+    #[test]
+    fn a_deletion_after_a_power_cut_is_answered() {
+        // Found by the power-cut trials against Xandikos: a cycle made an object (our
+        // event, or a work item from the user's task) and a power cut kept its record but
+        // not the calendar version forgotten after it. The user then deleted the object,
+        // which brought the old content-hash version back: the deletion went unseen and
+        // the date stayed in Plane.
+        for from_calendar in [false, true] {
+            let mut w = World::new(ItemKind::Event);
+            w.cal.sync_collection = false;
+            w.full = false;
+            w.create_from_calendar = true;
+            w.two_way.calendar_delete = CalendarDelete::ClearDate;
+            w.settle();
+            let href = if from_calendar {
+                let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//phone//EN\r\n\
+                            BEGIN:VEVENT\r\nUID:phone-1\r\nDTSTAMP:20261123T100000Z\r\n\
+                            SUMMARY:Dentist\r\nDTSTART;VALUE=DATE:20261207\r\n\
+                            END:VEVENT\r\nEND:VCALENDAR\r\n";
+                w.cal.insert("/cal/p/phone-1.ics", text);
+                "/cal/p/phone-1.ics".to_string()
+            } else {
+                w.plane.add("c", "New in Plane", "2026-12-09");
+                percent_decode(&w.href("c"))
+            };
+            let s = w.cycle();
+            assert_eq!(s.created + s.plane_created, 1, "{s:?}");
+            let id = w.plane.items.last().unwrap().id.clone();
+            w.power_cut();
+            w.cal.remove(&href);
+            let s = w.cycle();
+            assert_eq!(
+                s.plane_updated, 1,
+                "from the calendar: {from_calendar}, {s:?}"
+            );
+            assert_eq!(w.plane.item(&id).target_date, None);
+            w.settle();
+            assert!(!w.cal.objects.contains_key(&href), "not recreated");
+        }
     }
 
     #[test]
