@@ -22,7 +22,7 @@ use crate::caldav::{DavError, ObjectData, Precondition, WriteOutcome};
 use crate::ical::{self, Date};
 use crate::plane::{Created, ItemPatch, NewWorkItem};
 use crate::plane::{Project, State, WorkItem};
-use crate::state::{ItemRecord, Journal, Shadow};
+use crate::state::{ContentHash, ItemRecord, Journal, Shadow};
 
 /// `external_source` of work items made from calendar objects.
 pub const EXTERNAL_SOURCE: &str = "calplanebot";
@@ -342,7 +342,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         self.mark_sent(uid, |r| {
             let mut sent = r.shadow.clone();
             apply_to_shadow(&mut sent, patch);
-            r.sent_to_plane = Some(sent);
+            r.sent_to_plane = Some(Box::new(sent));
         })?;
         self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let answer = self
@@ -477,7 +477,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             start_date: f.fields.start.map(|d| d.to_iso()),
             target_date: f.fields.target.map(|d| d.to_iso()),
             state_group: f.fields.completion.target_group().to_string(),
-            content_hash: String::new(),
+            content_hash: ContentHash::UNKNOWN,
         };
         // An empty content hash: the next cycle renders the item into the object (our
         // prefix, link and properties), keeping the user's UID, href and additions.
@@ -485,7 +485,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             .put_item(ItemRecord {
                 uid: f.uid.clone(),
                 work_item: id,
-                project: self.ctx.project.id.clone(),
+                project: self.ctx.project.id.as_str().into(),
                 href: f.href.clone(),
                 etag: f.etag.clone(),
                 plane_updated_at: String::new(),
@@ -632,7 +632,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             return Err(format!("{href} has no ETag; not updated"));
         };
         let sent = desired.shadow.clone();
-        self.mark_sent(uid, |r| r.sent_to_calendar = Some(sent))?;
+        self.mark_sent(uid, |r| r.sent_to_calendar = Some(Box::new(sent)))?;
         self.journal.commit_item(uid).map_err(|e| e.to_string())?;
         let outcome = self
             .cal
@@ -682,7 +682,7 @@ fn record(
     ItemRecord {
         uid: desired.uid.clone(),
         work_item: desired.work_item.clone(),
-        project: project.id.clone(),
+        project: project.id.as_str().into(),
         href: href.to_string(),
         etag,
         plane_updated_at: desired.updated_at.clone(),

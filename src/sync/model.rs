@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{CompletedItems, Config, DateMode, ItemKind};
 use crate::ical::{self, Component, Date, Param, Property};
 use crate::plane::{Project, WorkItem};
-use crate::state::Shadow;
+use crate::state::{ContentHash, Shadow};
 
 /// UID prefix of every object we create; the seed used the same, so its events are adopted.
 pub const UID_PREFIX: &str = "plane-issue-";
@@ -475,7 +475,7 @@ fn description(item: &WorkItem, url: &str) -> String {
 /// unescaped values. Servers re-serialise objects (parameter order, escaping, CATEGORIES
 /// split or joined), so raw text would differ where the content does not; a user's change
 /// of form (an all-day event made a timed one on the same day) does change it.
-pub fn content_hash(c: &Component) -> String {
+pub fn content_hash(c: &Component) -> ContentHash {
     let mut h = Sha256::new();
     for (name, value) in owned_content(c) {
         h.update(name.as_bytes());
@@ -483,7 +483,7 @@ pub fn content_hash(c: &Component) -> String {
         h.update(value.as_bytes());
         h.update([1]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    ContentHash::from_digest(h.finalize().into())
 }
 
 /// The owned, non-volatile properties of `c` as sorted (name, content) pairs. Names and
@@ -962,7 +962,7 @@ mod tests {
         i.labels.clear();
         let d = render(&i, &project(), &mapping()).unwrap();
         assert_eq!(
-            d.desired.shadow.content_hash,
+            d.desired.shadow.content_hash.to_hex(),
             "6da27939b399ac6f883cb8a0e9c0983948bd852b3438d04bfa8f04646f9d45dc"
         );
     }

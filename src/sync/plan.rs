@@ -385,11 +385,14 @@ fn calendar_changed(
             &Fields::of_shadow(&j.shadow),
             (
                 &plane,
-                j.sent_to_plane.as_ref().map(Fields::of_shadow).as_ref(),
+                j.sent_to_plane.as_deref().map(Fields::of_shadow).as_ref(),
             ),
             (
                 &seen.fields,
-                j.sent_to_calendar.as_ref().map(Fields::of_shadow).as_ref(),
+                j.sent_to_calendar
+                    .as_deref()
+                    .map(Fields::of_shadow)
+                    .as_ref(),
             ),
         );
         let newer = fields::newer_side(&d.updated_at, seen.modified);

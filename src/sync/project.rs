@@ -1192,7 +1192,7 @@ mod tests {
         let mut record = w.journal().state().items[&uid].clone();
         let mut sent = record.shadow.clone();
         sent.target_date = Some("2026-12-05".into());
-        record.sent_to_plane = Some(sent);
+        record.sent_to_plane = Some(Box::new(sent));
         w.journal().put_item(record).unwrap();
         w.plane
             .edit("a", |i| i.target_date = Some("2026-12-05".into()));
