@@ -136,10 +136,10 @@ echo "# init script"
 # The variable names of src/config.rs VARIABLES: the first string of each tuple.
 variables=$(sed -n '/^pub const VARIABLES/,/^];/p' src/config.rs | tr -d '\n' |
 	grep -o '( *"[A-Z0-9_]*"' | tr -dc 'A-Z0-9_\n' | sort)
-secrets="CALDAV_PASSWORD_FILE PLANE_API_TOKEN_FILE PLANE_WEBHOOK_SECRET_FILE"
+secrets="CALDAV_PASSWORD_FILE FEED_TOKEN_FILE PLANE_API_TOKEN_FILE PLANE_WEBHOOK_SECRET_FILE"
 check "config.rs VARIABLES was parsed (25+ names)" '[ "$(wc -l <<<"$variables")" -ge 25 ]'
 init_options=$(sh -c '. "$1"; for o in $OPTIONS; do echo "$o"; done' sh "$INIT" | tr '[:lower:]' '[:upper:]' | sort)
-same "init OPTIONS = config.rs VARIABLES + the three *_FILE secrets" \
+same "init OPTIONS = config.rs VARIABLES + the four *_FILE secrets" \
 	"$( (echo "$variables"; tr ' ' '\n' <<<"$secrets") | sort)" "$init_options"
 config_options=$(sed -n 's/^[[:space:]]*#\{0,1\} *option \([a-z_]*\) .*/\1/p' "$OW/files/calplanebot.config" |
 	grep -Evx 'enabled|respawn_(threshold|timeout|retry)' | tr '[:lower:]' '[:upper:]' | sort -u)
