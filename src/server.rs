@@ -367,7 +367,8 @@ impl Ctx {
         };
         let wake = match webhook::parse(text) {
             Err(e) => return refuse(self, 400, &e.0, |w| &mut w.malformed),
-            Ok(WebhookEvent::Ignored { event }) => {
+            // Cycles and modules on the calendar are not wired yet (issue 12).
+            Ok(WebhookEvent::Ignored { event } | WebhookEvent::Timeline { event, .. }) => {
                 self.status().webhooks.ignored += 1;
                 return message(202, &format!("ignored: {event} events are not synced"));
             }

@@ -8,7 +8,10 @@ pub mod webhook;
 use std::fmt;
 
 pub use client::{Created, Listing, ListingEnd, PlaneClient, PlaneStats};
-pub use model::{ItemPatch, Label, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
+pub use model::{
+    Cycle, ItemPatch, Label, Member, Module, ModuleStatus, NewWorkItem, Project, State, Timestamp,
+    WorkItem,
+};
 
 /// Everything that can go wrong talking to Plane. Messages name the API path, never the
 /// token.

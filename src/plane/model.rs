@@ -88,6 +88,75 @@ pub struct WorkItem {
     pub external_source: Option<String>,
 }
 
+/// A Plane cycle (a sprint), as `GET …/projects/{pid}/cycles/` lists it. The listing
+/// leaves archived cycles out; a cycle without both dates is a draft.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cycle {
+    /// UUID.
+    pub id: String,
+    /// Project UUID.
+    pub project: String,
+    /// Display name.
+    pub name: String,
+    /// RFC 3339 date-time (Plane stores the start of the first day, converted to UTC).
+    pub start_date: Option<String>,
+    /// RFC 3339 date-time (Plane stores the end of the last day, converted to UTC).
+    pub end_date: Option<String>,
+    /// IANA zone the cycle is planned in (Plane's per-cycle `timezone`, default `UTC`).
+    pub timezone: String,
+    /// Work items in the cycle (the listing's annotation).
+    pub total_issues: u64,
+    /// Of those, the ones in a completed state.
+    pub completed_issues: u64,
+    /// RFC 3339; bumped when the cycle itself is edited (not when its items change).
+    pub updated_at: String,
+    /// Set when archived (the list endpoint hides archived cycles).
+    pub archived_at: Option<String>,
+}
+
+/// The status of a module: a closed set in Plane's model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModuleStatus {
+    /// `backlog`.
+    Backlog,
+    /// `planned` (Plane's default).
+    #[default]
+    Planned,
+    /// `in-progress`.
+    InProgress,
+    /// `paused`.
+    Paused,
+    /// `completed`.
+    Completed,
+    /// `cancelled`.
+    Cancelled,
+}
+
+/// A Plane module (a milestone or feature), as `GET …/projects/{pid}/modules/` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Module {
+    /// UUID.
+    pub id: String,
+    /// Project UUID.
+    pub project: String,
+    /// Display name.
+    pub name: String,
+    /// `YYYY-MM-DD`.
+    pub start_date: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub target_date: Option<String>,
+    /// Its status.
+    pub status: ModuleStatus,
+    /// Work items in the module (the listing's annotation).
+    pub total_issues: u64,
+    /// Of those, the ones in a completed state.
+    pub completed_issues: u64,
+    /// RFC 3339; bumped when the module itself is edited.
+    pub updated_at: String,
+    /// Set when archived (the list endpoint hides archived modules).
+    pub archived_at: Option<String>,
+}
+
 /// A field that is missing or has the wrong type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError(pub String);

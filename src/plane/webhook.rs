@@ -32,11 +32,30 @@ pub enum WebhookEvent {
         /// created, updated, deleted.
         action: String,
     },
-    /// An event we do not act on (cycles, modules, comments).
+    /// A cycle or module changed, or work items moved into or out of one (their progress
+    /// changed): the project's listing of that kind is read again.
+    Timeline {
+        /// Project id.
+        project: String,
+        /// Cycles or modules.
+        kind: TimelineKind,
+        /// Plane's event and action, e.g. `cycle/updated`, for logs and /status.
+        event: String,
+    },
+    /// An event we do not act on (comments, and anything unknown).
     Ignored {
         /// Its `event` value.
         event: String,
     },
+}
+
+/// Which of a project's timelines a [`WebhookEvent::Timeline`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineKind {
+    /// Cycles (sprints).
+    Cycles,
+    /// Modules.
+    Modules,
 }
 
 /// Why a payload was refused.
