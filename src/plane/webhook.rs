@@ -408,9 +408,8 @@ mod tests {
     #[test]
     fn cycle_and_module_events_need_a_uuid_project() {
         for body in [
-            format!(
-                r#"{{"event":"module","action":"updated","data":{{"project":"../../users/me"}}}}"#
-            ),
+            r#"{"event":"module","action":"updated","data":{"project":"../../users/me"}}"#
+                .to_string(),
             format!(r#"{{"event":"cycle.updated","data":{{"id":"{I1}","project_id":"x"}}}}"#),
         ] {
             assert_eq!(
