@@ -25,8 +25,9 @@ OPTIONS:
   --rate-limit N     requests per minute [default: 60, Plane's default]
   --all-dated        give every work item without a target date one (benchmarks want
                      one calendar object per item)
-  --timeline         give each project cycles (a current one, an upcoming one, a draft)
-                     and modules (a span, a target-only one), some items in them
+  --timeline         give each project a zone (Asia/Kolkata, America/Los_Angeles,
+                     Europe/Berlin, in turn), cycles (a current one, an upcoming one, a
+                     draft) and modules (a span, a target-only one), some items in them
   --verbose          log one line per request on stderr
 ";
 
@@ -103,12 +104,21 @@ fn date_everything(world: &mut fake_plane::World, now_unix: i64) {
     }
 }
 
-/// Cycles and modules around today in every project, with the first items in them and
-/// one of those completed, so progress shows.
+/// Zones given to the projects in turn by `--timeline` (cycle days are stored in them).
+const TIMELINE_ZONES: [&str; 3] = ["Asia/Kolkata", "America/Los_Angeles", "Europe/Berlin"];
+
+/// Cycles and modules around today in every project (in a zone other than UTC, as a
+/// team's would be), with the first items in them and one of those completed, so
+/// progress shows.
 fn add_timeline(world: &mut fake_plane::World, now_unix: i64) {
     let day = |offset: i64| fake_plane::fmt_date(now_unix.div_euclid(86_400) + offset);
-    let idents: Vec<String> = world.projects.iter().map(|p| p.identifier.clone()).collect();
-    for ident in idents {
+    let idents: Vec<String> = world
+        .projects
+        .iter()
+        .map(|p| p.identifier.clone())
+        .collect();
+    for (k, ident) in idents.into_iter().enumerate() {
+        world.set_project_timezone(&ident, TIMELINE_ZONES[k % TIMELINE_ZONES.len()]);
         let items: Vec<String> = world
             .project(&ident)
             .visible_items()
