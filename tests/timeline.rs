@@ -119,6 +119,8 @@ struct ModuleCase {
     target: Option<&'static str>,
     /// Plane's status value.
     status: &'static str,
+    /// How the description names the status.
+    label: &'static str,
     /// `(DTSTART, DTEND)`; `None`: no event (with COMPLETED_ITEMS=delete, the default).
     dates: Option<(&'static str, &'static str)>,
 }
@@ -129,6 +131,7 @@ const MODULES: [ModuleCase; 5] = [
         start: Some("2026-12-01"),
         target: Some("2026-12-15"),
         status: "in-progress",
+        label: "In progress",
         dates: Some(("2026-12-01", "2026-12-16")),
     },
     // Only a target date: one day on it.
@@ -137,6 +140,7 @@ const MODULES: [ModuleCase; 5] = [
         start: None,
         target: Some("2027-01-10"),
         status: "planned",
+        label: "Planned",
         dates: Some(("2027-01-10", "2027-01-11")),
     },
     ModuleCase {
@@ -144,6 +148,7 @@ const MODULES: [ModuleCase; 5] = [
         start: Some("2026-12-01"),
         target: None,
         status: "backlog",
+        label: "Backlog",
         dates: None,
     },
     ModuleCase {
@@ -151,6 +156,7 @@ const MODULES: [ModuleCase; 5] = [
         start: Some("2026-12-01"),
         target: Some("2026-12-10"),
         status: "cancelled",
+        label: "Cancelled",
         dates: None,
     },
     ModuleCase {
@@ -158,6 +164,7 @@ const MODULES: [ModuleCase; 5] = [
         start: Some("2026-11-01"),
         target: Some("2026-11-20"),
         status: "completed",
+        label: "Completed",
         dates: None,
     },
 ];
@@ -338,6 +345,10 @@ fn check_fixture(s: &Setup, t: &Timeline, skip: &[usize]) -> BTreeMap<String, Ob
         check_common(o, &web_link(s, case.project, "cycles", id), pid, "Cycle");
         assert_eq!(o.prop("SUMMARY"), Some(format!("Cycle: {}", case.name)));
         assert_eq!(o.prop("X-PLANE-CYCLE-ID").as_deref(), Some(id.as_str()));
+        let (done, total) = if *id == t.cycles[0] { (1, 3) } else { (0, 0) };
+        let link = web_link(s, case.project, "cycles", id);
+        let desc = format!("{done}/{total} work items completed\n\n{link}");
+        assert_eq!(o.prop("DESCRIPTION"), Some(desc));
         let dates = (o.prop("DTSTART").unwrap(), o.prop("DTEND").unwrap());
         let zone = ZONES[case.project];
         assert_eq!(
@@ -549,13 +560,23 @@ fn deletions(s: &Setup, t: &Timeline) {
     s.fake.with_world(|w| {
         w.delete_cycle(&t.cycles[1]);
         w.archive_cycle(&t.cycles[2]);
-        w.update_cycle(&t.cycles[3], |c| c.end_date = None);
+        w.update_cycle(&t.cycles[3], |c| {
+            c.start_date = None;
+            c.end_date = None;
+        });
         w.update_module(&t.modules[0], |m| m.status = "cancelled".into());
-        w.archive_module(&t.modules[1]);
+        w.delete_module(&t.modules[1]);
     });
     let r = s.run(&["--once", "--full"]);
     r.assert_ok();
     assert_eq!(r.count("Deleted"), 5, "{}\n{}", r.stdout, r.stderr);
+    for reason in [
+        "3 cycle or module deleted or archived",
+        "1 cycle or module without dates",
+        "1 module cancelled",
+    ] {
+        assert!(r.stdout.contains(reason), "{reason}:\n{}", r.stdout);
+    }
     let left: BTreeSet<String> = timeline_objects(s, 0).into_keys().collect();
     assert_eq!(left, BTreeSet::from([cycle_uid(&t.cycles[0])]));
     let r = s.sync();
