@@ -876,66 +876,75 @@ fn cost(s: &Setup, kind: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Design 9: one listing of each kind per project on a full cycle, none on an idle
-/// incremental one, one for a project whose work items changed. Prints the figures.
+/// Plane requests of one run of `args`, and the cycle and module listings among them per
+/// project.
+fn measure(s: &Setup, args: &[&str]) -> (usize, Vec<usize>, Vec<usize>) {
+    s.fake.clear_requests();
+    s.run(args).assert_ok();
+    let total = s.fake.requests().len();
+    (total, cost(s, "cycles"), cost(s, "modules"))
+}
+
+/// Design 9, against the same workspace without cycles and modules: a full cycle costs
+/// one listing of each kind per project more (pages of 100), an idle incremental one
+/// nothing more, an incremental one where a project's work items changed one listing of
+/// each for that project. Prints the figures (README "Cycles and modules").
 #[test]
 fn request_cost() {
     let server = server("Radicale", "RADICALE");
-    let mut s = Setup::new(server.clone(), &PROJECT_ITEMS);
-    let _cleanup = DeleteCalendars(server.clone(), s.tag.clone());
-    enable(&mut s);
-    seed(&s);
-    let measure = |s: &Setup, args: &[&str], what: &str| {
-        s.fake.clear_requests();
-        s.run(args).assert_ok();
-        let (c, m) = (cost(s, "cycles"), cost(s, "modules"));
-        let total = s.fake.requests().len();
+    let mut on = Setup::new(server.clone(), &PROJECT_ITEMS);
+    let off = Setup::new(server.clone(), &PROJECT_ITEMS);
+    let _cleanup = DeleteCalendars(server.clone(), on.tag.clone());
+    let _cleanup_off = DeleteCalendars(server.clone(), off.tag.clone());
+    enable(&mut on);
+    seed(&on);
+    seed(&off);
+    let n = ZONES.len();
+    let steps: [(&str, &[&str], usize, Vec<usize>); 5] = [
+        ("first --once (full)", &["--once"], 2 * n, vec![1; n]),
+        ("idle incremental --once", &["--once"], 0, vec![0; n]),
+        (
+            "--once after a work item of project 0 changed",
+            &["--once"],
+            2,
+            vec![1, 0, 0],
+        ),
+        ("idle incremental --once", &["--once"], 0, vec![0; n]),
+        ("--once --full", &["--once", "--full"], 2 * n, vec![1; n]),
+    ];
+    for (i, (what, args, extra, listings)) in steps.into_iter().enumerate() {
+        if i == 2 {
+            for s in [&on, &off] {
+                let item = s.fake.world().projects[0].visible_items()[0].id.clone();
+                s.fake
+                    .with_world(|w| w.rename(&item, "Changed to move the watermark"));
+            }
+        }
+        let (total_on, cycles, modules) = measure(&on, args);
+        let (total_off, ..) = measure(&off, args);
         eprintln!(
-            "cost: {what}: Plane requests {total}, cycle listings {c:?}, module listings {m:?}"
+            "cost: {what}: Plane requests {total_on} with cycles and modules, {total_off} \
+             without; cycle listings {cycles:?}, module listings {modules:?} per project"
         );
-        (c, m)
-    };
-    assert_eq!(
-        measure(&s, &["--once"], "first (full)"),
-        (vec![1, 1, 1], vec![1, 1, 1])
-    );
-    for r in s
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/cycles/") || r.path.ends_with("/modules/"))
-    {
-        assert!(r.query.contains("per_page=100"), "{} ?{}", r.path, r.query);
+        assert_eq!(total_on, total_off + extra, "{what}");
+        assert_eq!((&cycles, &modules), (&listings, &listings), "{what}");
+        if i == 0 {
+            for r in on
+                .fake
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/cycles/") || r.path.ends_with("/modules/"))
+            {
+                assert!(r.query.contains("per_page=100"), "{} ?{}", r.path, r.query);
+            }
+        }
     }
-    assert_eq!(
-        measure(&s, &["--once"], "idle incremental"),
-        (vec![0, 0, 0], vec![0, 0, 0])
-    );
-    let item = s.fake.world().projects[0].visible_items()[0].id.clone();
-    s.fake
-        .with_world(|w| w.rename(&item, "Changed to move the watermark"));
-    assert_eq!(
-        measure(&s, &["--once"], "incremental, project 0 changed"),
-        (vec![1, 0, 0], vec![1, 0, 0])
-    );
-    assert_eq!(
-        measure(&s, &["--once"], "idle incremental"),
-        (vec![0, 0, 0], vec![0, 0, 0])
-    );
-    assert_eq!(
-        measure(&s, &["--once", "--full"], "--full"),
-        (vec![1, 1, 1], vec![1, 1, 1])
-    );
-    set_var(&mut s, "SYNC_MODULES", "false");
-    assert_eq!(
-        measure(&s, &["--once", "--full"], "--full, modules off"),
-        (vec![1, 1, 1], vec![0, 0, 0])
-    );
-    set_var(&mut s, "SYNC_CYCLES", "false");
-    assert_eq!(
-        measure(&s, &["--once", "--full"], "--full, both off"),
-        (vec![0, 0, 0], vec![0, 0, 0])
-    );
+    set_var(&mut on, "SYNC_MODULES", "false");
+    let (_, cycles, modules) = measure(&on, &["--once", "--full"]);
+    assert_eq!((cycles, modules), (vec![1; n], vec![0; n]), "modules off");
+    set_var(&mut on, "SYNC_CYCLES", "false");
+    let (_, cycles, modules) = measure(&on, &["--once", "--full"]);
+    assert_eq!((cycles, modules), (vec![0; n], vec![0; n]), "both off");
 }
 
 const FEED_TOKEN: &str = "feed-token-timeline-0123456789";
