@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fake_plane::World;
+use common::fake_plane::{sign_webhook, World};
 use common::{edit, put_raw, server, var, verifier, DeleteCalendars, Object, Run, Server, Setup};
 use miniserde::json::{self, Value};
 
@@ -971,21 +971,22 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts `calplanebot run` without CALDAV_URL and waits until its first cycle is done.
-fn start_feeds(s: &Setup) -> Daemon {
+/// The webhook secret of the daemons here.
+const WEBHOOK_SECRET: &str = "plane_wh_timeline0123456789abcdef0123456789";
+/// How long a webhook's change may take to reach the calendar before the test gives up.
+const WEBHOOK_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts `calplanebot run` with `vars` (a long interval, so only webhooks make it sync
+/// again) and waits until its first cycle is done.
+fn start_daemon(s: &Setup, vars: Vec<(String, String)>) -> Daemon {
     let port = free_port();
-    let log = s.state.with_extension(format!("feed-{port}.log"));
-    let vars: Vec<(String, String)> = s
-        .vars()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("CALDAV_"))
-        .collect();
+    let log = s.state.with_extension(format!("daemon-{port}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_calplanebot"))
         .arg("run")
         .env_clear()
         .envs(vars)
-        .env("FEED_TOKEN", FEED_TOKEN)
         .env("HTTP_BIND", format!("127.0.0.1:{port}"))
+        .env("PLANE_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("SYNC_INTERVAL_SECONDS", "3600")
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(Stdio::null())
@@ -999,20 +1000,111 @@ fn start_feeds(s: &Setup) -> Daemon {
     };
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
-        let metrics = ureq::get(&format!("{}/api/v1/metrics", d.url))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|b| json::from_str::<Value>(&b).ok());
-        if metrics.is_some_and(|m| text(get(&m, "cycles")).parse::<u64>().is_ok_and(|c| c >= 1)) {
+        if d.sync_cycles() >= 1 {
             return d;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!(
-        "daemon did not come up: {}",
-        std::fs::read_to_string(&d.log).unwrap_or_default()
+    panic!("daemon did not come up: {}", d.log_text());
+}
+
+impl Daemon {
+    /// Sync cycles the daemon has run (`cycles` of /api/v1/metrics; 0 while unreachable).
+    fn sync_cycles(&self) -> u64 {
+        ureq::get(&format!("{}/api/v1/metrics", self.url))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|b| json::from_str::<Value>(&b).ok())
+            .and_then(|m| text(get(&m, "cycles")).parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// POSTs a signed webhook body; Plane's deliveries must be accepted with 202.
+    fn webhook(&self, body: &str) {
+        let sig = sign_webhook(WEBHOOK_SECRET, body.as_bytes());
+        let r = ureq::post(&format!("{}/webhooks/plane", self.url))
+            .header("X-Plane-Signature", &sig)
+            .send(body.as_bytes())
+            .expect("webhook POST");
+        assert_eq!(r.status().as_u16(), 202);
+    }
+}
+
+/// Starts `calplanebot run` without CALDAV_URL (feeds only).
+fn start_feeds(s: &Setup) -> Daemon {
+    let mut vars: Vec<(String, String)> = s
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("CALDAV_"))
+        .collect();
+    vars.push(("FEED_TOKEN".into(), FEED_TOKEN.into()));
+    start_daemon(s, vars)
+}
+
+/// A `cycle` delivery as Plane CE 1.3.1 sends it for an update (the cycle's row, no
+/// counts; see tests/fake_plane and plane's findings).
+fn cycle_webhook(w: &World, project: usize, cycle_id: &str, name: &str) -> String {
+    let p = &w.projects[project];
+    format!(
+        r#"{{"event":"cycle","action":"updated","webhook_id":"{}","workspace_id":"{}","data":{{"id":"{cycle_id}","name":{name:?},"project":"{}","workspace":"{}","timezone":"UTC","archived_at":null}},"activity":{{"field":"name","new_value":{name:?},"old_value":null,"actor":null}}}}"#,
+        w.webhook_id, w.workspace_id, p.id, w.workspace_id
+    )
+}
+
+/// A cycle renamed in Plane and its webhook (CE sends one for cycle updates, none for its
+/// work items): the daemon lists that project's cycles once, the event has the new name;
+/// no other project is listed (design 9a).
+fn webhook_lists_that_projects_cycles(server: Server) {
+    let mut s = Setup::new(server.clone(), &PROJECT_ITEMS);
+    let _cleanup = DeleteCalendars(server.clone(), s.tag.clone());
+    enable(&mut s);
+    let t = seed(&s);
+    let d = start_daemon(&s, s.vars());
+    let done = d.sync_cycles();
+    let uid = cycle_uid(&t.cycles[0]);
+    assert!(
+        timeline_objects(&s, 0).contains_key(&uid),
+        "{}",
+        d.log_text()
     );
+
+    s.fake.clear_requests();
+    s.fake
+        .with_world(|w| w.update_cycle(&t.cycles[0], |c| c.name = "Sprint 1 renamed".into()));
+    let body = s
+        .fake
+        .with_world(|w| cycle_webhook(w, 0, &t.cycles[0], "Sprint 1 renamed"));
+    d.webhook(&body);
+    let until = Instant::now() + WEBHOOK_WAIT;
+    while d.sync_cycles() == done {
+        assert!(
+            Instant::now() < until,
+            "no sync after the webhook:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = timeline_objects(&s, 0)[&uid].prop("SUMMARY");
+    assert_eq!(
+        summary.as_deref(),
+        Some("Cycle: Sprint 1 renamed"),
+        "{}",
+        d.log_text()
+    );
+    let cycles = cost(&s, "cycles");
+    assert_eq!(cycles, vec![1, 0, 0], "{:?}", s.fake.requests());
+    assert_eq!(cost(&s, "modules")[1..], [0, 0]);
+    assert!(plane_writes(&s).is_empty(), "{:?}", plane_writes(&s));
+}
+
+#[test]
+fn webhook_lists_that_projects_cycles_radicale() {
+    webhook_lists_that_projects_cycles(server("Radicale", "RADICALE"));
 }
 
 /// Without CALDAV_URL the project feed carries the same cycle and module events (with
