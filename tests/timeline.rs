@@ -1081,21 +1081,19 @@ fn webhook_lists_that_projects_cycles(server: Server) {
         .with_world(|w| cycle_webhook(w, 0, &t.cycles[0], "Sprint 1 renamed"));
     d.webhook(&body);
     let until = Instant::now() + WEBHOOK_WAIT;
-    while d.sync_cycles() == done {
+    loop {
+        let summary = timeline_objects(&s, 0)[&uid].prop("SUMMARY");
+        if summary.as_deref() == Some("Cycle: Sprint 1 renamed") {
+            break;
+        }
         assert!(
             Instant::now() < until,
-            "no sync after the webhook:\n{}",
+            "the webhook's change never reached the calendar ({summary:?}):\n{}",
             d.log_text()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
     }
-    let summary = timeline_objects(&s, 0)[&uid].prop("SUMMARY");
-    assert_eq!(
-        summary.as_deref(),
-        Some("Cycle: Sprint 1 renamed"),
-        "{}",
-        d.log_text()
-    );
+    assert!(d.sync_cycles() > done);
     let cycles = cost(&s, "cycles");
     assert_eq!(cycles, vec![1, 0, 0], "{:?}", s.fake.requests());
     assert_eq!(cost(&s, "modules")[1..], [0, 0]);
