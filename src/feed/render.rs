@@ -276,6 +276,8 @@ mod tests {
             state_groups: vec!["started".into()],
             assignees: vec![],
             labels: vec![],
+            cycles: false,
+            modules: false,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod store;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt;

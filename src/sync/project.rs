@@ -810,6 +810,8 @@ mod tests {
                         .to_vec(),
                     assignees: vec![],
                     labels: vec![],
+                    cycles: false,
+                    modules: false,
                 },
                 two_way: TwoWay::default(),
                 create_from_calendar: false,
