@@ -300,10 +300,12 @@ fn date_prop(name: &str, d: Date) -> Property {
 /// The all-day VEVENT (DTEND exclusive) and what planning compares.
 fn build(s: &Shape<'_>, project: &Project, m: &Mapping) -> Rendered {
     let url = link(s.kind, m, project, s.id);
-    let mut description = format!("{}/{} work items completed", s.done, s.total);
-    if let Some(status) = s.status {
-        description.push_str(&format!("\nStatus: {}", status_text(status)));
-    }
+    // Plane's module listing counts completed items wrongly (the number of distinct
+    // state groups, so 0 or 1): a module shows its size and status, not a progress.
+    let mut description = match s.status {
+        None => format!("{}/{} work items completed", s.done, s.total),
+        Some(status) => format!("{} work items\nStatus: {}", s.total, status_text(status)),
+    };
     description.push_str("\n\n");
     description.push_str(&url);
     let mut c = Component::new("VEVENT");
@@ -630,7 +632,7 @@ mod tests {
         assert_eq!(e.text("X-PLANE-MODULE-ID").unwrap(), "m1");
         assert_eq!(
             e.text("DESCRIPTION").unwrap(),
-            "4/4 work items completed\nStatus: In progress\n\n\
+            "4 work items\nStatus: In progress\n\n\
              https://plane.example.com/acme/projects/p1/modules/m1"
         );
         // A status change is a change of content.
