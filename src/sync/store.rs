@@ -74,18 +74,10 @@ impl Tracker for PlaneClient {
         PlaneClient::create_work_item(self, project, item)
     }
     fn cycles(&mut self, project: &str) -> Result<Vec<Cycle>, PlaneError> {
-        // TEMPORARY until h/plane12 lands: PlaneClient::cycles(self, project)
-        let _ = project;
-        Err(PlaneError::Setup(
-            "listing cycles is not available yet".into(),
-        ))
+        PlaneClient::cycles(self, project)
     }
     fn modules(&mut self, project: &str) -> Result<Vec<Module>, PlaneError> {
-        // TEMPORARY until h/plane12 lands: PlaneClient::modules(self, project)
-        let _ = project;
-        Err(PlaneError::Setup(
-            "listing modules is not available yet".into(),
-        ))
+        PlaneClient::modules(self, project)
     }
 }
 
@@ -515,6 +507,7 @@ pub mod memory {
                 start_date: Some(format!("{first}T00:00:01Z")),
                 end_date: Some(format!("{last}T23:59:00Z")),
                 timezone: "UTC".into(),
+                project_timezone: "UTC".into(),
                 total_issues: 2,
                 completed_issues: 1,
                 updated_at,

@@ -122,10 +122,12 @@ impl From<crate::plane::webhook::TimelineKind> for Kind {
     }
 }
 
-/// The zone a cycle's dates are read in: the cycle's own `timezone` (Plane stores the
-/// cycle's days as instants converted from that zone).
+/// The zone a cycle's dates are read in: its project's. Plane converts the days a user
+/// picks into instants in the project's zone (00:00:01 of the first day, 23:59 of the
+/// last), and shows them in that zone again; the cycle's own `timezone` field stays
+/// `UTC` whatever the project's zone is (checked against Plane CE 1.3.1).
 pub fn zone_name(c: &Cycle) -> &str {
-    &c.timezone
+    &c.project_timezone
 }
 
 /// Zones by name, loaded once per run. An unknown or unreadable name is UTC, with one
@@ -393,7 +395,8 @@ mod tests {
             name: "Sprint 3".into(),
             start_date: start.map(String::from),
             end_date: end.map(String::from),
-            timezone: zone.into(),
+            timezone: "UTC".into(),
+            project_timezone: zone.into(),
             total_issues: 8,
             completed_issues: 3,
             updated_at: "2026-11-20T09:00:00Z".into(),
@@ -478,35 +481,44 @@ mod tests {
                 fixed_zone("America/Los_Angeles", -8 * 3600),
             );
         let cases = [
-            // (zone, start, end, DTSTART, DTEND)
+            // (zone, start, end, DTSTART, DTEND): the first two as real Plane CE 1.3.1
+            // stored cycles of 2026-12-21..2027-01-01 and 2026-12-07..2026-12-18.
             (
                 "Asia/Kolkata",
-                "2026-11-29T18:30:00Z", // 2026-11-30 00:00 +05:30
-                "2026-12-11T18:29:59Z", // 2026-12-11 23:59:59 +05:30
-                "20261130",
-                "20261212",
+                "2026-12-20T18:30:01Z", // 2026-12-21 00:00:01 +05:30
+                "2027-01-01T18:29:00Z", // 2027-01-01 23:59 +05:30
+                "20261221",
+                "20270102",
             ),
             (
                 "America/Los_Angeles",
-                "2026-11-30T08:00:00Z", // 2026-11-30 00:00 -08:00
-                "2026-12-12T07:59:59Z", // 2026-12-11 23:59:59 -08:00
-                "20261130",
-                "20261212",
+                "2026-12-07T08:00:01Z", // 2026-12-07 00:00:01 -08:00
+                "2026-12-19T07:59:00Z", // 2026-12-18 23:59 -08:00
+                "20261207",
+                "20261219",
             ),
             (
                 "America/Los_Angeles",
-                "2026-11-30T08:00:00+00:00",
-                "2026-12-11T23:59:59-08:00",
-                "20261130",
-                "20261212",
+                "2026-12-07T08:00:01+00:00",
+                "2026-12-18T23:59:00-08:00",
+                "20261207",
+                "20261219",
+            ),
+            // A cycle starting today starts "now" (Plane's rule): still today.
+            (
+                "Asia/Kolkata",
+                "2026-12-02T15:04:50.683272Z",
+                "2026-12-09T18:29:00Z",
+                "20261202",
+                "20261210",
             ),
             // Bare dates (older Plane): the days themselves.
             ("UTC", "2026-11-30", "2026-12-11", "20261130", "20261212"),
             // A one-day cycle.
             (
                 "UTC",
-                "2026-12-01T00:00:00Z",
-                "2026-12-01T23:59:59Z",
+                "2026-12-01T00:00:01Z",
+                "2026-12-01T23:59:00Z",
                 "20261201",
                 "20261202",
             ),
