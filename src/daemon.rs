@@ -175,7 +175,7 @@ impl Coalescer {
             .iter()
             .filter_map(|w| match w {
                 Wake::Project(p) => Some(p),
-                Wake::Item { .. } => None,
+                Wake::Item { .. } | Wake::Timeline { .. } => None,
             })
             .collect();
         let covered = |w: &Wake| matches!(w, Wake::Item { project, .. } if whole.contains(project));
@@ -433,6 +433,7 @@ impl Service<'_> {
                         combine(synced, fed)
                     });
                 }
+                Wake::Timeline { project, kind } => self.timeline(project, *kind),
                 Wake::Project(project) => {
                     if self.project(project).is_none() {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
@@ -457,6 +458,47 @@ impl Service<'_> {
                 }
             }
         }
+    }
+}
+
+impl Service<'_> {
+    /// After a webhook about a project's cycles or modules: that listing alone is read
+    /// again (their progress counts are not in the payload), and their events synced.
+    fn timeline(&mut self, project: &str, kind: crate::sync::timeline::Kind) {
+        let mapping = sync::model::Mapping::from_config(self.config);
+        if !kind.enabled(&mapping) {
+            log::debug!(
+                "webhook about {} while {} is off; ignored",
+                kind.plural(),
+                kind.setting()
+            );
+            return;
+        }
+        let Some(p) = self.project(project) else {
+            log::debug!("webhook for project {project}, which is not synced; ignored");
+            return;
+        };
+        self.cycle(
+            &format!("webhook {} {}", p.identifier, kind.plural()),
+            false,
+            |s| {
+                let opts = Options {
+                    only_project: Some(project),
+                    stop: Some(&STOP),
+                    timeline_only: Some(kind),
+                    ..Options::default()
+                };
+                let synced = s
+                    .dav
+                    .as_mut()
+                    .map(|dav| sync::sync_once(s.config, &mut s.plane, dav, &mut s.journal, &opts));
+                let fed = s
+                    .feeds
+                    .as_mut()
+                    .map(|f| f.timeline(s.config, &mut s.plane, &p, kind));
+                combine(synced, fed)
+            },
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! I/O only — it knows nothing of calendars or sync.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -11,7 +11,10 @@ use crate::http::sleep_unless_stopped;
 use miniserde::json::Value;
 
 use super::items::{self, ItemPage, ReadError};
-use super::model::{self, ItemPatch, Member, NewWorkItem, Project, State, Timestamp, WorkItem};
+use super::model::{
+    self, Cycle, ItemPatch, Member, Module, NewWorkItem, Project, ProjectSettings, State,
+    Timestamp, WorkItem,
+};
 use super::PlaneError;
 use crate::config::Secret;
 
@@ -94,6 +97,9 @@ pub struct PlaneClient {
     stop: Option<&'static AtomicBool>,
     /// Workspace members as last listed (see [`PlaneClient::members_cached`]).
     members: Option<Vec<Member>>,
+    /// Each project's zone and feature flags, as [`PlaneClient::projects`] last listed
+    /// them (so cycles and modules cost no extra request for them).
+    settings: HashMap<String, ProjectSettings>,
     /// Counters since creation.
     pub stats: PlaneStats,
 }
@@ -115,6 +121,7 @@ impl PlaneClient {
             retry_delay: Duration::from_millis(500),
             stop: None,
             members: None,
+            settings: HashMap::new(),
             stats: PlaneStats::default(),
         })
     }
@@ -175,8 +182,81 @@ impl PlaneClient {
             // is treated like a deleted project (forgotten, its events kept).
             .filter(|v| !is_archived(v))
             .map(|v| {
-                Project::from_json(v).map_err(|e| PlaneError::Malformed {
+                let malformed = |e: model::FieldError| PlaneError::Malformed {
                     path: path.clone(),
+                    message: e.0,
+                };
+                let project = Project::from_json(v).map_err(malformed)?;
+                let settings = ProjectSettings::from_json(v).map_err(malformed)?;
+                self.settings.insert(project.id.clone(), settings);
+                Ok(project)
+            })
+            .collect()
+    }
+
+    /// A project's zone and feature flags: as [`PlaneClient::projects`] last listed them,
+    /// else read from the project itself (one request, remembered).
+    pub fn project_settings(&mut self, project_id: &str) -> Result<ProjectSettings, PlaneError> {
+        if let Some(s) = self.settings.get(project_id) {
+            return Ok(s.clone());
+        }
+        let path = format!("workspaces/{}/projects/{project_id}/", self.slug);
+        let settings = ProjectSettings::from_json(&self.get(&path)?)
+            .map_err(|e| PlaneError::Malformed { path, message: e.0 })?;
+        self.settings
+            .insert(project_id.to_string(), settings.clone());
+        Ok(settings)
+    }
+
+    /// The project's cycles (one paginated listing), archived ones left out, each with
+    /// [`Cycle::project_timezone`] set: Plane stores a cycle's days as instants in the
+    /// PROJECT's zone, so that is where they are read back.
+    ///
+    /// A project with cycles turned off (`cycle_view: false`) has none: Plane CE would
+    /// still answer 200 with the cycles made before (its web app hides them), so nothing
+    /// is asked and the list is empty. One unreadable cycle fails the listing (an error
+    /// naming the path): skipping it would look like a deleted cycle.
+    pub fn cycles(&mut self, project_id: &str) -> Result<Vec<Cycle>, PlaneError> {
+        let settings = self.project_settings(project_id)?;
+        if !settings.cycle_view {
+            log::debug!("project {project_id}: cycles are turned off in Plane; none listed");
+            return Ok(Vec::new());
+        }
+        let path = format!("workspaces/{}/projects/{project_id}/cycles/", self.slug);
+        let mut cycles = self.read_all(&path, Cycle::from_json)?;
+        cycles.retain(|c| c.archived_at.is_none());
+        for c in &mut cycles {
+            c.project_timezone.clone_from(&settings.timezone);
+        }
+        Ok(cycles)
+    }
+
+    /// The project's modules (one paginated listing), archived ones left out; none when
+    /// the project has modules turned off (`module_view: false`), as for
+    /// [`PlaneClient::cycles`].
+    pub fn modules(&mut self, project_id: &str) -> Result<Vec<Module>, PlaneError> {
+        if !self.project_settings(project_id)?.module_view {
+            log::debug!("project {project_id}: modules are turned off in Plane; none listed");
+            return Ok(Vec::new());
+        }
+        let path = format!("workspaces/{}/projects/{project_id}/modules/", self.slug);
+        let mut modules = self.read_all(&path, Module::from_json)?;
+        modules.retain(|m| m.archived_at.is_none());
+        Ok(modules)
+    }
+
+    /// Every object of a paginated list, read with `read`; the first unreadable one fails
+    /// the whole list with an error naming `path`.
+    fn read_all<T>(
+        &mut self,
+        path: &str,
+        read: fn(&Value) -> Result<T, model::FieldError>,
+    ) -> Result<Vec<T>, PlaneError> {
+        self.list(path, "")?
+            .iter()
+            .map(|v| {
+                read(v).map_err(|e| PlaneError::Malformed {
+                    path: path.to_string(),
                     message: e.0,
                 })
             })

@@ -9,8 +9,8 @@ use std::fmt;
 
 pub use client::{Created, Listing, ListingEnd, PlaneClient, PlaneStats};
 pub use model::{
-    Cycle, ItemPatch, Label, Member, Module, ModuleStatus, NewWorkItem, Project, State, Timestamp,
-    WorkItem,
+    Cycle, ItemPatch, Label, Member, Module, ModuleStatus, NewWorkItem, Project, ProjectSettings,
+    State, Timestamp, WorkItem,
 };
 
 /// Everything that can go wrong talking to Plane. Messages name the API path, never the

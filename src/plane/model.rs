@@ -18,6 +18,22 @@ pub struct Project {
     pub name: String,
 }
 
+/// A project's settings that decide how its cycles and modules are read (kept apart from
+/// [`Project`], which many callers build by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSettings {
+    /// IANA zone of the project (`UTC` when Plane sends none). Plane CE converts a cycle's
+    /// dates with THIS zone (start day 00:00:01, end day 23:59:00 local, stored as UTC),
+    /// not with the cycle's own `timezone` field, which stays `UTC`; Plane's web app shows
+    /// the local dates in this zone.
+    pub timezone: String,
+    /// Whether the project has cycles turned on (Plane's `cycle_view`; `true` when absent).
+    /// Plane still lists a disabled project's cycles (200), but its web app hides them.
+    pub cycle_view: bool,
+    /// Whether the project has modules turned on (`module_view`; `true` when absent).
+    pub module_view: bool,
+}
+
 /// A workflow state of a project.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
@@ -98,12 +114,20 @@ pub struct Cycle {
     pub project: String,
     /// Display name.
     pub name: String,
-    /// RFC 3339 date-time (Plane stores the start of the first day, converted to UTC).
+    /// RFC 3339 date-time in UTC: 00:00:01 of the first day in the PROJECT's zone (or the
+    /// moment of creation, when the cycle starts that day) — see `project_timezone`.
     pub start_date: Option<String>,
-    /// RFC 3339 date-time (Plane stores the end of the last day, converted to UTC).
+    /// RFC 3339 date-time in UTC: 23:59:00 of the last day in the project's zone. (Plane
+    /// converts only when a write carries both dates; a PATCH of one date alone stores
+    /// that date's UTC midnight unconverted.)
     pub end_date: Option<String>,
-    /// IANA zone the cycle is planned in (Plane's per-cycle `timezone`, default `UTC`).
+    /// Plane's per-cycle `timezone` field (default `UTC`). Plane CE does NOT use it for the
+    /// dates (it uses the project's zone) and neither its API nor its web app sets it, so
+    /// it is kept for logs only: read the dates in `project_timezone`.
     pub timezone: String,
+    /// The zone the dates are to be read in: the project's ([`ProjectSettings::timezone`]),
+    /// filled by [`crate::plane::PlaneClient::cycles`]; `UTC` when read from JSON alone.
+    pub project_timezone: String,
     /// Work items in the cycle (the listing's annotation).
     pub total_issues: u64,
     /// Of those, the ones in a completed state.
@@ -157,6 +181,48 @@ pub struct Module {
     pub archived_at: Option<String>,
 }
 
+impl ModuleStatus {
+    /// Reads Plane's value; `None` for a value this version does not know.
+    pub fn parse(s: &str) -> Option<ModuleStatus> {
+        Some(match s {
+            "backlog" => ModuleStatus::Backlog,
+            "planned" => ModuleStatus::Planned,
+            "in-progress" => ModuleStatus::InProgress,
+            "paused" => ModuleStatus::Paused,
+            "completed" => ModuleStatus::Completed,
+            "cancelled" => ModuleStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Plane's value (`in-progress`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleStatus::Backlog => "backlog",
+            ModuleStatus::Planned => "planned",
+            ModuleStatus::InProgress => "in-progress",
+            ModuleStatus::Paused => "paused",
+            ModuleStatus::Completed => "completed",
+            ModuleStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The name Plane's web app shows (`In Progress`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            ModuleStatus::Backlog => "Backlog",
+            ModuleStatus::Planned => "Planned",
+            ModuleStatus::InProgress => "In Progress",
+            ModuleStatus::Paused => "Paused",
+            ModuleStatus::Completed => "Completed",
+            ModuleStatus::Cancelled => "Cancelled",
+        }
+    }
+}
+
+/// The zone Plane uses when a project or cycle names none.
+const DEFAULT_ZONE: &str = "UTC";
+
 /// A field that is missing or has the wrong type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError(pub String);
@@ -186,6 +252,22 @@ fn opt_str(o: &Object, key: &str) -> Option<String> {
 
 fn req_str(o: &Object, key: &str, what: &str) -> Result<String, FieldError> {
     opt_str(o, key).ok_or_else(|| FieldError(format!("{what} has no \"{key}\"")))
+}
+
+fn opt_bool(o: &Object, key: &str) -> Option<bool> {
+    match o.get(key) {
+        Some(Value::Bool(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+/// A count annotation (`total_issues`, …): absent, `null` or not a whole number → 0.
+/// (Plane leaves annotations out of some answers, e.g. webhook payloads.)
+fn count(o: &Object, key: &str) -> u64 {
+    match o.get(key) {
+        Some(Value::Number(miniserde::json::Number::U64(n))) => *n,
+        _ => 0,
+    }
 }
 
 /// An id, or the `id` of an expanded object.
@@ -236,6 +318,94 @@ impl Project {
             name: opt_str(o, "name").unwrap_or_default(),
         })
     }
+}
+
+impl ProjectSettings {
+    /// Reads the settings from a project object; missing fields take Plane's defaults
+    /// (`UTC`), except that a missing feature flag reads as on (listing a disabled
+    /// feature costs one request and returns what Plane has; hiding an enabled one would
+    /// delete its events).
+    pub fn from_json(v: &Value) -> Result<ProjectSettings, FieldError> {
+        let o = object(v, "project")?;
+        Ok(ProjectSettings {
+            timezone: opt_str(o, "timezone").unwrap_or_else(|| DEFAULT_ZONE.to_string()),
+            cycle_view: opt_bool(o, "cycle_view").unwrap_or(true),
+            module_view: opt_bool(o, "module_view").unwrap_or(true),
+        })
+    }
+}
+
+impl Cycle {
+    /// Reads a cycle object as Plane's list, detail and webhook answers carry it. `id`
+    /// and `project` (an id or an expanded project) are required; everything else may be
+    /// missing (counts → 0, `timezone` → `UTC`), because Plane adds and drops fields.
+    pub fn from_json(v: &Value) -> Result<Cycle, FieldError> {
+        let o = object(v, "cycle")?;
+        Ok(Cycle {
+            id: req_str(o, "id", "cycle")?,
+            project: project_of(o, "cycle")?,
+            name: opt_str(o, "name").unwrap_or_default(),
+            start_date: opt_str(o, "start_date"),
+            end_date: opt_str(o, "end_date"),
+            timezone: opt_str(o, "timezone").unwrap_or_else(|| DEFAULT_ZONE.to_string()),
+            project_timezone: DEFAULT_ZONE.to_string(),
+            total_issues: count(o, "total_issues"),
+            completed_issues: count(o, "completed_issues"),
+            updated_at: opt_str(o, "updated_at").unwrap_or_default(),
+            archived_at: opt_str(o, "archived_at"),
+        })
+    }
+
+    /// Whether Plane treats it as a draft: a cycle without both dates.
+    pub fn is_draft(&self) -> bool {
+        self.start_date.is_none() || self.end_date.is_none()
+    }
+}
+
+impl Module {
+    /// Reads a module object (list, detail or webhook). `id` and `project` are required;
+    /// counts may be missing (→ 0). A `status` this version does not know reads as
+    /// `planned` (Plane's default) with a debug line, so a new Plane status shows the
+    /// module rather than hiding it.
+    ///
+    /// Plane CE 1.3.1's LIST counts each state group with `COUNT(DISTINCT group)`, so
+    /// `completed_issues` there is 0 or 1 whatever the number of completed items
+    /// (`total_issues` is right): it is passed on as Plane sends it.
+    pub fn from_json(v: &Value) -> Result<Module, FieldError> {
+        let o = object(v, "module")?;
+        let id = req_str(o, "id", "module")?;
+        let raw_status = opt_str(o, "status");
+        let status = match raw_status.as_deref().map(ModuleStatus::parse) {
+            Some(Some(s)) => s,
+            Some(None) => {
+                log::debug!("module {id}: unknown status {raw_status:?}, read as planned");
+                ModuleStatus::default()
+            }
+            None => ModuleStatus::default(),
+        };
+        Ok(Module {
+            project: project_of(o, "module")?,
+            name: opt_str(o, "name").unwrap_or_default(),
+            start_date: opt_str(o, "start_date"),
+            target_date: opt_str(o, "target_date"),
+            status,
+            total_issues: count(o, "total_issues"),
+            completed_issues: count(o, "completed_issues"),
+            updated_at: opt_str(o, "updated_at").unwrap_or_default(),
+            archived_at: opt_str(o, "archived_at"),
+            id,
+        })
+    }
+}
+
+/// The `project` of a cycle or module: an id or an expanded project (`project_id` in
+/// Plane Cloud's v2 payloads).
+fn project_of(o: &Object, what: &str) -> Result<String, FieldError> {
+    o.get("project")
+        .and_then(id_of)
+        .or_else(|| opt_str(o, "project_id"))
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| FieldError(format!("{what} has no \"project\"")))
 }
 
 impl State {
@@ -554,6 +724,177 @@ mod tests {
         assert_eq!(p.next_cursor, None);
         assert_eq!(page(json("[1,2]")).unwrap().results.len(), 2);
         assert!(page(json(r#"{"detail":"x"}"#)).is_err());
+    }
+
+    /// A cycle as Plane CE 1.3.1's list returns it (trimmed from the real server: project
+    /// zone America/Los_Angeles, dates 2026-12-07..2026-12-18).
+    const REAL_CYCLE: &str = r#"{"id":"db979557-8b78-44b1-9040-5103f2b6e2d5","total_issues":3,
+        "cancelled_issues":0,"completed_issues":2,"started_issues":0,"unstarted_issues":0,
+        "backlog_issues":1,"created_at":"2026-12-02T15:03:15.704253Z",
+        "updated_at":"2026-12-02T15:03:15.704295Z","deleted_at":null,"name":"Sprint LA",
+        "description":"","start_date":"2026-12-07T08:00:01Z","end_date":"2026-12-19T07:59:00Z",
+        "view_props":{},"sort_order":65535.0,"external_source":null,"external_id":null,
+        "progress_snapshot":{},"archived_at":null,"logo_props":{},"timezone":"UTC","version":1,
+        "created_by":"45693019-34e6-4759-9ee6-e64ee30ef25d","updated_by":null,
+        "project":"588b3060-f3e6-4e5b-8ed7-a5204bed7ed4",
+        "workspace":"54a96936-4bc1-42aa-9050-795a58b8a895",
+        "owned_by":"45693019-34e6-4759-9ee6-e64ee30ef25d"}"#;
+
+    /// A module as the real list returns it (two of its three items are done, yet Plane
+    /// CE 1.3.1 says `completed_issues: 1`).
+    const REAL_MODULE: &str = r#"{"id":"a2af9f84-7755-4624-985f-4154dde8f827","total_issues":3,
+        "cancelled_issues":0,"completed_issues":1,"started_issues":0,"unstarted_issues":0,
+        "backlog_issues":1,"created_at":"2026-12-02T15:03:51.894537Z",
+        "updated_at":"2026-12-02T15:03:51.894570Z","deleted_at":null,"name":"Milestone A",
+        "description":"","description_text":null,"description_html":null,
+        "start_date":"2026-12-08","target_date":"2026-12-20","status":"in-progress",
+        "view_props":{},"sort_order":65535.0,"external_source":null,"external_id":null,
+        "archived_at":null,"logo_props":{},"created_by":"45693019-34e6-4759-9ee6-e64ee30ef25d",
+        "updated_by":null,"project":"588b3060-f3e6-4e5b-8ed7-a5204bed7ed4",
+        "workspace":"54a96936-4bc1-42aa-9050-795a58b8a895","lead":null,"members":[]}"#;
+
+    #[test]
+    fn real_cycle_reads_every_field_we_use() {
+        let c = Cycle::from_json(&json(REAL_CYCLE)).unwrap();
+        assert_eq!(
+            c,
+            Cycle {
+                id: "db979557-8b78-44b1-9040-5103f2b6e2d5".into(),
+                project: "588b3060-f3e6-4e5b-8ed7-a5204bed7ed4".into(),
+                name: "Sprint LA".into(),
+                start_date: Some("2026-12-07T08:00:01Z".into()),
+                end_date: Some("2026-12-19T07:59:00Z".into()),
+                timezone: "UTC".into(),
+                project_timezone: "UTC".into(),
+                total_issues: 3,
+                completed_issues: 2,
+                updated_at: "2026-12-02T15:03:15.704295Z".into(),
+                archived_at: None,
+            }
+        );
+        assert!(!c.is_draft());
+    }
+
+    #[test]
+    fn cycle_tolerates_missing_optional_fields_and_requires_ids() {
+        // A draft as a webhook carries it: no counts, null dates, no timezone.
+        let c = Cycle::from_json(&json(
+            r#"{"id":"c1","project":{"id":"p1","name":"Web"},"name":"Draft",
+                "start_date":null,"end_date":null,"total_issues":null}"#,
+        ))
+        .unwrap();
+        assert_eq!((c.total_issues, c.completed_issues), (0, 0));
+        assert_eq!(c.project, "p1");
+        assert_eq!(c.timezone, "UTC");
+        assert!(c.is_draft());
+        // Only one date is still a draft (Plane refuses to store that, but a reader must
+        // not trust it); `project_id` is Plane Cloud's v2 spelling.
+        let half = Cycle::from_json(&json(
+            r#"{"id":"c2","project_id":"p1","start_date":"2026-12-07T08:00:01Z"}"#,
+        ))
+        .unwrap();
+        assert!(half.is_draft());
+        // A negative or fractional count is no count.
+        let odd = Cycle::from_json(&json(
+            r#"{"id":"c3","project":"p1","total_issues":-1,"completed_issues":1.5}"#,
+        ))
+        .unwrap();
+        assert_eq!((odd.total_issues, odd.completed_issues), (0, 0));
+        for (bad, why) in [
+            (r#"{"project":"p1"}"#, "cycle has no \"id\""),
+            (r#"{"id":"","project":"p1"}"#, "cycle has no \"id\""),
+            (r#"{"id":"c1"}"#, "cycle has no \"project\""),
+            (
+                r#"{"id":"c1","project":{"name":"x"}}"#,
+                "cycle has no \"project\"",
+            ),
+            (r#"{"id":"c1","project":7}"#, "cycle has no \"project\""),
+            ("[]", "cycle is not a JSON object"),
+        ] {
+            assert_eq!(
+                Cycle::from_json(&json(bad)),
+                Err(FieldError(why.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn real_module_reads_as_plane_sends_it() {
+        let m = Module::from_json(&json(REAL_MODULE)).unwrap();
+        assert_eq!(
+            m,
+            Module {
+                id: "a2af9f84-7755-4624-985f-4154dde8f827".into(),
+                project: "588b3060-f3e6-4e5b-8ed7-a5204bed7ed4".into(),
+                name: "Milestone A".into(),
+                start_date: Some("2026-12-08".into()),
+                target_date: Some("2026-12-20".into()),
+                status: ModuleStatus::InProgress,
+                total_issues: 3,
+                completed_issues: 1,
+                updated_at: "2026-12-02T15:03:51.894570Z".into(),
+                archived_at: None,
+            }
+        );
+    }
+
+    #[test]
+    fn module_statuses_and_missing_fields() {
+        for (raw, status, label) in [
+            ("backlog", ModuleStatus::Backlog, "Backlog"),
+            ("planned", ModuleStatus::Planned, "Planned"),
+            ("in-progress", ModuleStatus::InProgress, "In Progress"),
+            ("paused", ModuleStatus::Paused, "Paused"),
+            ("completed", ModuleStatus::Completed, "Completed"),
+            ("cancelled", ModuleStatus::Cancelled, "Cancelled"),
+        ] {
+            let m = Module::from_json(&json(&format!(
+                r#"{{"id":"m1","project":"p1","status":"{raw}"}}"#
+            )))
+            .unwrap();
+            assert_eq!(m.status, status);
+            assert_eq!((status.as_str(), status.label()), (raw, label));
+        }
+        // Unknown, wrongly cased, missing or non-string: Plane's default, planned.
+        for odd in [r#""released""#, r#""Completed""#, r#""""#, "null", "3"] {
+            let m = Module::from_json(&json(&format!(
+                r#"{{"id":"m1","project":"p1","status":{odd}}}"#
+            )))
+            .unwrap();
+            assert_eq!(m.status, ModuleStatus::Planned, "{odd}");
+        }
+        let bare = Module::from_json(&json(r#"{"id":"m1","project":"p1"}"#)).unwrap();
+        assert_eq!(
+            (bare.start_date, bare.target_date, bare.total_issues),
+            (None, None, 0)
+        );
+        assert!(Module::from_json(&json(r#"{"id":"m1"}"#)).is_err());
+        assert!(Module::from_json(&json(r#"{"project":"p1"}"#)).is_err());
+        assert!(Module::from_json(&json(r#""m1""#)).is_err());
+    }
+
+    #[test]
+    fn project_zone_and_features() {
+        let p = ProjectSettings::from_json(&json(
+            r#"{"id":"p1","identifier":"WEB","name":"Web","timezone":"Asia/Kolkata",
+                "cycle_view":false,"module_view":true}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            p,
+            ProjectSettings {
+                timezone: "Asia/Kolkata".into(),
+                cycle_view: false,
+                module_view: true
+            }
+        );
+        // An older answer without the fields: UTC, and both features assumed on (listing
+        // a disabled feature is harmless: Plane answers 200).
+        let old = ProjectSettings::from_json(&json(r#"{"id":"p1","identifier":"WEB"}"#)).unwrap();
+        assert_eq!(old.timezone, "UTC");
+        assert!(old.cycle_view && old.module_view);
+        assert!(ProjectSettings::from_json(&json("[]")).is_err());
     }
 
     fn ts(s: &str) -> Timestamp {

@@ -178,6 +178,12 @@ pub fn parse(body: &str) -> Result<WebhookEvent, PayloadError> {
                 actor,
             })
         }
+        "cycle" | "cycle_issue" | "cycle_work_item" => {
+            timeline(TimelineKind::Cycles, &kind, &action, data)
+        }
+        "module" | "module_issue" | "module_work_item" => {
+            timeline(TimelineKind::Modules, &kind, &action, data)
+        }
         "project" => Ok(WebhookEvent::Project {
             id: uuid(
                 id_of(data_field("id"))
@@ -188,6 +194,40 @@ pub fn parse(body: &str) -> Result<WebhookEvent, PayloadError> {
         }),
         _ => Ok(WebhookEvent::Ignored { event }),
     }
+}
+
+/// A cycle or module event, or one about work items moving into or out of one (Plane CE
+/// 1.3.1 sends only `cycle`/`module` created/updated; `cycle_issue`/`module_issue` are in
+/// its webhook code but never fired). Plane's `data` for these carries no progress counts,
+/// so the project's listing is read again: only the project is used, and it goes into a
+/// request path, so it must be a UUID.
+///
+/// A delivery that names no project (the shape Plane's webhook task gives a deletion:
+/// `data: {id}` only) cannot be acted on: it is ignored, not refused (a refusal would
+/// only fill Plane's failure log), and the next full reconcile notices the change.
+fn timeline(
+    kind: TimelineKind,
+    event: &str,
+    action: &str,
+    data: Option<&Value>,
+) -> Result<WebhookEvent, PayloadError> {
+    let data_field = |k: &str| data.and_then(|d| field(d, k));
+    let id_of = |x: Option<&Value>| match x {
+        Some(Value::Object(o)) => text(o.get("id")),
+        other => text(other),
+    };
+    let Some(project) = id_of(data_field("project")).or_else(|| id_of(data_field("project_id")))
+    else {
+        log::debug!("webhook: {event}/{action} names no project; left to the next full sync");
+        return Ok(WebhookEvent::Ignored {
+            event: event.to_string(),
+        });
+    };
+    Ok(WebhookEvent::Timeline {
+        project: uuid(project, "data.project")?,
+        kind,
+        event: format!("{event}/{action}"),
+    })
 }
 
 #[cfg(test)]
@@ -280,26 +320,127 @@ mod tests {
             }
         );
         assert_eq!(
-            parse(r#"{"event":"cycle","action":"created","data":{}}"#).unwrap(),
+            parse(r#"{"event":"issue_comment","action":"created","data":{}}"#).unwrap(),
             WebhookEvent::Ignored {
-                event: "cycle".into()
+                event: "issue_comment".into()
             }
         );
     }
 
+    /// A `cycle` delivery as the real Plane CE 1.3.1 sent it (trimmed; no counts in
+    /// `data`, one delivery per changed field).
+    const REAL_CYCLE_UPDATE: &str = r#"{"event": "cycle", "action": "updated",
+        "webhook_id": "b2f40cff-9c98-4f72-b178-6051eccc0928",
+        "workspace_id": "54a96936-4bc1-42aa-9050-795a58b8a895",
+        "data": {"id": "db979557-8b78-44b1-9040-5103f2b6e2d5", "name": "Sprint LA (renamed)",
+          "start_date": "2026-12-06T18:30:01Z", "end_date": "2026-12-18T18:29:00Z",
+          "archived_at": null, "timezone": "Asia/Kolkata",
+          "project": "588b3060-f3e6-4e5b-8ed7-a5204bed7ed4",
+          "workspace": "54a96936-4bc1-42aa-9050-795a58b8a895"},
+        "activity": {"field": "name", "new_value": "Sprint LA (renamed)", "old_value": "Sprint LA",
+          "actor": {"id": "45693019-34e6-4759-9ee6-e64ee30ef25d", "display_name": "alice"},
+          "old_identifier": null, "new_identifier": null}}"#;
+
     #[test]
-    fn bad_payloads_are_errors() {
-        for bad in [
-            "",
-            "not json",
-            "[1,2]",
-            "{}",
-            r#"{"event":"issue","action":"updated","data":{"project":"p"}}"#,
-            r#"{"event":"issue","action":"updated","data":{"id":"i"}}"#,
-            r#"{"event":"issue","data":"oops"}"#,
-            r#"{"event":5}"#,
+    fn cycle_and_module_events_name_the_project_timeline() {
+        let real_project = "588b3060-f3e6-4e5b-8ed7-a5204bed7ed4";
+        assert_eq!(
+            parse(REAL_CYCLE_UPDATE).unwrap(),
+            WebhookEvent::Timeline {
+                project: real_project.into(),
+                kind: TimelineKind::Cycles,
+                event: "cycle/updated".into()
+            }
+        );
+        let cases = [
+            // CE module created (the real shape: project as an id).
+            (
+                format!(
+                    r#"{{"event":"module","action":"created","data":{{"id":"{I1}","project":"{P1}","status":"planned"}}}}"#
+                ),
+                TimelineKind::Modules,
+                "module/created",
+            ),
+            // Cloud v2 spelling, project_id.
+            (
+                format!(
+                    r#"{{"event":"cycle.updated","data":{{"id":"{I1}","project_id":"{P1}"}}}}"#
+                ),
+                TimelineKind::Cycles,
+                "cycle/updated",
+            ),
+            (
+                format!(
+                    r#"{{"event":"module.deleted","data":{{"id":"{I1}","project":{{"id":"{P1}"}}}}}}"#
+                ),
+                TimelineKind::Modules,
+                "module/deleted",
+            ),
+            // Work items moving into a cycle or module: progress moved.
+            (
+                format!(
+                    r#"{{"event":"cycle_issue","action":"created","data":{{"id":"{I1}","issue":"{I1}","cycle":"{I1}","project":"{P1}"}}}}"#
+                ),
+                TimelineKind::Cycles,
+                "cycle_issue/created",
+            ),
+            (
+                format!(
+                    r#"{{"event":"module_issue","action":"deleted","data":{{"project":"{P1}"}}}}"#
+                ),
+                TimelineKind::Modules,
+                "module_issue/deleted",
+            ),
+        ];
+        for (body, kind, event) in cases {
+            assert_eq!(
+                parse(&body).unwrap(),
+                WebhookEvent::Timeline {
+                    project: P1.into(),
+                    kind,
+                    event: event.into()
+                },
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn cycle_and_module_events_need_a_uuid_project() {
+        for body in [
+            r#"{"event":"module","action":"updated","data":{"project":"../../users/me"}}"#
+                .to_string(),
+            format!(r#"{{"event":"cycle.updated","data":{{"id":"{I1}","project_id":"x"}}}}"#),
         ] {
-            assert!(parse(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse(&body),
+                Err(PayloadError("data.project is not a UUID".into())),
+                "{body}"
+            );
+        }
+        // No project at all (a deletion as Plane's webhook task builds it, or no data):
+        // nothing to re-read, so ignored rather than refused.
+        for (body, event) in [
+            (
+                format!(r#"{{"event":"cycle","action":"deleted","data":{{"id":"{I1}"}}}}"#),
+                "cycle",
+            ),
+            (
+                r#"{"event":"cycle","action":"created","data":{"id":"c"}}"#.to_string(),
+                "cycle",
+            ),
+            (
+                r#"{"event":"module_issue","action":"created","data":"oops"}"#.to_string(),
+                "module_issue",
+            ),
+        ] {
+            assert_eq!(
+                parse(&body),
+                Ok(WebhookEvent::Ignored {
+                    event: event.into()
+                }),
+                "{body}"
+            );
         }
     }
 }

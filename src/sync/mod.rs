@@ -10,6 +10,7 @@ pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod store;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -138,6 +139,9 @@ pub struct Options<'a> {
     /// Set by a signal handler: finish the current write, then stop. Every write is
     /// journaled as it happens, so stopping between two leaves a consistent state.
     pub stop: Option<&'a AtomicBool>,
+    /// A webhook about this kind of a project's timeline: list only it (with
+    /// `only_project`), not the work items.
+    pub timeline_only: Option<timeline::Kind>,
 }
 
 impl Options<'_> {
@@ -193,6 +197,9 @@ pub fn sync_item(
         full: false,
         opts: &opts,
         now: crate::clock::now_unix(),
+        list_items: true,
+        timeline_wake: None,
+        takes_events: true,
     };
     let mut summary = Summary {
         projects: 1,
@@ -308,14 +315,19 @@ pub fn sync_once(
         }
         summary.projects += 1;
         let before = (summary.errors.len(), summary.done());
-        let full = opts.full || full_listing_due(config, journal, &project.id);
+        let full = opts.timeline_only.is_none()
+            && (opts.full || full_listing_due(config, journal, &project.id));
         log::info!(
-            "[{}/{}] {} ({}): reading {} work items",
+            "[{}/{}] {} ({}): reading {}",
             n + 1,
             projects.len(),
             project.name,
             project.identifier,
-            if full { "all" } else { "changed" }
+            match (opts.timeline_only, full) {
+                (Some(k), _) => k.plural(),
+                (None, true) => "all work items",
+                (None, false) => "changed work items",
+            }
         );
         let Some(calendar) = calendar_for(
             plane,
@@ -345,6 +357,9 @@ pub fn sync_once(
             full,
             opts,
             now,
+            list_items: opts.timeline_only.is_none(),
+            timeline_wake: opts.timeline_only,
+            takes_events: takes_events(&calendar),
         };
         project::sync_project(dav, plane, journal, &step, &mut summary)?;
         summary.judge_project(before);
@@ -556,8 +571,19 @@ fn calendar_for(
     Some(calendar)
 }
 
+/// Whether a calendar takes VEVENTs (cycles and modules are always events): it says so,
+/// or says nothing.
+fn takes_events(calendar: &Calendar) -> bool {
+    calendar.components.is_empty() || calendar.components.iter().any(|c| c == "VEVENT")
+}
+
+/// The day of a work item's object, or the days of a cycle's or module's.
 fn date_of(d: &Desired) -> String {
-    d.shadow.target_date.clone().unwrap_or_default()
+    let target = d.shadow.target_date.clone().unwrap_or_default();
+    match (&d.shadow.start_date, timeline::Kind::of_uid(&d.uid)) {
+        (Some(start), Some(_)) if *start != target => format!("{start}..{target}"),
+        _ => target,
+    }
 }
 
 /// One line of `--dry-run` output.
