@@ -64,9 +64,10 @@ const CYCLES: [CycleCase; 8] = [
     CycleCase {
         project: 0,
         name: "Sprint 3",
-        start: Some("2027-01-03T15:00:01Z"),
-        end: Some("2027-01-08T14:59:00Z"),
-        dates: Some(("2027-01-04", "2027-01-09")),
+        // Over before the fake's "now" (2026-05-01), so Plane lets it be archived.
+        start: Some("2026-04-05T15:00:01Z"),
+        end: Some("2026-04-10T14:59:00Z"),
+        dates: Some(("2026-04-06", "2026-04-11")),
     },
     CycleCase {
         project: 0,
@@ -191,21 +192,30 @@ fn module_uid(id: &str) -> String {
 fn seed(s: &Setup) -> Timeline {
     s.fake.with_world(|w| {
         assert_eq!(w.projects.len(), ZONES.len(), "one project per zone");
-        for (p, zone) in w.projects.iter_mut().zip(ZONES) {
-            p.timezone = zone.to_string();
-        }
         let identifier = |w: &World, i: usize| w.projects[i].identifier.clone();
+        for (i, zone) in ZONES.iter().enumerate() {
+            w.set_project_timezone(&identifier(w, i), zone);
+        }
         let cycles = CYCLES
             .iter()
             .map(|c| {
-                let project = identifier(w, c.project);
-                w.add_cycle(&project, c.name, c.start, c.end)
+                let id = w.add_cycle(&identifier(w, c.project), c.name, None);
+                // The instants as given, not converted by the fake: the fixture says what
+                // real Plane stores.
+                w.set_cycle_instants(&id, c.start.map(micros), c.end.map(micros));
+                id
             })
             .collect::<Vec<_>>();
         let p0 = identifier(w, 0);
         let modules = MODULES
             .iter()
-            .map(|m| w.add_module(&p0, m.name, m.start, m.target, m.status))
+            .map(|m| {
+                let id = w.add_module(&p0, m.name, m.start, m.target);
+                if m.status != "planned" {
+                    w.set_module_status(&id, m.status);
+                }
+                id
+            })
             .collect::<Vec<_>>();
         let p = &w.projects[0];
         let members: Vec<String> = p
@@ -227,6 +237,25 @@ fn seed(s: &Setup) -> Timeline {
             members,
         }
     })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` as Unix microseconds (the fake's instants), by civil calendar
+/// arithmetic of its own (days from 1970-01-01, Howard Hinnant's algorithm).
+fn micros(instant: &str) -> i64 {
+    let n = |a: usize, b: usize| -> i64 {
+        instant[a..b]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad instant {instant}"))
+    };
+    assert!(instant.len() == 20 && instant.ends_with('Z'), "{instant}");
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) * 1_000_000
 }
 
 /// The variables that turn both kinds on.
@@ -489,15 +518,12 @@ fn lifecycle(server: Server) {
 /// Renamed and re-dated in Plane: the same object, rewritten with SEQUENCE+1.
 fn updates_in_place(s: &Setup, t: &Timeline, before: &BTreeMap<String, Object>) {
     s.fake.with_world(|w| {
-        w.update_cycle(&t.cycles[0], |c| {
-            c.name = "Sprint 1 (extended)".into();
-            // Through 27 December in Tokyo.
-            c.end_date = Some("2026-12-27T14:59:00Z".into());
-        });
-        w.update_module(&t.modules[1], |m| {
-            m.name = "Beta 2".into();
-            m.start_date = Some("2027-01-04".into());
-        });
+        w.rename_cycle(&t.cycles[0], "Sprint 1 (extended)");
+        // Through 27 December in Tokyo.
+        let start = CYCLES[0].start.map(micros);
+        w.set_cycle_instants(&t.cycles[0], start, Some(micros("2026-12-27T14:59:00Z")));
+        w.rename_module(&t.modules[1], "Beta 2");
+        w.set_module_dates(&t.modules[1], Some("2027-01-04"), MODULES[1].target);
     });
     let r = s.run(&["--once", "--full"]);
     r.assert_ok();
@@ -560,11 +586,8 @@ fn deletions(s: &Setup, t: &Timeline) {
     s.fake.with_world(|w| {
         w.delete_cycle(&t.cycles[1]);
         w.archive_cycle(&t.cycles[2]);
-        w.update_cycle(&t.cycles[3], |c| {
-            c.start_date = None;
-            c.end_date = None;
-        });
-        w.update_module(&t.modules[0], |m| m.status = "cancelled".into());
+        w.set_cycle_instants(&t.cycles[3], None, None);
+        w.set_module_status(&t.modules[0], "cancelled");
         w.delete_module(&t.modules[1]);
     });
     let r = s.run(&["--once", "--full"]);
@@ -1046,16 +1069,6 @@ fn start_feeds(s: &Setup) -> Daemon {
     start_daemon(s, vars)
 }
 
-/// A `cycle` delivery as Plane CE 1.3.1 sends it for an update (the cycle's row, no
-/// counts; see tests/fake_plane and plane's findings).
-fn cycle_webhook(w: &World, project: usize, cycle_id: &str, name: &str) -> String {
-    let p = &w.projects[project];
-    format!(
-        r#"{{"event":"cycle","action":"updated","webhook_id":"{}","workspace_id":"{}","data":{{"id":"{cycle_id}","name":{name:?},"project":"{}","workspace":"{}","timezone":"UTC","archived_at":null}},"activity":{{"field":"name","new_value":{name:?},"old_value":null,"actor":null}}}}"#,
-        w.webhook_id, w.workspace_id, p.id, w.workspace_id
-    )
-}
-
 /// A cycle renamed in Plane and its webhook (CE sends one for cycle updates, none for its
 /// work items): the daemon lists that project's cycles once, the event has the new name;
 /// no other project is listed (design 9a).
@@ -1075,10 +1088,11 @@ fn webhook_lists_that_projects_cycles(server: Server) {
 
     s.fake.clear_requests();
     s.fake
-        .with_world(|w| w.update_cycle(&t.cycles[0], |c| c.name = "Sprint 1 renamed".into()));
+        .with_world(|w| w.rename_cycle(&t.cycles[0], "Sprint 1 renamed"));
+    let change = Some(("name", Some("Sprint 1"), Some("Sprint 1 renamed")));
     let body = s
         .fake
-        .with_world(|w| cycle_webhook(w, 0, &t.cycles[0], "Sprint 1 renamed"));
+        .with_world(|w| w.cycle_webhook_payload(&t.cycles[0], "updated", change));
     d.webhook(&body);
     let until = Instant::now() + WEBHOOK_WAIT;
     loop {
