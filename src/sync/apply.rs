@@ -296,6 +296,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             } => match self.cal.delete(href, etag.as_deref()) {
                 Ok(WriteOutcome::Written(_)) | Ok(WriteOutcome::NotFound) => {
                     self.summary.deleted += 1;
+                    self.count_timeline(uid, |c| &mut c.deleted);
                     *self
                         .summary
                         .delete_reasons
@@ -314,6 +315,13 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             Action::Forget { uid } => self.journal.remove_item(uid).map_err(|e| e.to_string()),
             Action::ClearDate { uid, work_item } => self.clear_date(uid, work_item),
             Action::CreateItem(foreign) => self.create_item(foreign),
+        }
+    }
+
+    /// Counts a write of a cycle's or module's object in the summary's breakdown.
+    fn count_timeline(&mut self, uid: &str, count: fn(&mut super::Counts) -> &mut usize) {
+        if let Some(kind) = Kind::of_uid(uid) {
+            *count(self.summary.timeline.entry(kind.noun()).or_default()) += 1;
         }
     }
 
@@ -540,6 +548,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
                 self.summary.created += 1;
+                self.count_timeline(uid, |c| &mut c.created);
                 if recreate {
                     log::info!("recreated {label} (deleted in the calendar)");
                 }
@@ -661,6 +670,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         match outcome {
             WriteOutcome::Written(new_etag) => {
                 self.summary.updated += 1;
+                self.count_timeline(uid, |c| &mut c.updated);
                 let r = record(desired, self.ctx.project, href, new_etag, sequence + 1);
                 self.journal.put_item(r).map_err(|e| e.to_string())
             }

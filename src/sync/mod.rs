@@ -58,6 +58,20 @@ pub struct Summary {
     pub planned: Vec<String>,
     /// The selected projects as Plane listed them (for callers that cache them).
     pub project_list: Vec<Project>,
+    /// Of the objects created, updated and deleted, the cycles' and modules' (by
+    /// [`timeline::Kind::noun`]).
+    pub timeline: BTreeMap<&'static str, Counts>,
+}
+
+/// Objects created, updated and deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Created.
+    pub created: usize,
+    /// Updated.
+    pub updated: usize,
+    /// Deleted.
+    pub deleted: usize,
 }
 
 impl Summary {
@@ -77,6 +91,23 @@ impl Summary {
     fn judge_project(&mut self, before: (usize, usize)) {
         if self.errors.len() > before.0 && self.done() == before.1 {
             self.projects_failed += 1;
+        }
+    }
+
+    /// What part of a count were cycles and modules, for summaries: ` (1 cycle, 2
+    /// modules)`, or nothing when none were.
+    pub fn timeline_note(&self, count: fn(&Counts) -> usize) -> String {
+        let parts: Vec<String> = self
+            .timeline
+            .iter()
+            .map(|(noun, c)| (noun, count(c)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(noun, n)| format!("{n} {noun}{}", if n == 1 { "" } else { "s" }))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
         }
     }
 
@@ -545,6 +576,15 @@ fn calendar_for(
             if let Err(e) = listed {
                 summary.error(format!("project {}: {e}", project.identifier));
             }
+            for kind in timeline::Kind::ALL
+                .into_iter()
+                .filter(|k| k.enabled(mapping))
+            {
+                match new_timeline(plane, project, mapping, kind) {
+                    Ok(lines) => summary.planned.extend(lines),
+                    Err(e) => summary.error(format!("project {}: {e}", project.identifier)),
+                }
+            }
             return None;
         }
         None => match make_calendar(dav, home, calendars, project, mapping) {
@@ -569,6 +609,37 @@ fn calendar_for(
         return None;
     }
     Some(calendar)
+}
+
+/// `--dry-run` lines for the events of one kind in a calendar still to be made.
+fn new_timeline(
+    plane: &mut PlaneClient,
+    project: &Project,
+    mapping: &Mapping,
+    kind: timeline::Kind,
+) -> Result<Vec<String>, PlaneError> {
+    let rendered: Vec<model::Rendered> = match kind {
+        timeline::Kind::Cycle => {
+            let mut zones = timeline::Zones::new();
+            plane
+                .cycles(&project.id)?
+                .iter()
+                .filter_map(|c| {
+                    let zone = zones.get(timeline::zone_name(c));
+                    timeline::render_cycle(c, project, mapping, zone).ok()
+                })
+                .collect()
+        }
+        timeline::Kind::Module => plane
+            .modules(&project.id)?
+            .iter()
+            .filter_map(|m| timeline::render_module(m, project, mapping).ok())
+            .collect(),
+    };
+    Ok(rendered
+        .iter()
+        .map(|r| format!("  + {} ({})", r.desired.label, date_of(&r.desired)))
+        .collect())
 }
 
 /// Whether a calendar takes VEVENTs (cycles and modules are always events): it says so,
@@ -645,6 +716,11 @@ fn make_calendar(
         })
         .collect();
     let name = model::calendar_name(project);
+    // Cycles and modules are always events: a task calendar that shows them takes both.
+    let mut components = vec![mapping.component_name()];
+    if mapping.kind == ItemKind::Todo && (mapping.cycles || mapping.modules) {
+        components.push("VEVENT");
+    }
     let mut n = 1;
     loop {
         let href = if n == 1 {
@@ -659,13 +735,13 @@ fn make_calendar(
         {
             continue;
         }
-        match dav.make_calendar(&href, &name, mapping.component_name()) {
+        match dav.make_calendar_for(&href, &name, &components) {
             Ok(()) => {
                 log::info!("created calendar \"{name}\" at {href}");
                 return Ok(Calendar {
                     href,
                     display_name: Some(name),
-                    components: vec![mapping.component_name().to_string()],
+                    components: components.iter().map(|c| c.to_string()).collect(),
                     ctag: None,
                     sync_token: None,
                 });

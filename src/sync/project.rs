@@ -1130,6 +1130,8 @@ mod tests {
             s.created, 5,
             "2 work items, 1 cycle (not the draft), 2 modules"
         );
+        assert_eq!(s.timeline_note(|c| c.created), " (1 cycle, 2 modules)");
+        assert_eq!(s.timeline_note(|c| c.deleted), "");
         w.settle();
         let c = w.object(&cycle_uid("s1"));
         assert_eq!(c.text("SUMMARY").unwrap(), "Cycle: Sprint 1");

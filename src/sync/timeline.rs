@@ -581,7 +581,13 @@ mod tests {
         };
         let delete = mapping();
         let (a, b) = (Some("2026-12-01"), Some("2026-12-20"));
-        let cases: Vec<(&str, Module, &Mapping, Result<(&str, &str), Excluded>)> = vec![
+        type Row<'a> = (
+            &'a str,
+            Module,
+            &'a Mapping,
+            Result<(&'a str, &'a str), Excluded>,
+        );
+        let cases: Vec<Row> = vec![
             (
                 "span",
                 module(a, b, S::InProgress),
