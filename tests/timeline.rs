@@ -17,10 +17,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::fake_plane::{sign_webhook, World};
-use common::{edit, put_raw, server, var, verifier, DeleteCalendars, Object, Run, Server, Setup};
+use common::{
+    edit, put_raw, server, var, verifier, Calendar, DeleteCalendars, Object, Run, Server, Setup,
+};
 use miniserde::json::{self, Value};
 
 /// A cycle as the fixture gives it to the fake Plane, and the dates the calendar must show.
@@ -194,7 +197,13 @@ fn seed(s: &Setup) -> Timeline {
         assert_eq!(w.projects.len(), ZONES.len(), "one project per zone");
         let identifier = |w: &World, i: usize| w.projects[i].identifier.clone();
         for (i, zone) in ZONES.iter().enumerate() {
-            w.set_project_timezone(&identifier(w, i), zone);
+            if *zone == UNKNOWN_ZONE {
+                // The fake converts nothing here (the instants are given), so it need not
+                // know the zone: set the field it serves directly.
+                w.projects[i].timezone = zone.to_string();
+            } else {
+                w.set_project_timezone(&identifier(w, i), zone);
+            }
         }
         let cycles = CYCLES
             .iter()
@@ -270,9 +279,41 @@ fn set_var(s: &mut Setup, name: &str, value: &str) {
     s.env.push((name.to_string(), value.to_string()));
 }
 
+/// Calendar URLs by server and display name, found once per test process: a dump of the
+/// home reads every calendar of the test user (other tests' too, slow), a dump of one
+/// calendar URL only that one.
+static CALENDAR_URLS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Project `i`'s calendar, read back by the verifier.
+fn calendar(s: &Setup, i: usize) -> Calendar {
+    let name = format!("Plane: {}", s.fake.world().projects[i].name);
+    let key = format!("{} {name}", s.server.url);
+    let known = CALENDAR_URLS.lock().expect("lock").get(&key).cloned();
+    let Some(url) = known else {
+        let c = s.calendar(i);
+        CALENDAR_URLS
+            .lock()
+            .expect("lock")
+            .insert(key, c.url.clone());
+        return c;
+    };
+    let mut found = common::dump(&s.server, &url);
+    assert_eq!(found.len(), 1, "{url}: {found:?}");
+    found.remove(0)
+}
+
+/// The work-item objects of project 0's calendar.
+fn work_items(s: &Setup) -> Vec<Object> {
+    calendar(s, 0)
+        .objects
+        .into_iter()
+        .filter(|o| o.uid.starts_with("plane-issue-"))
+        .collect()
+}
+
 /// The cycle and module objects of project `i`'s calendar, by UID (work items left out).
 fn timeline_objects(s: &Setup, i: usize) -> BTreeMap<String, Object> {
-    s.calendar(i)
+    calendar(&s, i)
         .objects
         .into_iter()
         .filter(|o| o.uid.starts_with("plane-cycle-") || o.uid.starts_with("plane-module-"))
@@ -407,16 +448,13 @@ fn check_fixture(s: &Setup, t: &Timeline, skip: &[usize]) -> BTreeMap<String, Ob
             assert_eq!(o.prop("X-PLANE-MODULE-ID").as_deref(), Some(id.as_str()));
             assert_eq!(o.prop("DTSTART").as_deref(), Some(dtstart), "{}", case.name);
             assert_eq!(o.prop("DTEND").as_deref(), Some(dtend), "{}", case.name);
+            // No completed count: Plane's module listing caps it at 1 (a Plane bug).
+            let total = if *id == t.modules[0] { 3 } else { 0 };
+            let link = web_link(s, 0, "modules", id);
+            let desc = format!("{total} work items\nStatus: {}\n\n{link}", case.label);
+            assert_eq!(o.prop("DESCRIPTION"), Some(desc));
             want.insert(uid);
         }
-        // Progress: three work items in the first cycle, one completed.
-        let desc = got[&cycle_uid(&t.cycles[0])]
-            .prop("DESCRIPTION")
-            .unwrap_or_default();
-        assert!(
-            desc.contains("1/3 work items completed"),
-            "progress in {desc:?}"
-        );
     }
     assert_eq!(
         got.keys().cloned().collect::<BTreeSet<_>>(),
@@ -438,7 +476,7 @@ fn log_lines(r: &Run, level: &str, words: &[&str]) -> Vec<String> {
 /// A user's own event in the project calendar that looks like one of ours (same summary,
 /// dates and X-PLANE-CYCLE-ID) but carries a UID of its own app. Returns its UID.
 fn put_lookalike(s: &Setup, cycle_id: &str) -> String {
-    let cal = s.calendar(0);
+    let cal = calendar(&s, 0);
     let uid = format!("lookalike-{}@example.com", s.tag.to_lowercase());
     let ics = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//user//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
@@ -451,7 +489,7 @@ fn put_lookalike(s: &Setup, cycle_id: &str) -> String {
 
 /// The ETag of object `uid` in project 0's calendar.
 fn etag_of(s: &Setup, uid: &str) -> String {
-    s.calendar(0)
+    calendar(&s, 0)
         .objects
         .into_iter()
         .find(|o| o.uid == uid)
@@ -555,14 +593,14 @@ fn updates_in_place(s: &Setup, t: &Timeline, before: &BTreeMap<String, Object>) 
     let r = s.sync();
     r.assert_ok();
     let moved = timeline_objects(s, 0);
-    for uid in [cycle_uid(&t.cycles[0]), module_uid(&t.modules[0])] {
-        let desc = moved[&uid].prop("DESCRIPTION").unwrap_or_default();
-        assert!(
-            desc.contains("2/3 work items completed"),
-            "{uid}: {desc:?}\n{}",
-            r.stderr
-        );
-    }
+    let desc = moved[&cycle_uid(&t.cycles[0])]
+        .prop("DESCRIPTION")
+        .unwrap_or_default();
+    assert!(
+        desc.starts_with("2/3 work items completed\n"),
+        "{desc:?}\n{}",
+        r.stderr
+    );
 }
 
 /// The journal lost: the objects are adopted by UID, none created twice, none rewritten.
@@ -576,7 +614,7 @@ fn lost_journal_is_adopted(s: &Setup) {
     let hrefs =
         |m: &BTreeMap<String, Object>| m.values().map(|o| o.href.clone()).collect::<Vec<_>>();
     assert_eq!(hrefs(&after), hrefs(&before), "same objects, no duplicates");
-    let all = s.calendar(0).objects;
+    let all = calendar(&s, 0).objects;
     let uids: BTreeSet<&str> = all.iter().map(|o| o.uid.as_str()).collect();
     assert_eq!(uids.len(), all.len(), "one object per UID");
 }
@@ -634,7 +672,7 @@ fn turning_either_off_removes_only_its_events() {
     s.sync().assert_ok();
     let lookalike = put_lookalike(&s, &t.cycles[0]);
     let lookalike_etag = etag_of(&s, &lookalike);
-    let items_before = common::objects(&s);
+    let items_before = work_items(&s);
     let dated_cycles = CYCLES.iter().filter(|c| c.dates.is_some()).count();
     let dated_modules = MODULES.iter().filter(|m| m.dates.is_some()).count();
 
@@ -663,11 +701,7 @@ fn turning_either_off_removes_only_its_events() {
         left.keys()
     );
     assert_eq!(left.len(), dated_modules);
-    assert_eq!(
-        common::objects(&s).len(),
-        items_before.len(),
-        "work items stay"
-    );
+    assert_eq!(work_items(&s).len(), items_before.len(), "work items stay");
 
     set_var(&mut s, "SYNC_MODULES", "false");
     let r = s.sync();
@@ -680,7 +714,7 @@ fn turning_either_off_removes_only_its_events() {
         r.stderr
     );
     assert!(all_timeline_objects(&s, &[]).is_empty());
-    assert_eq!(common::objects(&s).len(), items_before.len());
+    assert_eq!(work_items(&s).len(), items_before.len());
     assert_eq!(
         etag_of(&s, &lookalike),
         lookalike_etag,
@@ -744,7 +778,7 @@ fn vtodo_mode(server: Server) {
     premake_calendar(&s, 0, "VEVENT,VTODO");
     premake_calendar(&s, 1, "VTODO");
     assert_eq!(
-        s.calendar(1).components,
+        calendar(&s, 1).components,
         vec!["VTODO".to_string()],
         "the server keeps the set"
     );
@@ -755,7 +789,7 @@ fn vtodo_mode(server: Server) {
         r.assert_ok();
         check_fixture(&s, &t, &[1]);
         // The calendar calplanebot made itself takes both (cycles and modules are on).
-        let made = s.calendar(2).components;
+        let made = calendar(&s, 2).components;
         assert!(
             made.contains(&"VEVENT".to_string()) && made.contains(&"VTODO".to_string()),
             "{made:?}"
@@ -771,13 +805,13 @@ fn vtodo_mode(server: Server) {
             timeline_objects(&s, 1).is_empty(),
             "no events in a tasks-only calendar"
         );
-        assert!(s.calendar(1).objects.iter().all(|o| o.component == "VTODO"));
-        let cal1 = format!("Plane: {}", s.fake.world().projects[1].name);
-        let info = log_lines(&r, "INFO", &[&cal1]);
-        let skipped: Vec<&String> = info
+        assert!(calendar(&s, 1)
+            .objects
             .iter()
-            .filter(|l| l.to_ascii_lowercase().contains("cycle") || l.contains("VEVENT"))
-            .collect();
+            .all(|o| o.component == "VTODO"));
+        // The tasks-only calendar, named by its path.
+        let cal1 = format!("/pre-{}-1/", s.tag.to_lowercase());
+        let skipped = log_lines(&r, "INFO", &[&cal1, "cycles and modules are not written"]);
         assert_eq!(
             skipped.len(),
             1,
@@ -949,7 +983,16 @@ fn request_cost() {
             "cost: {what}: Plane requests {total_on} with cycles and modules, {total_off} \
              without; cycle listings {cycles:?}, module listings {modules:?} per project"
         );
-        assert_eq!(total_on, total_off + extra, "{what}");
+        assert_eq!(
+            total_on,
+            total_off + extra,
+            "{what}: {:?}",
+            on.fake
+                .requests()
+                .iter()
+                .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+                .collect::<Vec<_>>()
+        );
         assert_eq!((&cycles, &modules), (&listings, &listings), "{what}");
         if i == 0 {
             for r in on
