@@ -1565,3 +1565,570 @@ fn client_shows_validation_errors_with_their_field() {
     assert!(!shown.contains(&fp.world().api_key), "no token in errors");
     assert_eq!(plane.stats.retries, 0, "a 400 is not retried");
 }
+
+// ---------------------------------------------------------------------------------------
+// Cycles and modules (issue 12)
+// ---------------------------------------------------------------------------------------
+
+use calplanebot::plane::webhook::{self as hook, TimelineKind, WebhookEvent};
+use calplanebot::plane::ModuleStatus;
+
+/// The keys of a cycle in the REAL CE 1.3.1 list (2026-12-02), annotations included.
+const REAL_CYCLE_KEYS: [&str; 28] = [
+    "archived_at",
+    "backlog_issues",
+    "cancelled_issues",
+    "completed_issues",
+    "created_at",
+    "created_by",
+    "deleted_at",
+    "description",
+    "end_date",
+    "external_id",
+    "external_source",
+    "id",
+    "logo_props",
+    "name",
+    "owned_by",
+    "progress_snapshot",
+    "project",
+    "sort_order",
+    "start_date",
+    "started_issues",
+    "timezone",
+    "total_issues",
+    "unstarted_issues",
+    "updated_at",
+    "updated_by",
+    "version",
+    "view_props",
+    "workspace",
+];
+
+/// The keys of a module in the REAL CE 1.3.1 list.
+const REAL_MODULE_KEYS: [&str; 29] = [
+    "archived_at",
+    "backlog_issues",
+    "cancelled_issues",
+    "completed_issues",
+    "created_at",
+    "created_by",
+    "deleted_at",
+    "description",
+    "description_html",
+    "description_text",
+    "external_id",
+    "external_source",
+    "id",
+    "lead",
+    "logo_props",
+    "members",
+    "name",
+    "project",
+    "sort_order",
+    "start_date",
+    "started_issues",
+    "status",
+    "target_date",
+    "total_issues",
+    "unstarted_issues",
+    "updated_at",
+    "updated_by",
+    "view_props",
+    "workspace",
+];
+
+fn sorted_keys(v: &Value) -> Vec<String> {
+    let mut k = keys(v);
+    k.sort();
+    k
+}
+
+/// Three visible items of the first project, the first two moved to a completed state.
+fn three_items_two_done(fp: &FakePlane) -> Vec<String> {
+    fp.with_world(|w| {
+        let ids: Vec<String> = w.projects[0]
+            .visible_items()
+            .iter()
+            .take(3)
+            .map(|i| i.id.clone())
+            .collect();
+        for id in &ids[..2] {
+            w.set_state_group(id, "completed");
+        }
+        w.set_state_group(&ids[2], "backlog");
+        ids
+    })
+}
+
+#[test]
+fn cycle_list_has_the_real_shape_zone_converted_days_and_counts() {
+    let fp = FakePlane::start(World::generate(&[6, 2], 7));
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let pid = project_id(&fp, &ident);
+    let items = three_items_two_done(&fp);
+    let cycle = fp.with_world(|w| {
+        // Fake "now" is 2026-05-01 09:00Z; Los Angeles is on daylight time (UTC-7).
+        w.set_project_timezone(&ident, "America/Los_Angeles");
+        let c = w.add_cycle(&ident, "Sprint 3", Some(("2026-05-04", "2026-05-15")));
+        for id in &items {
+            w.add_to_cycle(&c, id);
+        }
+        c
+    });
+    let slug = fp.world().slug;
+    let page = get(
+        &fp,
+        &format!("workspaces/{slug}/projects/{pid}/cycles/?per_page=100"),
+    )
+    .json();
+    let results = arr(field(&page, "results"));
+    assert_eq!(results.len(), 1);
+    let c = &results[0];
+    assert_eq!(sorted_keys(c), REAL_CYCLE_KEYS.map(String::from).to_vec());
+    assert_eq!(str_of(c, "id"), cycle);
+    assert_eq!(
+        str_of(c, "start_date"),
+        "2026-05-04T07:00:01Z",
+        "00:00:01 PDT"
+    );
+    assert_eq!(
+        str_of(c, "end_date"),
+        "2026-05-16T06:59:00Z",
+        "23:59 PDT of the last day"
+    );
+    assert_eq!(
+        str_of(c, "timezone"),
+        "UTC",
+        "the cycle's own field is not the project's"
+    );
+    assert_eq!(
+        (num_of(c, "total_issues"), num_of(c, "completed_issues")),
+        (3, 2)
+    );
+    assert_eq!(num_of(c, "backlog_issues"), 1);
+    assert!(!bool_of(&page, "next_page_results"));
+    // The project says which zone the days were stored in.
+    let project = get(&fp, &format!("workspaces/{slug}/projects/{pid}/")).json();
+    assert_eq!(str_of(&project, "timezone"), "America/Los_Angeles");
+    // The detail answers the same object.
+    let one = get(
+        &fp,
+        &format!("workspaces/{slug}/projects/{pid}/cycles/{cycle}/"),
+    )
+    .json();
+    assert_eq!(str_of(&one, "end_date"), "2026-05-16T06:59:00Z");
+    // Counts follow the items: one archived, one back to started.
+    fp.with_world(|w| {
+        w.archive(&items[0]);
+        w.set_state_group(&items[1], "started");
+    });
+    let c = &arr(field(
+        &get(&fp, &format!("workspaces/{slug}/projects/{pid}/cycles/")).json(),
+        "results",
+    ))[0]
+        .clone();
+    assert_eq!(
+        (num_of(c, "total_issues"), num_of(c, "completed_issues")),
+        (2, 0)
+    );
+    assert_eq!(num_of(c, "started_issues"), 1);
+}
+
+#[test]
+fn a_positive_zone_moves_the_stored_start_to_the_day_before_in_utc() {
+    let fp = one_project(2);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let (pid, slug) = (project_id(&fp, &ident), fp.world().slug);
+    fp.with_world(|w| {
+        // As on the real server: Asia/Kolkata, 2026-12-21..2027-01-01 →
+        // 2026-12-20T18:30:01Z .. 2027-01-01T18:29:00Z.
+        w.set_project_timezone(&ident, "Asia/Kolkata");
+        w.add_cycle(&ident, "Year end", Some(("2026-12-21", "2027-01-01")));
+        // Starting today (in the project's zone): Plane stores "now".
+        w.add_cycle(&ident, "Today", Some(("2026-05-01", "2026-05-03")));
+        w.add_cycle(&ident, "Draft", None);
+    });
+    let now = fp.with_world(|w| w.now());
+    let page = get(&fp, &format!("workspaces/{slug}/projects/{pid}/cycles/")).json();
+    let by_name = |n: &str| {
+        arr(field(&page, "results"))
+            .iter()
+            .find(|c| str_of(c, "name") == n)
+            .unwrap_or_else(|| panic!("no cycle {n}"))
+            .clone()
+    };
+    let year_end = by_name("Year end");
+    assert_eq!(str_of(&year_end, "start_date"), "2026-12-20T18:30:01Z");
+    assert_eq!(str_of(&year_end, "end_date"), "2027-01-01T18:29:00Z");
+    let today = by_name("Today");
+    let start = str_of(&today, "start_date");
+    assert!(
+        start < "2026-05-01T09:01:00Z" && start > "2026-05-01T08:59:00Z",
+        "{start} (now = {now})"
+    );
+    let draft = by_name("Draft");
+    assert!(matches!(field(&draft, "start_date"), Value::Null));
+    assert!(matches!(field(&draft, "end_date"), Value::Null));
+    // Newest first, as Plane orders by -created_at.
+    let names: Vec<&str> = arr(field(&page, "results"))
+        .iter()
+        .map(|c| str_of(c, "name"))
+        .collect();
+    assert_eq!(names, ["Draft", "Today", "Year end"]);
+}
+
+#[test]
+fn fake_zone_rules_match_the_system_tz_database() {
+    // The fake converts with its own small table (so it shares nothing with calplanebot's
+    // TZif reader); check every stored instant of 2026 and 2027 against the system's tz
+    // database through GNU `date -f` (one process per zone).
+    let (first, last) = (
+        fake_plane::parse_date("2026-01-01").unwrap(),
+        fake_plane::parse_date("2027-12-31").unwrap(),
+    );
+    for zone in fake_plane::KNOWN_ZONES {
+        let mut input = String::new();
+        let mut expected = Vec::new();
+        for day in first..=last {
+            let start = fake_plane::cycle_start_instant(zone, day, 0);
+            let end = fake_plane::cycle_end_instant(zone, day);
+            for t in [start, end] {
+                input.push_str(&format!("@{}\n", t / 1_000_000));
+                expected.push(format!(
+                    "{} {}",
+                    fake_plane::fmt_date(day),
+                    if t == start { "00:00:01" } else { "23:59:00" }
+                ));
+                assert_eq!(fake_plane::local_day(zone, t), day, "{zone} {t}");
+            }
+        }
+        let mut child = std::process::Command::new("date")
+            .env("TZ", zone)
+            .args(["-f", "-", "+%F %T"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("GNU date");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let shown: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(shown.len(), expected.len());
+        for (got, want) in shown.iter().zip(&expected) {
+            assert_eq!(got, want, "{zone}");
+        }
+    }
+}
+
+#[test]
+fn archived_and_deleted_cycles_leave_the_list_and_their_detail_is_404() {
+    let fp = one_project(2);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let (pid, slug) = (project_id(&fp, &ident), fp.world().slug);
+    let (old, gone, live) = fp.with_world(|w| {
+        let old = w.add_cycle(&ident, "Old", Some(("2026-04-01", "2026-04-10")));
+        let gone = w.add_cycle(&ident, "Gone", Some(("2026-05-04", "2026-05-08")));
+        let live = w.add_cycle(&ident, "Live", Some(("2026-05-04", "2026-05-08")));
+        w.archive_cycle(&old);
+        w.delete_cycle(&gone);
+        (old, gone, live)
+    });
+    let page = get(&fp, &format!("workspaces/{slug}/projects/{pid}/cycles/")).json();
+    let ids: Vec<&str> = arr(field(&page, "results"))
+        .iter()
+        .map(|c| str_of(c, "id"))
+        .collect();
+    assert_eq!(ids, [live.as_str()]);
+    for id in [&old, &gone] {
+        let r = get(
+            &fp,
+            &format!("workspaces/{slug}/projects/{pid}/cycles/{id}/"),
+        );
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    // Plane archives only cycles that have ended.
+    let running = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fp.with_world(|w| w.archive_cycle(&live))
+    }));
+    assert!(running.is_err());
+    fp.with_world(|w| w.unarchive_cycle(&old));
+    let page = get(&fp, &format!("workspaces/{slug}/projects/{pid}/cycles/")).json();
+    assert_eq!(
+        arr(field(&page, "results")).len(),
+        2,
+        "unarchived: listed again"
+    );
+}
+
+#[test]
+fn module_list_has_the_real_shape_and_plane_s_capped_group_counts() {
+    let fp = one_project(6);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let (pid, slug) = (project_id(&fp, &ident), fp.world().slug);
+    let items = three_items_two_done(&fp);
+    let module = fp.with_world(|w| {
+        let m = w.add_module(
+            &ident,
+            "Milestone A",
+            Some("2026-05-08"),
+            Some("2026-05-20"),
+        );
+        w.set_module_status(&m, "in-progress");
+        for id in &items {
+            w.add_to_module(&m, id);
+        }
+        w.add_module(&ident, "Only target", None, Some("2026-05-24"));
+        m
+    });
+    let list =
+        |fp: &FakePlane| get(fp, &format!("workspaces/{slug}/projects/{pid}/modules/")).json();
+    let page = list(&fp);
+    let m = arr(field(&page, "results"))
+        .iter()
+        .find(|m| str_of(m, "id") == module)
+        .unwrap()
+        .clone();
+    assert_eq!(sorted_keys(&m), REAL_MODULE_KEYS.map(String::from).to_vec());
+    assert_eq!(
+        (str_of(&m, "start_date"), str_of(&m, "target_date")),
+        ("2026-05-08", "2026-05-20")
+    );
+    assert_eq!(str_of(&m, "status"), "in-progress");
+    // Two of three are done, yet CE 1.3.1 counts distinct state groups: 1.
+    assert_eq!(
+        (num_of(&m, "total_issues"), num_of(&m, "completed_issues")),
+        (3, 1)
+    );
+    fp.with_world(|w| w.module_counts_capped = false);
+    let m = arr(field(&list(&fp), "results"))
+        .iter()
+        .find(|m| str_of(m, "id") == module)
+        .unwrap()
+        .clone();
+    assert_eq!(num_of(&m, "completed_issues"), 2, "true counts when asked");
+    // Archive needs completed or cancelled.
+    fp.with_world(|w| {
+        w.set_module_status(&module, "cancelled");
+        w.archive_module(&module);
+    });
+    let ids: Vec<String> = arr(field(&list(&fp), "results"))
+        .iter()
+        .map(|m| str_of(m, "id").to_string())
+        .collect();
+    assert!(!ids.contains(&module), "archived: not listed");
+    assert_eq!(
+        get(
+            &fp,
+            &format!("workspaces/{slug}/projects/{pid}/modules/{module}/")
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn timeline_lists_paginate_answer_disabled_projects_and_check_membership() {
+    let fp = one_project(2);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let (pid, slug) = (project_id(&fp, &ident), fp.world().slug);
+    fp.with_world(|w| {
+        for k in 0..3 {
+            w.add_cycle(&ident, &format!("C{k}"), None);
+        }
+        w.set_cycles_enabled(&ident, false);
+    });
+    let page = get(
+        &fp,
+        &format!("workspaces/{slug}/projects/{pid}/cycles/?per_page=2"),
+    )
+    .json();
+    assert_eq!(
+        arr(field(&page, "results")).len(),
+        2,
+        "disabled, still listed (as Plane does)"
+    );
+    assert!(bool_of(&page, "next_page_results"));
+    assert_eq!(str_of(&page, "next_cursor"), "2:1:0");
+    let p2 = get(
+        &fp,
+        &format!("workspaces/{slug}/projects/{pid}/cycles/?per_page=2&cursor=2:1:0"),
+    )
+    .json();
+    assert_eq!(arr(field(&p2, "results")).len(), 1);
+    let project = get(&fp, &format!("workspaces/{slug}/projects/{pid}/")).json();
+    assert!(!bool_of(&project, "cycle_view"));
+    // Not a member / unknown project: 403, like work items.
+    let other = "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d";
+    assert_eq!(
+        get(&fp, &format!("workspaces/{slug}/projects/{other}/modules/")).status,
+        403
+    );
+    // calplanebot never writes them; the fake does not pretend to take writes.
+    let key = fp.world().api_key;
+    let r = collect(
+        agent()
+            .post(format!(
+                "{}workspaces/{slug}/projects/{pid}/cycles/",
+                fp.api_url()
+            ))
+            .header("X-API-Key", &key)
+            .header("Content-Type", "application/json")
+            .send("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn client_reads_cycles_in_the_project_zone_and_skips_disabled_features() {
+    let fp = FakePlane::start(World::generate(&[4, 2], 7));
+    let (a, b) = fp.with_world(|w| {
+        (
+            w.projects[0].identifier.clone(),
+            w.projects[1].identifier.clone(),
+        )
+    });
+    let (pa, pb) = (project_id(&fp, &a), project_id(&fp, &b));
+    let (sprint, milestone) = fp.with_world(|w| {
+        w.set_project_timezone(&a, "Asia/Kolkata");
+        let c = w.add_cycle(&a, "Sprint", Some(("2026-05-11", "2026-05-22")));
+        w.add_cycle(&a, "Draft", None);
+        let m = w.add_module(&a, "Launch", None, Some("2026-06-01"));
+        w.set_module_status(&m, "paused");
+        w.add_cycle(&b, "Hidden", Some(("2026-05-11", "2026-05-22")));
+        w.set_cycles_enabled(&b, false);
+        w.set_modules_enabled(&b, false);
+        (c, m)
+    });
+    let mut plane = client(&fp);
+    // A fresh client reads the project's zone from the project itself (one request).
+    let cycles = plane.cycles(&pa).unwrap();
+    assert_eq!(cycles.len(), 2);
+    let c = cycles.iter().find(|c| c.id == sprint).unwrap();
+    assert_eq!(c.project_timezone, "Asia/Kolkata");
+    assert_eq!(c.timezone, "UTC");
+    assert_eq!(c.start_date.as_deref(), Some("2026-05-10T18:30:01Z"));
+    assert!(cycles.iter().any(|c| c.name == "Draft" && c.is_draft()));
+    let modules = plane.modules(&pa).unwrap();
+    assert_eq!(modules.len(), 1);
+    assert_eq!(
+        (modules[0].id.as_str(), modules[0].status),
+        (milestone.as_str(), ModuleStatus::Paused)
+    );
+    assert_eq!(modules[0].target_date.as_deref(), Some("2026-06-01"));
+    let project_reads = |fp: &FakePlane| {
+        fp.requests()
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/projects/{pa}/")))
+            .count()
+    };
+    assert_eq!(project_reads(&fp), 1, "the zone is remembered");
+    // After projects(), no project read at all; disabled features cost no request.
+    let mut plane = client(&fp);
+    plane.projects().unwrap();
+    fp.clear_requests();
+    assert!(plane.cycles(&pb).unwrap().is_empty(), "cycles off: none");
+    assert!(plane.modules(&pb).unwrap().is_empty(), "modules off: none");
+    assert!(fp.requests().is_empty(), "{:?}", fp.requests());
+    plane.cycles(&pa).unwrap();
+    let paths: Vec<String> = fp
+        .requests()
+        .iter()
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .collect();
+    assert_eq!(
+        paths,
+        [format!(
+            "/api/v1/workspaces/{}/projects/{pa}/cycles/?per_page=100",
+            fp.world().slug
+        )]
+    );
+    // A zone change in Plane reaches the client with the next projects listing.
+    fp.with_world(|w| w.set_project_timezone(&a, "America/New_York"));
+    plane.projects().unwrap();
+    assert!(plane
+        .cycles(&pa)
+        .unwrap()
+        .iter()
+        .all(|c| c.project_timezone == "America/New_York"));
+}
+
+#[test]
+fn client_cycle_listing_errors_name_the_path() {
+    let fp = one_project(2);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let pid = project_id(&fp, &ident);
+    fp.with_world(|w| {
+        w.add_cycle(&ident, "Sprint", None);
+        w.push_fault_for("/cycles/", Fault::Garbage);
+    });
+    let mut plane = client(&fp);
+    plane.projects().unwrap();
+    let e = plane.cycles(&pid).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("projects/{pid}/cycles/")),
+        "{e}"
+    );
+    assert!(matches!(e, PlaneError::Malformed { .. }), "{e:?}");
+    assert_eq!(
+        plane.cycles(&pid).unwrap().len(),
+        1,
+        "fine again afterwards"
+    );
+}
+
+#[test]
+fn cycle_and_module_webhooks_parse_as_timeline_events() {
+    let fp = one_project(2);
+    let ident = fp.with_world(|w| w.projects[0].identifier.clone());
+    let pid = project_id(&fp, &ident);
+    let (cycle_body, module_body, deleted) = fp.with_world(|w| {
+        let c = w.add_cycle(&ident, "Sprint", Some(("2026-05-04", "2026-05-08")));
+        let m = w.add_module(&ident, "Launch", None, None);
+        (
+            w.cycle_webhook_payload(&c, "updated", Some(("name", Some("Old"), Some("Sprint")))),
+            w.module_webhook_payload(&m, "created", None),
+            w.cycle_webhook_payload(&c, "deleted", None),
+        )
+    });
+    // No counts in webhook data, as on the real server.
+    let v: Value = json::from_str(&cycle_body).unwrap();
+    assert!(!keys(field(&v, "data")).contains(&"total_issues".to_string()));
+    assert_eq!(
+        hook::parse(&cycle_body).unwrap(),
+        WebhookEvent::Timeline {
+            project: pid.clone(),
+            kind: TimelineKind::Cycles,
+            event: "cycle/updated".into()
+        }
+    );
+    assert_eq!(
+        hook::parse(&module_body).unwrap(),
+        WebhookEvent::Timeline {
+            project: pid,
+            kind: TimelineKind::Modules,
+            event: "module/created".into()
+        }
+    );
+    assert_eq!(
+        hook::parse(&deleted).unwrap(),
+        WebhookEvent::Ignored {
+            event: "cycle".into()
+        }
+    );
+    assert!(hook::verify_signature(
+        b"s3cret",
+        cycle_body.as_bytes(),
+        &sign_webhook("s3cret", cycle_body.as_bytes())
+    ));
+}

@@ -80,6 +80,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use miniserde::json::{self, Array, Number, Object, Value};
 
+mod timeline;
+#[allow(unused_imports)]
+pub use timeline::{
+    cycle_end_instant, cycle_start_instant, local_day, Cycle, Module, KNOWN_ZONES, MODULE_STATUSES,
+};
+
 // ---------------------------------------------------------------------------------------
 // Data model
 // ---------------------------------------------------------------------------------------
@@ -214,6 +220,16 @@ pub struct Project {
     pub items: Vec<WorkItem>,
     /// Creation time (µs).
     pub created_at: i64,
+    /// IANA zone (Plane's project `timezone`; a cycle's days are stored in it).
+    pub timezone: String,
+    /// Cycles feature on (`cycle_view`; Plane's default is off, generated projects have it on).
+    pub cycle_view: bool,
+    /// Modules feature on (`module_view`).
+    pub module_view: bool,
+    /// Cycles, archived and deleted ones included.
+    pub cycles: Vec<Cycle>,
+    /// Modules, archived and deleted ones included.
+    pub modules: Vec<Module>,
 }
 
 impl Project {
@@ -365,6 +381,9 @@ pub struct World {
     pub check_dates_against_item: bool,
     /// Creates and updates made through the API, oldest first (for echo webhooks).
     pub api_writes: Vec<ApiWrite>,
+    /// Count module items per state group as CE 1.3.1 does, `COUNT(DISTINCT group)` (0 or
+    /// 1; default true, as on the real server); false gives the true counts.
+    pub module_counts_capped: bool,
     clock: i64,
     rng: Rng,
 }
@@ -394,6 +413,7 @@ impl World {
             pending_bumps: Vec::new(),
             check_dates_against_item: false,
             api_writes: Vec::new(),
+            module_counts_capped: true,
             clock: DEFAULT_NOW_UNIX * 1_000_000,
             rng,
         }
@@ -957,6 +977,11 @@ fn generate_project(w: &mut World, index: usize, visible: usize) -> Project {
         member_ids: member_ids.clone(),
         items: Vec::with_capacity(total),
         created_at,
+        timezone: "UTC".into(),
+        cycle_view: true,
+        module_view: true,
+        cycles: Vec::new(),
+        modules: Vec::new(),
     };
     let today = now.div_euclid(86_400_000_000);
     // Hidden items sit between visible ones, so pagination must skip them correctly.
@@ -1535,6 +1560,10 @@ enum Route<'a> {
     States(&'a str, &'a str),
     Labels(&'a str, &'a str),
     ProjectMembers(&'a str, &'a str),
+    Cycles(&'a str, &'a str),
+    Cycle(&'a str, &'a str, &'a str),
+    Modules(&'a str, &'a str),
+    Module(&'a str, &'a str, &'a str),
 }
 
 /// Plane's URL conf: project and item ids are `<uuid:…>` (lower-case hex), so any other
@@ -1552,7 +1581,15 @@ fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
         ["workspaces", slug, "projects", pid, w, id] if items(w) && is_uuid(pid) && is_uuid(id) => {
             Route::Item(slug, pid, id)
         }
+        ["workspaces", slug, "projects", pid, "cycles", id] if is_uuid(pid) && is_uuid(id) => {
+            Route::Cycle(slug, pid, id)
+        }
+        ["workspaces", slug, "projects", pid, "modules", id] if is_uuid(pid) && is_uuid(id) => {
+            Route::Module(slug, pid, id)
+        }
         ["workspaces", slug, "projects", pid, tail] if is_uuid(pid) => match tail {
+            "cycles" => Route::Cycles(slug, pid),
+            "modules" => Route::Modules(slug, pid),
             "states" => Route::States(slug, pid),
             "labels" => Route::Labels(slug, pid),
             "members" => Route::ProjectMembers(slug, pid),
@@ -1602,9 +1639,14 @@ fn routed_segments(req: &HttpRequest) -> Result<Vec<&str>, Response> {
 fn project_permission_denied(w: &World, route: &Route<'_>) -> bool {
     let member = |p: Option<&Project>| p.is_some_and(|p| p.member_ids.contains(&w.me.id));
     match *route {
-        Route::Items(slug, pid) | Route::Item(slug, pid, _) | Route::States(slug, pid) => {
-            !member(find_project(w, slug, pid))
-        }
+        // Cycles and modules use Plane's `ProjectEntityPermission`, like work items.
+        Route::Items(slug, pid)
+        | Route::Item(slug, pid, _)
+        | Route::States(slug, pid)
+        | Route::Cycles(slug, pid)
+        | Route::Cycle(slug, pid, _)
+        | Route::Modules(slug, pid)
+        | Route::Module(slug, pid, _) => !member(find_project(w, slug, pid)),
         Route::ItemByKey(slug, key) => {
             let ident = key.rsplit_once('-').map_or(key, |(i, _)| i);
             let p = w
@@ -1814,6 +1856,27 @@ fn dispatch(w: &mut World, route: Route<'_>, req: &HttpRequest, q: &Query) -> Re
             match m {
                 "GET" => list_items(w, pi, q),
                 "POST" => create_item(w, pi, req),
+                _ => not_allowed(m),
+            }
+        }
+        Route::Cycles(slug, pid) | Route::Modules(slug, pid) => {
+            let Some(pi) = find_project_ix(w, slug, pid) else {
+                return not_found();
+            };
+            match (m, &route) {
+                ("GET", Route::Cycles(..)) => timeline::list_cycles(w, pi, q),
+                ("GET", _) => timeline::list_modules(w, pi, q),
+                // Plane routes POST here; calplanebot never creates cycles or modules.
+                _ => not_allowed(m),
+            }
+        }
+        Route::Cycle(slug, pid, id) | Route::Module(slug, pid, id) => {
+            let Some(pi) = find_project_ix(w, slug, pid) else {
+                return not_found();
+            };
+            match (m, &route) {
+                ("GET", Route::Cycle(..)) => timeline::get_cycle(w, pi, id),
+                ("GET", _) => timeline::get_module(w, pi, id),
                 _ => not_allowed(m),
             }
         }
@@ -2582,19 +2645,25 @@ fn project_json(w: &World, p: &Project, listed: bool) -> Value {
         ("emoji", Value::Null),
         ("logo_props", default_logo()),
         ("cover_image", Value::Null),
-        ("module_view", Value::Bool(true)),
-        ("cycle_view", Value::Bool(true)),
+        ("module_view", Value::Bool(p.module_view)),
+        ("cycle_view", Value::Bool(p.cycle_view)),
         ("issue_views_view", Value::Bool(true)),
         ("page_view", Value::Bool(true)),
         ("intake_view", Value::Bool(false)),
         ("is_member", Value::Bool(p.member_ids.contains(&w.me.id))),
         ("member_role", num(20)),
         ("total_members", num(p.member_ids.len())),
-        ("timezone", s("UTC")),
+        ("timezone", s(&p.timezone)),
         ("external_id", Value::Null),
         ("external_source", Value::Null),
-        ("total_cycles", num(0)),
-        ("total_modules", num(0)),
+        (
+            "total_cycles",
+            num(p.cycles.iter().filter(|c| c.deleted_at.is_none()).count()),
+        ),
+        (
+            "total_modules",
+            num(p.modules.iter().filter(|m| m.deleted_at.is_none()).count()),
+        ),
         ("is_deployed", Value::Bool(false)),
         ("cover_image_url", Value::Null),
         ("cover_image_asset", Value::Null),
