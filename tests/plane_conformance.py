@@ -9,7 +9,7 @@ flagged `!!`. A manual tool: CI cannot run real Plane (see /work/shared/plane-re
 
     # real Plane: MIRROR=<git dir of github:makeplane/plane> ../shared/tools/real-plane.sh
     # fake:       cargo run --example fake-plane -- --addr 127.0.0.1:8091 --slug acme \
-    #                 --api-key K --projects 1 --items 5
+    #                 --api-key K --projects 1 --items 5 --timeline
     tests/plane_conformance.py --slug acme \
         --real http://127.0.0.1:58000 plane_api_... [--real-project UUID] \
         --fake http://127.0.0.1:8091 K [--fake-project UUID]
@@ -119,7 +119,7 @@ EXT = "conformance"
 
 def steps(ext_id):
     """The request list, in order; later steps use ids learned by earlier ones."""
-    return read_steps() + routing_steps() + write_steps(ext_id)
+    return read_steps() + timeline_steps() + routing_steps() + write_steps(ext_id)
 
 
 def read_steps():
@@ -152,6 +152,25 @@ def read_steps():
         ("items per_page=1001", "GET", WI + "?per_page=1001", None, {}),
         ("items per_page=abc", "GET", WI + "?per_page=abc", None, {}),
         ("items per_page=-1", "GET", WI + "?per_page=-1", None, {}),
+    ]
+
+
+def timeline_steps():
+    """Cycles and modules (issue 12): lists, views, details, unknown ids and projects. The
+    project needs cycles and modules on both sides (fake-plane --timeline)."""
+    unknown = "workspaces/{slug}/projects/{random}/"
+    return [
+        ("cycles per_page=100", "GET", P + "cycles/?per_page=100", None, {"keep_id": "cycle"}),
+        ("cycles no params (page size)", "GET", P + "cycles/", None, {}),
+        ("cycles cycle_view=current", "GET", P + "cycles/?cycle_view=current", None, {}),
+        ("cycles cycle_view=draft", "GET", P + "cycles/?cycle_view=draft", None, {}),
+        ("cycle detail", "GET", P + "cycles/{cycle}/", None, {}),
+        ("cycle unknown uuid", "GET", P + "cycles/{random}/", None, {}),
+        ("cycles of unknown project", "GET", unknown + "cycles/", None, {}),
+        ("modules per_page=100", "GET", P + "modules/?per_page=100", None, {"keep_id": "module"}),
+        ("module detail", "GET", P + "modules/{module}/", None, {}),
+        ("module unknown uuid", "GET", P + "modules/{random}/", None, {}),
+        ("modules of unknown project", "GET", unknown + "modules/", None, {}),
     ]
 
 
@@ -289,6 +308,8 @@ def learn(side, opt, ans):
         first = j["results"][0]
         side.vars[opt["keep_first"]] = first["id"]
         side.vars["seq"] = first.get("sequence_id")
+    if opt.get("keep_id"):
+        side.vars[opt["keep_id"]] = (j.get("results") or [{"id": "none"}])[0]["id"]
     if opt.get("keep_cursor"):
         side.vars[opt["keep_cursor"]] = j.get("next_cursor", "")
     if opt.get("keep"):
@@ -402,6 +423,7 @@ def prepare(side):
     labels = side.request("GET", base + "labels/").json["results"]
     order = side.request("GET", base + "work-items/?fields=id").json["results"]
     side.vars.update(random=str(uuid.uuid4()), next="", item="none", created="none",
+                     cycle="none", module="none",
                      recreated="none", seq=0, ident=proj["identifier"], me=me["id"],
                      label=labels[0]["id"] if labels else "none",
                      order=[r["id"] for r in order], today=time.strftime("%Y-%m-%d"))

@@ -788,7 +788,8 @@ fn read_timeline<T: Tracker>(
         .collect();
     if !enabled.is_empty() && !step.takes_events {
         log::info!(
-            "{}: the calendar takes no events (VEVENT); cycles and modules are not written there",
+            "calendar \"{}\" ({}) takes no events (VEVENT): its project's cycles and modules are not written there",
+            model::calendar_name(step.project),
             step.calendar
         );
     }

@@ -332,7 +332,7 @@ fn build(s: &Shape<'_>, project: &Project, m: &Mapping) -> Rendered {
         state_group: s.status.map_or("", status_text).to_string(),
         content_hash: model::content_hash(&c),
     };
-    let mut label = format!("{} {:?} ({})", s.kind.noun(), s.name, project.identifier);
+    let mut label = format!("{} \"{}\" ({})", s.kind.noun(), s.name, project.identifier);
     label.shrink_to_fit();
     let desired = Desired {
         uid: s.kind.uid(s.id),
