@@ -7,8 +7,9 @@
 #   tests/demo.sh --stop   stop what a --keep run left running
 #
 # What it does (everything lives under .tests/, nothing is installed system-wide):
-#   1. the fake Plane from tests/fake_plane (3 projects, 40 work items each, one cycle and
-#      one module each) on :8090; SYNC_CYCLES and SYNC_MODULES are on in both parts;
+#   1. the fake Plane from tests/fake_plane (3 projects, 40 work items each, two cycles and
+#      two modules each: `fake-plane --timeline`) on :8090; SYNC_CYCLES and SYNC_MODULES
+#      are on in both parts;
 #   2. feeds, calplanebot's default without CALDAV_URL: .tests/demo/feed.env (PLANE_*, a
 #      random FEED_TOKEN, HTTP_BIND), `calplanebot run` in the background on :8765, then
 #      `feed-urls` and curl: fetches the printed URLs, counts the events in each feed and
@@ -298,9 +299,10 @@ show_timeline() {
     tr -d '\r' <"$DEMO/all.ics" | awk '
         /^BEGIN:VEVENT/ { s = ""; a = ""; b = "" }
         /^SUMMARY:(Cycle|Module): / { s = substr($0, 9) }
-        /^DTSTART;VALUE=DATE:/ { a = substr($0, 20) }
-        /^DTEND;VALUE=DATE:/ { b = substr($0, 18) }
-        /^END:VEVENT/ && s != "" { printf "  %-40s %s .. %s\n", s, a, b }'
+        function iso(d) { return substr(d, 1, 4) "-" substr(d, 5, 2) "-" substr(d, 7, 2) }
+        /^DTSTART;VALUE=DATE:/ { a = iso(substr($0, 20)) }
+        /^DTEND;VALUE=DATE:/ { b = iso(substr($0, 18)) }
+        /^END:VEVENT/ && s != "" { printf "  %-28s %s .. %s\n", s, a, b }'
     n_cycles=$(tr -d '\r' <"$DEMO/all.ics" | grep -c '^SUMMARY:Cycle: ' || true)
     n_modules=$(tr -d '\r' <"$DEMO/all.ics" | grep -c '^SUMMARY:Module: ' || true)
     ((n_cycles > 0)) || die "all.ics holds no cycle (SYNC_CYCLES=true)"
@@ -406,7 +408,7 @@ if ((!FEEDS_ONLY)); then
     bot --once | tee "$DEMO/once.txt"
     bot list
     # The same work items, two ways: the events --once created and those in all.ics.
-    created=$(sed -n 's/^  Created: *//p' "$DEMO/once.txt")
+    created=$(sed -n 's/^  Created: *\([0-9]*\).*/\1/p' "$DEMO/once.txt")
     n=$(events "$DEMO/all.ics")
     [[ $created == "$n" ]] || die "--once created $created events, all.ics holds $n"
     printf '\nThe feeds of part 1 hold the same %s events that --once wrote to Radicale' "$n"
