@@ -313,7 +313,7 @@ fn work_items(s: &Setup) -> Vec<Object> {
 
 /// The cycle and module objects of project `i`'s calendar, by UID (work items left out).
 fn timeline_objects(s: &Setup, i: usize) -> BTreeMap<String, Object> {
-    calendar(&s, i)
+    calendar(s, i)
         .objects
         .into_iter()
         .filter(|o| o.uid.starts_with("plane-cycle-") || o.uid.starts_with("plane-module-"))
@@ -476,7 +476,7 @@ fn log_lines(r: &Run, level: &str, words: &[&str]) -> Vec<String> {
 /// A user's own event in the project calendar that looks like one of ours (same summary,
 /// dates and X-PLANE-CYCLE-ID) but carries a UID of its own app. Returns its UID.
 fn put_lookalike(s: &Setup, cycle_id: &str) -> String {
-    let cal = calendar(&s, 0);
+    let cal = calendar(s, 0);
     let uid = format!("lookalike-{}@example.com", s.tag.to_lowercase());
     let ics = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//user//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
@@ -489,7 +489,7 @@ fn put_lookalike(s: &Setup, cycle_id: &str) -> String {
 
 /// The ETag of object `uid` in project 0's calendar.
 fn etag_of(s: &Setup, uid: &str) -> String {
-    calendar(&s, 0)
+    calendar(s, 0)
         .objects
         .into_iter()
         .find(|o| o.uid == uid)
@@ -614,7 +614,7 @@ fn lost_journal_is_adopted(s: &Setup) {
     let hrefs =
         |m: &BTreeMap<String, Object>| m.values().map(|o| o.href.clone()).collect::<Vec<_>>();
     assert_eq!(hrefs(&after), hrefs(&before), "same objects, no duplicates");
-    let all = calendar(&s, 0).objects;
+    let all = calendar(s, 0).objects;
     let uids: BTreeSet<&str> = all.iter().map(|o| o.uid.as_str()).collect();
     assert_eq!(uids.len(), all.len(), "one object per UID");
 }
