@@ -524,6 +524,7 @@ fn forget_vanished_projects(journal: &mut Journal, listed: &[Project]) -> Result
             last_full: None,
             identifier: None,
             name: None,
+            timeline: None,
         })?;
     }
     Ok(())
