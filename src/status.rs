@@ -842,6 +842,9 @@ mod tests {
                 identifier: Some("WEB".into()),
                 name: Some("Website".into()),
                 timeline: None,
+                zone: None,
+                cycle_view: None,
+                module_view: None,
             },
         );
         let text = journal_report(&st, 1_795_428_990).join("\n");

@@ -939,11 +939,14 @@ fn remember_listing(
         last_full: if full {
             Some(step.now)
         } else {
-            old.and_then(|o| o.last_full)
+            old.as_ref().and_then(|o| o.last_full)
         },
         identifier: Some(step.project.identifier.clone()),
         name: Some(step.project.name.clone()),
         timeline: timeline::record_of(&known),
+        zone: old.as_ref().and_then(|o| o.zone.clone()),
+        cycle_view: old.as_ref().and_then(|o| o.cycle_view),
+        module_view: old.as_ref().and_then(|o| o.module_view),
     };
     journal.put_project(record)
 }
