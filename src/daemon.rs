@@ -831,6 +831,34 @@ mod tests {
     }
 
     #[test]
+    fn timeline_wakes_coalesce_and_outlive_a_project_sync() {
+        use crate::sync::timeline::Kind;
+        let t0 = Instant::now();
+        let cycles = |p: &str| Wake::Timeline {
+            project: p.into(),
+            kind: Kind::Cycle,
+        };
+        let mut c = Coalescer::default();
+        // Plane sends one `cycle/updated` per changed field.
+        for _ in 0..5 {
+            c.arrive(cycles("p"), t0);
+        }
+        c.arrive(
+            Wake::Timeline {
+                project: "p".into(),
+                kind: Kind::Module,
+            },
+            t0,
+        );
+        // A project sync does not list cycles unless work items changed: the cycle
+        // wake is still due.
+        c.arrive(Wake::Project("p".into()), t0);
+        let due = c.take_due(t0);
+        assert_eq!(due.len(), 3, "{due:?}");
+        assert!(due.contains(&cycles("p")) && due.contains(&Wake::Project("p".into())));
+    }
+
+    #[test]
     fn a_project_sync_covers_its_held_items_and_a_full_cycle_everything() {
         let t0 = Instant::now();
         let mut c = Coalescer::default();

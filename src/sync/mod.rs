@@ -327,8 +327,12 @@ pub fn sync_once(
 ) -> Result<Summary, SyncError> {
     let zone = event_zone(config);
     let mut summary = Summary::default();
-    let mut projects = selected_projects(config, plane, journal, opts)?;
+    let (mut projects, listed) = selected_projects(config, plane, journal, opts)?;
     let mapping = mapping_for(config, plane)?;
+    let timeline = mapping.cycles || mapping.modules;
+    if timeline && !listed {
+        lend_project_settings(plane, journal, &projects);
+    }
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
         projects.retain(|p| p.id == only);
@@ -396,6 +400,9 @@ pub fn sync_once(
         summary.judge_project(before);
     }
     if !opts.dry_run {
+        if timeline && listed {
+            record_project_settings(plane, journal, &projects)?;
+        }
         journal.compact_if_needed()?;
         journal.commit()?;
     }
@@ -403,15 +410,16 @@ pub fn sync_once(
 }
 
 /// The projects PLANE_PROJECTS selects: from the journal's cache between full cycles,
-/// else listed from Plane (then projects gone from Plane leave the journal).
+/// else listed from Plane (then projects gone from Plane leave the journal); and whether
+/// they were listed now.
 fn selected_projects(
     config: &Config,
     plane: &mut PlaneClient,
     journal: &mut Journal,
     opts: &Options<'_>,
-) -> Result<Vec<Project>, SyncError> {
+) -> Result<(Vec<Project>, bool), SyncError> {
     Ok(match cached_projects(config, journal, opts) {
-        Some(cached) => cached,
+        Some(cached) => (cached, false),
         None => {
             // Members change as rarely as projects: re-read them with the list.
             plane.forget_members();
@@ -419,9 +427,69 @@ fn selected_projects(
             if !opts.dry_run {
                 forget_vanished_projects(journal, &all)?;
             }
-            select_projects(all, &config.plane_projects)
+            (select_projects(all, &config.plane_projects), true)
         }
     })
+}
+
+/// The projects' settings that cycles and modules need (zone, `cycle_view`,
+/// `module_view`), as the journal recorded them (see [`record_project_settings`]), handed
+/// to the client on runs that take the projects from the journal: it would otherwise
+/// read each project once more to list its cycles or modules.
+fn lend_project_settings(plane: &mut PlaneClient, journal: &Journal, projects: &[Project]) {
+    for p in projects {
+        let Some(r) = journal.state().projects.get(&p.id) else {
+            continue;
+        };
+        if let (Some(timezone), Some(cycle_view), Some(module_view)) =
+            (r.zone.clone(), r.cycle_view, r.module_view)
+        {
+            let settings = crate::plane::ProjectSettings {
+                timezone,
+                cycle_view,
+                module_view,
+            };
+            plane.remember_project_settings(&p.id, settings);
+        }
+    }
+}
+
+/// After a run that listed the projects (the client knows their settings then, without
+/// a request): records each project's settings where they changed, like its name.
+fn record_project_settings(
+    plane: &mut PlaneClient,
+    journal: &mut Journal,
+    projects: &[Project],
+) -> Result<(), JournalError> {
+    for p in projects {
+        let Some(record) = journal.state().projects.get(&p.id).cloned() else {
+            continue;
+        };
+        let Ok(s) = plane.project_settings(&p.id) else {
+            continue;
+        };
+        let known = (
+            record.zone.as_deref(),
+            record.cycle_view,
+            record.module_view,
+        );
+        if known
+            == (
+                Some(s.timezone.as_str()),
+                Some(s.cycle_view),
+                Some(s.module_view),
+            )
+        {
+            continue;
+        }
+        journal.put_project(crate::state::ProjectRecord {
+            zone: Some(s.timezone),
+            cycle_view: Some(s.cycle_view),
+            module_view: Some(s.module_view),
+            ..record
+        })?;
+    }
+    Ok(())
 }
 
 /// Records that `calendar` is the project's (unless the journal says so already or this
@@ -524,6 +592,10 @@ fn forget_vanished_projects(journal: &mut Journal, listed: &[Project]) -> Result
             last_full: None,
             identifier: None,
             name: None,
+            timeline: None,
+            zone: None,
+            cycle_view: None,
+            module_view: None,
         })?;
     }
     Ok(())

@@ -122,7 +122,12 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
             return Ok(());
         }
     };
-    read_timeline(plane, step, &side.timeline_touched, &mut view, summary);
+    let known = known_timeline(journal, step);
+    let needed = Needed {
+        touched: &side.timeline_touched,
+        known: &known,
+    };
+    read_timeline(plane, step, &needed, &mut view, summary);
     let planned = plan_for(step, &view, &side);
     if let Some(reason) = &planned.blocked {
         let m = format!("project {ident}: safety valve: {reason}; calendar left unchanged");
@@ -134,7 +139,7 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         report_plan(&planned, &view, step, summary);
         return Ok(());
     }
-    let (newest, full) = (view.newest.take(), view.full);
+    let (newest, full, timeline) = (view.newest.take(), view.full, view.timeline);
     // What needs no work is not carried into the apply step.
     drop(side);
     view.material.retain_for(&planned);
@@ -143,10 +148,14 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
     // looks at the same items and objects again.
     let clean = summary.errors.len() == errors_before && !step.opts.stopped();
     remember_calendar(journal, step, wrote, clean)?;
-    if step.opts.stopped() || !step.list_items {
+    if step.opts.stopped() {
         return Ok(());
     }
-    remember_listing(journal, step, full, newest.filter(|_| clean))
+    let known = next_known(&known, timeline, clean);
+    if !step.list_items {
+        return remember_timeline(journal, step, known);
+    }
+    remember_listing(journal, step, full, newest.filter(|_| clean), known)
 }
 
 /// The calendar side of a project cycle: our records, the listing, and what was read of
@@ -770,15 +779,64 @@ fn new_item_fields(c: &Component, step: &Step<'_>) -> Option<Fields> {
     (f.target.is_some() && !f.name.trim().is_empty()).then_some(f)
 }
 
+/// What besides the listing rule decides that a kind is listed on an incremental cycle.
+struct Needed<'a> {
+    /// Kinds with objects changed or deleted in the calendar.
+    touched: &'a BTreeSet<Kind>,
+    /// Kinds the last clean cycle knew in full (a kind switched on since, or after a
+    /// cycle with errors, is listed at once).
+    known: &'a BTreeSet<Kind>,
+}
+
+/// The kinds the journal says the last clean cycle of this project knew in full.
+fn known_timeline(journal: &Journal, step: &Step<'_>) -> BTreeSet<Kind> {
+    let record = journal.state().projects.get(&step.project.id);
+    timeline::kinds_of(record.and_then(|r| r.timeline.as_deref()))
+}
+
+/// The kinds known in full after this cycle: listed now, or known before and not
+/// listed; none after a cycle with errors (the next one lists them again, so an object
+/// that failed to be written is not left out until the next full reconcile).
+fn next_known(before: &BTreeSet<Kind>, now: plan::Timeline, clean: bool) -> BTreeSet<Kind> {
+    if !clean {
+        return BTreeSet::new();
+    }
+    Kind::ALL
+        .into_iter()
+        .filter(|k| match now.of(*k) {
+            Listed::Complete => true,
+            Listed::Skipped => before.contains(k),
+            Listed::Off => false,
+        })
+        .collect()
+}
+
+/// After a cycle that listed only cycles or modules (a webhook): the kinds known.
+fn remember_timeline(
+    journal: &mut Journal,
+    step: &Step<'_>,
+    known: BTreeSet<Kind>,
+) -> Result<(), JournalError> {
+    let Some(old) = journal.state().projects.get(&step.project.id).cloned() else {
+        return Ok(());
+    };
+    let timeline = timeline::record_of(&known);
+    if old.timeline == timeline {
+        return Ok(());
+    }
+    journal.put_project(ProjectRecord { timeline, ..old })
+}
+
 /// Lists the cycles and modules this run needs (design §9) and renders them into the
 /// view: a kind that is switched off (or that the calendar cannot hold) is `Off`; one
 /// is listed on a full cycle, after a webhook about it, when the incremental work-item
-/// listing found changes (progress may have moved), or when one of its objects was
-/// changed or deleted in the calendar; otherwise it is `Skipped` (no request).
+/// listing found changes (progress may have moved), when one of its objects was
+/// changed or deleted in the calendar, or when the last clean cycle did not know it
+/// (switched on since, or errors); otherwise it is `Skipped` (no request).
 fn read_timeline<T: Tracker>(
     plane: &mut T,
     step: &Step<'_>,
-    touched: &BTreeSet<Kind>,
+    needed: &Needed<'_>,
     view: &mut PlaneView,
     summary: &mut Summary,
 ) {
@@ -801,7 +859,8 @@ fn read_timeline<T: Tracker>(
             || view.full
             || step.timeline_wake == Some(kind)
             || view.items_changed
-            || touched.contains(&kind)
+            || needed.touched.contains(&kind)
+            || !needed.known.contains(&kind)
         {
             list_kind(plane, step, kind, &mut zones, view, summary)
         } else {
@@ -859,13 +918,14 @@ fn list_kind<T: Tracker>(
     Listed::Complete
 }
 
-/// After a cycle: the watermark for the next incremental listing (when given), and how
-/// many incremental cycles ran since the last full one.
+/// After a cycle: the watermark for the next incremental listing (when given), how many
+/// incremental cycles ran since the last full one, and the cycles and modules known.
 fn remember_listing(
     journal: &mut Journal,
     step: &Step<'_>,
     full: bool,
     newest: Option<String>,
+    known: BTreeSet<Kind>,
 ) -> Result<(), JournalError> {
     let old = journal.state().projects.get(&step.project.id).cloned();
     let record = ProjectRecord {
@@ -879,10 +939,14 @@ fn remember_listing(
         last_full: if full {
             Some(step.now)
         } else {
-            old.and_then(|o| o.last_full)
+            old.as_ref().and_then(|o| o.last_full)
         },
         identifier: Some(step.project.identifier.clone()),
         name: Some(step.project.name.clone()),
+        timeline: timeline::record_of(&known),
+        zone: old.as_ref().and_then(|o| o.zone.clone()),
+        cycle_view: old.as_ref().and_then(|o| o.cycle_view),
+        module_view: old.as_ref().and_then(|o| o.module_view),
     };
     journal.put_project(record)
 }
@@ -1266,6 +1330,29 @@ mod tests {
         w.mapping.cycles = true;
         let s = w.cycle();
         assert_eq!(s.created, 1, "{s:?}");
+        w.settle();
+    }
+
+    #[test]
+    fn switched_on_between_full_cycles_they_appear_at_once() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.mapping.cycles = false;
+        w.mapping.modules = false;
+        w.settle();
+        assert!(w.plane.timeline_listings.is_empty(), "off: never listed");
+        w.full = false;
+        w.mapping.modules = true;
+        let s = w.cycle();
+        assert_eq!(s.created, 2, "{s:?}");
+        assert_eq!(w.plane.timeline_listings, ["modules"]);
+        let record = &w.journal().state().projects["p"];
+        assert_eq!(record.timeline.as_deref(), Some("modules"));
+        w.settle();
+        assert_eq!(w.plane.timeline_listings, ["modules"], "then idle again");
+        w.mapping.modules = false;
+        let s = w.cycle();
+        assert_eq!(s.deleted, 2, "{s:?}");
+        assert_eq!(w.journal().state().projects["p"].timeline, None);
         w.settle();
     }
 

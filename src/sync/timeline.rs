@@ -122,6 +122,22 @@ impl From<crate::plane::webhook::TimelineKind> for Kind {
     }
 }
 
+/// The kinds a journal's project record says are known in full (see
+/// `state::ProjectRecord::timeline`); unknown words are ignored.
+pub fn kinds_of(recorded: Option<&str>) -> BTreeSet<Kind> {
+    recorded
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|w| Kind::ALL.into_iter().find(|k| k.plural() == w.trim()))
+        .collect()
+}
+
+/// The journal's form of a set of kinds (`None` for none).
+pub fn record_of(kinds: &BTreeSet<Kind>) -> Option<String> {
+    let words: Vec<&str> = kinds.iter().map(|k| k.plural()).collect();
+    (!words.is_empty()).then(|| words.join(","))
+}
+
 /// The zone a cycle's dates are read in: its project's. Plane converts the days a user
 /// picks into instants in the project's zone (00:00:01 of the first day, 23:59 of the
 /// last), and shows them in that zone again; the cycle's own `timezone` field stays
@@ -658,6 +674,19 @@ mod tests {
         assert_ne!(
             paused.desired.shadow.content_hash,
             r.desired.shadow.content_hash
+        );
+    }
+
+    #[test]
+    fn known_kinds_round_trip() {
+        let both = BTreeSet::from(Kind::ALL);
+        assert_eq!(record_of(&both).as_deref(), Some("cycles,modules"));
+        assert_eq!(kinds_of(record_of(&both).as_deref()), both);
+        assert_eq!(record_of(&BTreeSet::new()), None);
+        assert!(kinds_of(None).is_empty());
+        assert_eq!(
+            kinds_of(Some("modules,epics")),
+            BTreeSet::from([Kind::Module])
         );
     }
 
