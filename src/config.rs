@@ -165,6 +165,10 @@ pub struct Config {
     pub calendar_delete: CalendarDelete,
     /// Whether new objects in a "Plane: X" calendar become work items.
     pub create_from_calendar: bool,
+    /// SYNC_CYCLES: each dated cycle (sprint) as an all-day span event, read-only.
+    pub sync_cycles: bool,
+    /// SYNC_MODULES: each dated module as an all-day span event, read-only.
+    pub sync_modules: bool,
     /// A full Plane listing every this many cycles (incremental ones in between).
     pub full_reconcile_every: u32,
     /// EVENT_TIMEZONE: the zone whose dates UTC times in the calendar fall on.
@@ -291,6 +295,8 @@ pub const VARIABLES: &[(&str, &str, bool)] = &[
     ("CONFLICT_POLICY", "plane", false),
     ("CALENDAR_DELETE", "recreate", false),
     ("CREATE_FROM_CALENDAR", "false", false),
+    ("SYNC_CYCLES", "false", false),
+    ("SYNC_MODULES", "false", false),
     ("FULL_RECONCILE_EVERY", "12", false),
     ("EVENT_TIMEZONE", "UTC", false),
     ("HTTP_TIMEOUT_SECONDS", "30", false),
@@ -745,6 +751,8 @@ impl Config {
             conflict_policy: two_way.conflict_policy,
             calendar_delete: two_way.calendar_delete,
             create_from_calendar: sync.create_from_calendar,
+            sync_cycles: boolean(env, "SYNC_CYCLES", false)?,
+            sync_modules: boolean(env, "SYNC_MODULES", false)?,
             full_reconcile_every: sync.full_reconcile_every,
             event_timezone: env.get("EVENT_TIMEZONE").unwrap_or("UTC").to_string(),
             http_timeout_seconds: service.http_timeout_seconds,
@@ -1439,6 +1447,10 @@ mod tests {
         assert_eq!(c.conflict_policy, ConflictPolicy::Plane);
         assert_eq!(c.calendar_delete, CalendarDelete::Recreate);
         assert!(!c.create_from_calendar);
+        assert!(
+            !c.sync_cycles && !c.sync_modules,
+            "cycles and modules are opt-in"
+        );
         assert_eq!(c.full_reconcile_every, 12);
         assert_eq!(c.event_timezone, "UTC");
         let mut v = minimal();
@@ -1476,6 +1488,14 @@ mod tests {
             let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
             assert_eq!(e.variable, var, "{e}");
         }
+        let mut v = minimal();
+        v.extend([("SYNC_CYCLES", "true"), ("SYNC_MODULES", "1")]);
+        let c = Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert!(c.sync_cycles && c.sync_modules);
+        let mut v = minimal();
+        v.push(("SYNC_MODULES", "sometimes"));
+        let e = Config::from_env(&Env::from_pairs(v)).unwrap_err();
+        assert_eq!(e.variable, "SYNC_MODULES", "{e}");
         let mut v = minimal();
         v.push(("CREATE_FROM_CALENDAR", "yes"));
         assert!(

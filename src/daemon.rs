@@ -175,7 +175,7 @@ impl Coalescer {
             .iter()
             .filter_map(|w| match w {
                 Wake::Project(p) => Some(p),
-                Wake::Item { .. } => None,
+                Wake::Item { .. } | Wake::Timeline { .. } => None,
             })
             .collect();
         let covered = |w: &Wake| matches!(w, Wake::Item { project, .. } if whole.contains(project));
@@ -433,6 +433,7 @@ impl Service<'_> {
                         combine(synced, fed)
                     });
                 }
+                Wake::Timeline { project, kind } => self.timeline(project, *kind),
                 Wake::Project(project) => {
                     if self.project(project).is_none() {
                         log::debug!("webhook for project {project}, which is not synced; ignored");
@@ -457,6 +458,47 @@ impl Service<'_> {
                 }
             }
         }
+    }
+}
+
+impl Service<'_> {
+    /// After a webhook about a project's cycles or modules: that listing alone is read
+    /// again (their progress counts are not in the payload), and their events synced.
+    fn timeline(&mut self, project: &str, kind: crate::sync::timeline::Kind) {
+        let mapping = sync::model::Mapping::from_config(self.config);
+        if !kind.enabled(&mapping) {
+            log::debug!(
+                "webhook about {} while {} is off; ignored",
+                kind.plural(),
+                kind.setting()
+            );
+            return;
+        }
+        let Some(p) = self.project(project) else {
+            log::debug!("webhook for project {project}, which is not synced; ignored");
+            return;
+        };
+        self.cycle(
+            &format!("webhook {} {}", p.identifier, kind.plural()),
+            false,
+            |s| {
+                let opts = Options {
+                    only_project: Some(project),
+                    stop: Some(&STOP),
+                    timeline_only: Some(kind),
+                    ..Options::default()
+                };
+                let synced = s
+                    .dav
+                    .as_mut()
+                    .map(|dav| sync::sync_once(s.config, &mut s.plane, dav, &mut s.journal, &opts));
+                let fed = s
+                    .feeds
+                    .as_mut()
+                    .map(|f| f.timeline(s.config, &mut s.plane, &p, kind));
+                combine(synced, fed)
+            },
+        );
     }
 }
 
@@ -786,6 +828,34 @@ mod tests {
         }
         let most = (Duration::from_secs(10).as_millis() / MAX_BATCH_WAIT.as_millis()) as usize;
         assert!((1..=most).contains(&syncs), "{syncs} syncs");
+    }
+
+    #[test]
+    fn timeline_wakes_coalesce_and_outlive_a_project_sync() {
+        use crate::sync::timeline::Kind;
+        let t0 = Instant::now();
+        let cycles = |p: &str| Wake::Timeline {
+            project: p.into(),
+            kind: Kind::Cycle,
+        };
+        let mut c = Coalescer::default();
+        // Plane sends one `cycle/updated` per changed field.
+        for _ in 0..5 {
+            c.arrive(cycles("p"), t0);
+        }
+        c.arrive(
+            Wake::Timeline {
+                project: "p".into(),
+                kind: Kind::Module,
+            },
+            t0,
+        );
+        // A project sync does not list cycles unless work items changed: the cycle
+        // wake is still due.
+        c.arrive(Wake::Project("p".into()), t0);
+        let due = c.take_due(t0);
+        assert_eq!(due.len(), 3, "{due:?}");
+        assert!(due.contains(&cycles("p")) && due.contains(&Wake::Project("p".into())));
     }
 
     #[test]

@@ -175,6 +175,19 @@ fn run() -> Result<ExitCode, String> {
         "validate-config" => {
             println!("configuration OK");
             println!("mode: {}", config.mode().describe());
+            println!(
+                "cycles: {}; modules: {}",
+                if config.sync_cycles {
+                    "synced (SYNC_CYCLES)"
+                } else {
+                    "off"
+                },
+                if config.sync_modules {
+                    "synced (SYNC_MODULES)"
+                } else {
+                    "off"
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         "sync" if config.caldav_url.is_none() => cmd_feeds_once(&config, cli.dry_run),
@@ -220,15 +233,27 @@ fn print_summary(s: &Summary, elapsed: Duration, dry_run: bool) {
     }
     println!("Sync completed in {:.1}s", elapsed.as_secs_f64());
     println!("  Projects:  {}", s.projects);
-    println!("  Created:   {}", s.created);
-    println!("  Updated:   {}", s.updated);
+    println!(
+        "  Created:   {}{}",
+        s.created,
+        s.timeline_note(|c| c.created)
+    );
+    println!(
+        "  Updated:   {}{}",
+        s.updated,
+        s.timeline_note(|c| c.updated)
+    );
     let reasons: Vec<String> = s
         .delete_reasons
         .iter()
         .map(|(why, n)| format!("{n} {why}"))
         .collect();
     if reasons.is_empty() {
-        println!("  Deleted:   {}", s.deleted);
+        println!(
+            "  Deleted:   {}{}",
+            s.deleted,
+            s.timeline_note(|c| c.deleted)
+        );
     } else {
         println!("  Deleted:   {} ({})", s.deleted, reasons.join(", "));
     }

@@ -72,6 +72,14 @@ pub enum Wake {
     },
     /// Re-sync one project.
     Project(String),
+    /// Re-list one project's cycles or modules (and sync their events); its work items
+    /// are not listed.
+    Timeline {
+        /// Project id.
+        project: String,
+        /// Which listing.
+        kind: crate::sync::timeline::Kind,
+    },
 }
 
 /// The endpoints.
@@ -367,8 +375,7 @@ impl Ctx {
         };
         let wake = match webhook::parse(text) {
             Err(e) => return refuse(self, 400, &e.0, |w| &mut w.malformed),
-            // Cycles and modules on the calendar are not wired yet (issue 12).
-            Ok(WebhookEvent::Ignored { event } | WebhookEvent::Timeline { event, .. }) => {
+            Ok(WebhookEvent::Ignored { event }) => {
                 self.status().webhooks.ignored += 1;
                 return message(202, &format!("ignored: {event} events are not synced"));
             }
@@ -384,6 +391,15 @@ impl Ctx {
             Ok(WebhookEvent::Project { id, action }) => {
                 log::debug!("webhook: project {id} {action}");
                 (Wake::Project(id), format!("project/{action}"))
+            }
+            Ok(WebhookEvent::Timeline {
+                project,
+                kind,
+                event,
+            }) => {
+                log::debug!("webhook: {event} in project {project}");
+                let kind = kind.into();
+                (Wake::Timeline { project, kind }, event)
             }
         };
         match self.wake.try_send(wake.0) {

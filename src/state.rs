@@ -381,6 +381,18 @@ pub struct ProjectRecord {
     pub identifier: Option<String>,
     /// The project's name.
     pub name: Option<String>,
+    /// Which of the project's cycles and modules the last clean cycle knew in full
+    /// (`cycles`, `modules`, `cycles,modules`; see `sync::timeline::kinds_of`): a kind
+    /// switched on since is listed at once, not at the next full reconcile. Absent in
+    /// journals written before issue 12 (then read as none known).
+    pub timeline: Option<String>,
+    /// The project's zone (Plane's `timezone`, in which cycle days are read), as the
+    /// last project listing showed it, so incremental cycles need not ask for it.
+    pub zone: Option<String>,
+    /// The project's `cycle_view` as last listed.
+    pub cycle_view: Option<bool>,
+    /// The project's `module_view` as last listed.
+    pub module_view: Option<bool>,
 }
 
 /// The item records of a [`State`], by UID: a map from UID to record that keeps each
@@ -1539,6 +1551,10 @@ mod tests {
             last_full: Some(1_795_428_930),
             identifier: None,
             name: None,
+            timeline: None,
+            zone: None,
+            cycle_view: None,
+            module_view: None,
         }
     }
 
@@ -1565,7 +1581,7 @@ mod tests {
         assert!(lines[2].starts_with(r#"{"t":"cal","project":"p1","href":"#));
         assert_eq!(
             lines[4],
-            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7,"last_full":1795428930,"identifier":null,"name":null}"#
+            r#"{"t":"project","project":"p2","watermark":null,"cycles_since_full":7,"last_full":1795428930,"identifier":null,"name":null,"timeline":null,"zone":null,"cycle_view":null,"module_view":null}"#
         );
         // A record written before `last_full` existed still replays (as "never").
         let old = r#"{"t":"project","project":"p3","watermark":null,"cycles_since_full":2}"#;
@@ -1573,6 +1589,7 @@ mod tests {
         let j = Journal::open(&tmp.0).unwrap();
         assert_eq!(j.state().projects["p3"].last_full, None);
         assert_eq!(j.state().projects["p3"].cycles_since_full, 2);
+        assert_eq!(j.state().projects["p3"].timeline, None);
         drop(j);
         std::fs::write(tmp.journal(), &text).unwrap();
 

@@ -841,6 +841,10 @@ mod tests {
                 last_full: Some(1_795_428_930),
                 identifier: Some("WEB".into()),
                 name: Some("Website".into()),
+                timeline: None,
+                zone: None,
+                cycle_view: None,
+                module_view: None,
             },
         );
         let text = journal_report(&st, 1_795_428_990).join("\n");

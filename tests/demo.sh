@@ -7,7 +7,9 @@
 #   tests/demo.sh --stop   stop what a --keep run left running
 #
 # What it does (everything lives under .tests/, nothing is installed system-wide):
-#   1. the fake Plane from tests/fake_plane (3 projects, 40 work items each) on :8090;
+#   1. the fake Plane from tests/fake_plane (3 projects, 40 work items each, two cycles and
+#      two modules each: `fake-plane --timeline`) on :8090; SYNC_CYCLES and SYNC_MODULES
+#      are on in both parts;
 #   2. feeds, calplanebot's default without CALDAV_URL: .tests/demo/feed.env (PLANE_*, a
 #      random FEED_TOKEN, HTTP_BIND), `calplanebot run` in the background on :8765, then
 #      `feed-urls` and curl: fetches the printed URLs, counts the events in each feed and
@@ -161,7 +163,7 @@ start_radicale() {
 
 start_plane() {
     spawn fake-plane "fake-plane --addr $HOST:$PLANE_PORT" "$DEMO/fake-plane.log" \
-        "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects 3 --items 40 \
+        "$FAKE_PLANE" --addr "$HOST:$PLANE_PORT" --projects 3 --items 40 --timeline \
         --api-key demo-token --slug demo
     PLANE_PID=$LAST_PID
 }
@@ -176,6 +178,9 @@ CALDAV_URL=http://$HOST:$RADICALE_PORT/
 CALDAV_USERNAME=demo
 CALDAV_PASSWORD=demo
 STATE_DIR=$DEMO/state
+# Cycles (sprints) and modules as multi-day, read-only events next to the work items.
+SYNC_CYCLES=true
+SYNC_MODULES=true
 EOF
 }
 
@@ -201,6 +206,8 @@ FEED_TOKEN=$token
 HTTP_BIND=$FEED_HOST:$FEED_PORT
 SYNC_INTERVAL_SECONDS=60
 STATE_DIR=$DEMO/feed-state
+SYNC_CYCLES=true
+SYNC_MODULES=true
 EOF
 }
 
@@ -281,6 +288,25 @@ show_feeds() {
     code=$(curl -s -o /dev/null --max-time 10 -w '%{http_code}' -H "If-None-Match: $etag" "$all")
     echo "$code    (not modified: a calendar app's repeat fetch costs a few bytes and no Plane request)"
     [[ $code == 304 ]] || die "a repeat fetch with If-None-Match answered $code, not 304"
+}
+
+# show_timeline — the cycles and modules in all.ics (SYNC_CYCLES, SYNC_MODULES): summary and
+# days of each (DTEND is the day after the last day); there must be at least one of each.
+show_timeline() {
+    local n_cycles n_modules
+    echo
+    echo "Cycles and modules in all.ics (all-day events; DTEND is the day after the last day):"
+    tr -d '\r' <"$DEMO/all.ics" | awk '
+        /^BEGIN:VEVENT/ { s = ""; a = ""; b = "" }
+        /^SUMMARY:(Cycle|Module): / { s = substr($0, 9) }
+        function iso(d) { return substr(d, 1, 4) "-" substr(d, 5, 2) "-" substr(d, 7, 2) }
+        /^DTSTART;VALUE=DATE:/ { a = iso(substr($0, 20)) }
+        /^DTEND;VALUE=DATE:/ { b = iso(substr($0, 18)) }
+        /^END:VEVENT/ && s != "" { printf "  %-28s %s .. %s\n", s, a, b }'
+    n_cycles=$(tr -d '\r' <"$DEMO/all.ics" | grep -c '^SUMMARY:Cycle: ' || true)
+    n_modules=$(tr -d '\r' <"$DEMO/all.ics" | grep -c '^SUMMARY:Module: ' || true)
+    ((n_cycles > 0)) || die "all.ics holds no cycle (SYNC_CYCLES=true)"
+    ((n_modules > 0)) || die "all.ics holds no module (SYNC_MODULES=true)"
 }
 
 KEEP=0
@@ -369,6 +395,7 @@ write_feed_env
 feed_bot test-plane
 start_feed_service
 show_feeds
+show_timeline
 
 if ((!FEEDS_ONLY)); then
     wait_ready Radicale "http://$HOST:$RADICALE_PORT/" "$RADICALE_PID" "$DEMO/radicale/radicale.log"
@@ -381,10 +408,11 @@ if ((!FEEDS_ONLY)); then
     bot --once | tee "$DEMO/once.txt"
     bot list
     # The same work items, two ways: the events --once created and those in all.ics.
-    created=$(sed -n 's/^  Created: *//p' "$DEMO/once.txt")
+    created=$(sed -n 's/^  Created: *\([0-9]*\).*/\1/p' "$DEMO/once.txt")
     n=$(events "$DEMO/all.ics")
     [[ $created == "$n" ]] || die "--once created $created events, all.ics holds $n"
-    printf '\nThe feeds of part 1 hold the same %s events that --once wrote to Radicale.\n' "$n"
+    printf '\nThe feeds of part 1 hold the same %s events that --once wrote to Radicale' "$n"
+    printf ' (the cycles and modules among them).\n'
 fi
 
 FEED_ALL=$(sed -n 's/^  all projects: //p' "$DEMO/feed-urls.txt")

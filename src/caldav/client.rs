@@ -834,16 +834,27 @@ impl CalDavClient {
         display_name: &str,
         component: &str,
     ) -> Result<(), DavError> {
-        let comp = Element::new(CALDAV, "comp").with_attr("name", component);
+        self.make_calendar_for(href, display_name, &[component])
+    }
+
+    /// [`Self::make_calendar`] for a calendar that holds several components (tasks, and
+    /// the events of cycles and modules).
+    pub fn make_calendar_for(
+        &mut self,
+        href: &str,
+        display_name: &str,
+        components: &[&str],
+    ) -> Result<(), DavError> {
+        let mut set = Element::new(CALDAV, "supported-calendar-component-set");
+        for c in components {
+            set = set.with_child(Element::new(CALDAV, "comp").with_attr("name", c));
+        }
         let body = Element::new(CALDAV, "mkcalendar")
             .with_child(
                 Element::new(DAV, "set").with_child(
                     Element::new(DAV, "prop")
                         .with_child(Element::new(DAV, "displayname").with_text(display_name))
-                        .with_child(
-                            Element::new(CALDAV, "supported-calendar-component-set")
-                                .with_child(comp),
-                        ),
+                        .with_child(set),
                 ),
             )
             .to_xml();

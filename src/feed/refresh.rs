@@ -4,6 +4,10 @@
 //! request and no write. Every FULL_RECONCILE_EVERY cycles (and for a feed that is
 //! missing or was made under other settings) a full listing rebuilds the file, which is
 //! how deleted and archived items leave it. A webhook re-reads its one item.
+//!
+//! Cycles and modules (SYNC_CYCLES, SYNC_MODULES) follow the CalDAV sync's cost rule: a
+//! rebuild lists them; an incremental refresh only when the work-item listing found
+//! changes (their progress may have moved) or a webhook named them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::render::{self, Block, Header};
 use super::store::{self, Change, FeedStore};
 use crate::config::Config;
+use crate::plane::PlaneError;
 use crate::plane::{PlaneClient, Project};
 use crate::sync::model::{self, Mapping};
+use crate::sync::timeline::{self, Kind, Zones};
 use crate::sync::{self, Summary, SyncError};
 
 /// The feeds of one service.
@@ -106,6 +112,38 @@ impl Feeds {
             self.cycles = self.cycles.wrapping_add(1);
         }
         self.store.set_ready();
+        Ok(summary)
+    }
+
+    /// After a webhook about a project's cycles or modules: that listing alone is read
+    /// again and patched into the project's feed (a feed that needs rebuilding is
+    /// rebuilt instead).
+    pub fn timeline(
+        &mut self,
+        config: &Config,
+        plane: &mut PlaneClient,
+        project: &Project,
+        kind: Kind,
+    ) -> Result<Summary, SyncError> {
+        let mapping = sync::mapping_for(config, plane)?;
+        let step = Step {
+            project,
+            mapping: &mapping,
+            config,
+        };
+        let mut summary = Summary {
+            projects: 1,
+            ..Summary::default()
+        };
+        if step.needs_rebuild(&self.store) {
+            step.refresh(&self.store, plane, true, &mut summary);
+            return Ok(summary);
+        }
+        let mut changed = BTreeMap::new();
+        if step.timeline_changes(&self.store, plane, kind, &mut changed, &mut summary) {
+            let watermark = self.store.meta(&step.slug()).and_then(|m| m.watermark);
+            step.apply(&self.store, &changed, watermark, &mut summary);
+        }
         Ok(summary)
     }
 
@@ -231,6 +269,9 @@ impl Step<'_> {
         if let Some(e) = failed {
             s.error(format!("feed {ident}: {e}"));
         }
+        if complete && s.errors.len() == errors {
+            self.push_timeline(&mut w, plane, s);
+        }
         if !complete || s.errors.len() > errors {
             log::warn!("feed {ident}: listing incomplete; the feed stays as it was");
             return w.abandon();
@@ -245,15 +286,20 @@ impl Step<'_> {
         }
     }
 
-    /// Lists the work items changed since the feed's watermark and patches them in.
+    /// Lists the work items changed since the feed's watermark and patches them in;
+    /// when some did change, the cycles and modules too.
     fn incremental(&self, store: &FeedStore, plane: &mut PlaneClient, s: &mut Summary) {
         let old = store.meta(&self.slug()).and_then(|m| m.watermark);
+        let mark = old.as_deref().and_then(crate::plane::Timestamp::parse);
         let mut changed: BTreeMap<String, Option<Block>> = BTreeMap::new();
         let mut newest = None;
+        let mut items_changed = false;
         let listed = plane.each_work_item_since(&self.project.id, old.as_deref(), &mut |item| {
             if newest.is_none() {
                 newest = Some(item.updated_at.clone());
             }
+            // The item at the watermark comes back every time; only newer ones count.
+            items_changed |= mark.is_none_or(|m| item.updated().is_some_and(|t| t > m));
             let block = render::block(&item, self.project, self.mapping).ok();
             changed.insert(render::uid_of(&item), block);
         });
@@ -267,7 +313,101 @@ impl Step<'_> {
             }
             Err(e) => return s.error(format!("feed {}: {e}", self.project.identifier)),
         };
+        if items_changed {
+            for kind in Kind::ALL.into_iter().filter(|k| k.enabled(self.mapping)) {
+                self.timeline_changes(store, plane, kind, &mut changed, s);
+            }
+        }
         self.apply(store, &changed, watermark, s);
+    }
+
+    /// One kind's listing as blocks by UID (`None`: listed, but no event).
+    fn timeline_blocks(
+        &self,
+        plane: &mut PlaneClient,
+        kind: Kind,
+    ) -> Result<BTreeMap<String, Option<Block>>, PlaneError> {
+        let (p, m) = (self.project, self.mapping);
+        let rendered = match kind {
+            Kind::Cycle => {
+                let mut zones = Zones::new();
+                plane
+                    .cycles(&p.id)?
+                    .iter()
+                    .map(|c| {
+                        (c.id.clone(), {
+                            let zone = zones.get(timeline::zone_name(c));
+                            timeline::render_cycle(c, p, m, zone)
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }
+            Kind::Module => plane
+                .modules(&p.id)?
+                .iter()
+                .map(|md| (md.id.clone(), timeline::render_module(md, p, m)))
+                .collect(),
+        };
+        Ok(rendered
+            .into_iter()
+            .map(|(id, r)| (kind.uid(&id), r.ok().map(render::timeline_block)))
+            .collect())
+    }
+
+    /// Adds one kind's listing to `changed`, and takes out of the feed the objects of
+    /// that kind Plane no longer lists. False (and an error in the summary) when the
+    /// listing or the feed could not be read: then nothing of that kind changes.
+    fn timeline_changes(
+        &self,
+        store: &FeedStore,
+        plane: &mut PlaneClient,
+        kind: Kind,
+        changed: &mut BTreeMap<String, Option<Block>>,
+        s: &mut Summary,
+    ) -> bool {
+        let ident = &self.project.identifier;
+        let listed = match self.timeline_blocks(plane, kind) {
+            Ok(l) => l,
+            Err(e) => {
+                s.error(format!("feed {ident}: {}: {e}", kind.plural()));
+                return false;
+            }
+        };
+        let in_feed = match store.uids(&self.slug(), &|u| Kind::of_uid(u) == Some(kind)) {
+            Ok(u) => u,
+            Err(e) => {
+                s.error(format!("feed {ident}: {e}"));
+                return false;
+            }
+        };
+        for uid in in_feed {
+            changed.entry(uid).or_insert(None);
+        }
+        changed.extend(listed);
+        true
+    }
+
+    /// Pushes the enabled kinds' blocks into a feed being rebuilt (errors go into the
+    /// summary, which makes the caller keep the old file).
+    fn push_timeline(&self, w: &mut store::FeedWriter, plane: &mut PlaneClient, s: &mut Summary) {
+        let ident = &self.project.identifier;
+        for kind in Kind::ALL.into_iter().filter(|k| k.enabled(self.mapping)) {
+            let blocks = match self.timeline_blocks(plane, kind) {
+                Ok(b) => b,
+                Err(e) => return s.error(format!("feed {ident}: {}: {e}", kind.plural())),
+            };
+            // A project without work items: the header was not written yet.
+            if !w.started() {
+                if let Err(e) = w.start(&self.header(None)) {
+                    return s.error(format!("feed {ident}: {e}"));
+                }
+            }
+            for b in blocks.values().flatten() {
+                if let Err(e) = w.push(b) {
+                    return s.error(format!("feed {ident}: {e}"));
+                }
+            }
+        }
     }
 
     /// Patches `changed` into the feed, if that changes anything.

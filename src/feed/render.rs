@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ical::{self, Component, Property};
 use crate::plane::{Project, WorkItem};
-use crate::sync::model::{self, Excluded, Mapping};
+use crate::sync::model::{self, Excluded, Mapping, Rendered};
 
 /// The last line of every feed.
 pub const FOOTER: &str = "END:VCALENDAR\r\n";
@@ -85,6 +85,13 @@ pub fn fingerprint(m: &Mapping) -> String {
         m.assignees.join(","),
         m.labels.join(",")
     );
+    // Appended only when on: feeds made before cycles and modules existed keep their
+    // fingerprint (and are not rebuilt on upgrade).
+    let text = if m.cycles || m.modules {
+        format!("{text}|timeline:{}:{}", m.cycles, m.modules)
+    } else {
+        text
+    };
     Sha256::digest(text.as_bytes())
         .iter()
         .take(8)
@@ -107,19 +114,30 @@ pub fn uid_of(item: &WorkItem) -> String {
 /// the versions of a feed item (clients of subscriptions do not need it).
 pub fn block(item: &WorkItem, project: &Project, m: &Mapping) -> Result<Block, Excluded> {
     let rendered = model::render(item, project, m)?;
-    let uid = uid_of(item);
+    Ok(stamped(rendered, uid_of(item)))
+}
+
+/// A cycle's or module's block (rendered by `sync::timeline`, as the CalDAV sync writes
+/// it), stamped with its last change like a work item's.
+pub fn timeline_block(rendered: Rendered) -> Block {
+    let uid = rendered.desired.uid.clone();
+    stamped(rendered, uid)
+}
+
+/// The component with UID, DTSTAMP and LAST-MODIFIED (the object's last change) first.
+fn stamped(rendered: Rendered, uid: String) -> Block {
     let stamp = crate::clock::format_ical_utc(
-        crate::clock::parse_rfc3339(&item.updated_at).unwrap_or_default(),
+        crate::clock::parse_rfc3339(&rendered.desired.updated_at).unwrap_or_default(),
     );
     let mut c = Component::new(&rendered.component.name);
     c.push(Property::new("UID", &uid));
     c.push(Property::new("DTSTAMP", &stamp));
     c.push(Property::new("LAST-MODIFIED", &stamp));
     c.properties.extend(rendered.component.properties);
-    Ok(Block {
+    Block {
         uid,
         text: ical::write(&c),
-    })
+    }
 }
 
 /// The UID a block of a deleted work item had (an item gone from Plane cannot say whether
@@ -276,6 +294,8 @@ mod tests {
             state_groups: vec!["started".into()],
             assignees: vec![],
             labels: vec![],
+            cycles: false,
+            modules: false,
         }
     }
 
@@ -318,6 +338,31 @@ mod tests {
             b,
             block(&item("i1", "Ship it"), &project(), &mapping()).unwrap()
         );
+        // A cycle's block: the event the CalDAV sync writes, stamped with its last change.
+        let c = crate::plane::Cycle {
+            id: "c1".into(),
+            name: "Sprint 3".into(),
+            start_date: Some("2026-02-02T00:00:01Z".into()),
+            end_date: Some("2026-02-13T23:59:00Z".into()),
+            updated_at: "2026-02-01T10:00:00+01:00".into(),
+            ..crate::plane::Cycle::default()
+        };
+        let r = crate::sync::timeline::render_cycle(
+            &c,
+            &project(),
+            &mapping(),
+            &crate::tz::Zone::utc(),
+        )
+        .unwrap();
+        let t = timeline_block(r).text;
+        assert!(
+            t.starts_with(
+                "BEGIN:VEVENT\r\nUID:plane-cycle-c1@calplanebot\r\nDTSTAMP:20260201T090000Z\r\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("SUMMARY:Cycle: Sprint 3\r\n"), "{t}");
+        assert!(t.contains("DTEND;VALUE=DATE:20260214\r\n"), "{t}");
         let mut done = item("i2", "x");
         done.state.group = "backlog".into();
         assert_eq!(
@@ -375,5 +420,14 @@ mod tests {
         let before = fingerprint(&m);
         m.kind = ItemKind::Todo;
         assert_ne!(before, fingerprint(&m));
+        // Cycles and modules: each setting its own fingerprint; both off is the old one.
+        let todo = fingerprint(&m);
+        m.cycles = true;
+        let cycles = fingerprint(&m);
+        m.modules = true;
+        let both = fingerprint(&m);
+        assert!(todo != cycles && cycles != both && todo != both);
+        (m.cycles, m.modules) = (false, false);
+        assert_eq!(fingerprint(&m), todo);
     }
 }

@@ -309,6 +309,20 @@ impl FeedStore {
         Ok(head.is_none() || differs || added)
     }
 
+    /// The UIDs of the blocks in the feed `slug` for which `keep` is true (one read of
+    /// the file; an incremental refresh uses it to drop cycles and modules Plane no
+    /// longer lists).
+    pub fn uids(&self, slug: &str, keep: &dyn Fn(&str) -> bool) -> io::Result<Vec<String>> {
+        let path = self.dir.join(format!("{slug}.ics"));
+        let mut uids = Vec::new();
+        read_feed(BufReader::new(File::open(path)?), &mut |b| {
+            if keep(&b.uid) {
+                uids.push(b.uid);
+            }
+        })?;
+        Ok(uids)
+    }
+
     /// A new version of the feed `slug`: `header`, the blocks in `changed`, then the
     /// blocks of the current file that `changed` does not name.
     pub fn patch(

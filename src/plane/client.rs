@@ -208,6 +208,13 @@ impl PlaneClient {
         Ok(settings)
     }
 
+    /// Settings known from elsewhere (the journal, which records them when projects are
+    /// listed): [`PlaneClient::project_settings`] then answers without a request. A later
+    /// [`PlaneClient::projects`] listing replaces them.
+    pub fn remember_project_settings(&mut self, project_id: &str, settings: ProjectSettings) {
+        self.settings.insert(project_id.to_string(), settings);
+    }
+
     /// The project's cycles (one paginated listing), archived ones left out, each with
     /// [`Cycle::project_timezone`] set: Plane stores a cycle's days as instants in the
     /// PROJECT's zone, so that is where they are read back.
@@ -928,6 +935,30 @@ mod tests {
         assert!(!reached, "no older item: the next page is needed");
         let (kept, reached) = newer_than(page, None);
         assert_eq!((kept.len(), reached), (4, false));
+    }
+
+    #[test]
+    fn remembered_settings_cost_no_request() {
+        // Nothing listens on the discard port: a request would fail.
+        let mut c = PlaneClient::new(
+            "http://127.0.0.1:9",
+            "acme",
+            Secret::default(),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        let kolkata = ProjectSettings {
+            timezone: "Asia/Kolkata".into(),
+            cycle_view: true,
+            module_view: false,
+        };
+        c.remember_project_settings("p1", kolkata.clone());
+        assert_eq!(c.project_settings("p1").unwrap(), kolkata);
+        assert!(
+            c.modules("p1").unwrap().is_empty(),
+            "modules off: not asked"
+        );
+        assert_eq!(c.stats.requests, 0);
     }
 
     fn status_error(status: u16, body: &str) -> PlaneError {

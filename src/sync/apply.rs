@@ -16,10 +16,11 @@ use super::model::{self, Desired, Mapping, Rendered};
 use super::plan::{Action, Foreign, Plan, UpdateReason};
 use super::progress::Progress;
 use super::store::{CalendarStore, Tracker};
+use super::timeline::Kind;
 use super::Summary;
 use crate::caldav::client::percent_decode;
 use crate::caldav::{DavError, ObjectData, Precondition, WriteOutcome};
-use crate::ical::{self, Date};
+use crate::ical::{self, Component, Date};
 use crate::plane::{Created, ItemPatch, NewWorkItem};
 use crate::plane::{Project, State, WorkItem};
 use crate::state::{ContentHash, ItemRecord, Journal, Shadow};
@@ -59,6 +60,9 @@ pub struct Material {
     pub items: BTreeMap<String, Box<WorkItem>>,
     /// Objects read while planning, by decoded href.
     pub fetched: BTreeMap<String, ObjectData>,
+    /// The components of cycles and modules, by UID (rendered when listed: a project has
+    /// a few dozen, and nothing else would render them again).
+    pub timeline: BTreeMap<String, Component>,
 }
 
 impl Material {
@@ -82,6 +86,7 @@ impl Material {
             }
         }
         self.desired.retain(|uid, _| uids.contains(uid.as_str()));
+        self.timeline.retain(|uid, _| uids.contains(uid.as_str()));
         let items: BTreeSet<&str> = self
             .desired
             .values()
@@ -104,6 +109,7 @@ impl Material {
         if let Some(d) = self.desired.remove(uid) {
             self.items.remove(&d.work_item);
         }
+        self.timeline.remove(uid);
     }
 }
 
@@ -290,6 +296,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             } => match self.cal.delete(href, etag.as_deref()) {
                 Ok(WriteOutcome::Written(_)) | Ok(WriteOutcome::NotFound) => {
                     self.summary.deleted += 1;
+                    self.count_timeline(uid, |c| &mut c.deleted);
                     *self
                         .summary
                         .delete_reasons
@@ -308,6 +315,13 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             Action::Forget { uid } => self.journal.remove_item(uid).map_err(|e| e.to_string()),
             Action::ClearDate { uid, work_item } => self.clear_date(uid, work_item),
             Action::CreateItem(foreign) => self.create_item(foreign),
+        }
+    }
+
+    /// Counts a write of a cycle's or module's object in the summary's breakdown.
+    fn count_timeline(&mut self, uid: &str, count: fn(&mut super::Counts) -> &mut usize) {
+        if let Some(kind) = Kind::of_uid(uid) {
+            *count(self.summary.timeline.entry(kind.noun()).or_default()) += 1;
         }
     }
 
@@ -501,6 +515,12 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
     /// fingerprint); `None` when the plan's material does not have it.
     fn rendered(&self, uid: &str) -> Option<Rendered> {
         let desired = self.material.desired.get(uid)?;
+        if let Some(component) = self.material.timeline.get(uid) {
+            return Some(Rendered {
+                desired: desired.clone(),
+                component: component.clone(),
+            });
+        }
         let item = self.material.items.get(&desired.work_item)?;
         let component = model::render_component(item, self.ctx.project, self.ctx.mapping).ok()?;
         // Its UID and everything planning compared stay as planned.
@@ -528,6 +548,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         let refusal = match self.cal.put(href, &body, Precondition::Create) {
             Ok(WriteOutcome::Written(etag)) => {
                 self.summary.created += 1;
+                self.count_timeline(uid, |c| &mut c.created);
                 if recreate {
                     log::info!("recreated {label} (deleted in the calendar)");
                 }
@@ -618,11 +639,19 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             let r = record(desired, self.ctx.project, href, current.etag, sequence);
             return self.journal.put_item(r).map_err(|e| e.to_string());
         }
-        if reason == UpdateReason::CalendarChanged {
-            log::info!(
+        match (reason, Kind::of_uid(uid)) {
+            // Read-only mirrors: the user's change to what we own is put back, once (the
+            // next cycle finds our version), and said so.
+            (UpdateReason::CalendarChanged, Some(kind)) => log::warn!(
+                "{}: edited in the calendar; calendar edits to {} are not synced back — reverted",
+                desired.label,
+                kind.plural()
+            ),
+            (UpdateReason::CalendarChanged, None) => log::info!(
                 "{}: the event differs from Plane's values; writing them",
                 desired.label
-            );
+            ),
+            _ => {}
         }
         let Some(body) = model::merge(&cal, &rendered, sequence + 1, self.ctx.now) else {
             return Err(format!("{href} does not hold UID {uid}; left unchanged"));
@@ -641,6 +670,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
         match outcome {
             WriteOutcome::Written(new_etag) => {
                 self.summary.updated += 1;
+                self.count_timeline(uid, |c| &mut c.updated);
                 let r = record(desired, self.ctx.project, href, new_etag, sequence + 1);
                 self.journal.put_item(r).map_err(|e| e.to_string())
             }

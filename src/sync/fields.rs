@@ -464,6 +464,8 @@ mod tests {
             state_groups: vec![],
             assignees: vec![],
             labels: vec![],
+            cycles: false,
+            modules: false,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod store;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,6 +58,20 @@ pub struct Summary {
     pub planned: Vec<String>,
     /// The selected projects as Plane listed them (for callers that cache them).
     pub project_list: Vec<Project>,
+    /// Of the objects created, updated and deleted, the cycles' and modules' (by
+    /// [`timeline::Kind::noun`]).
+    pub timeline: BTreeMap<&'static str, Counts>,
+}
+
+/// Objects created, updated and deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Created.
+    pub created: usize,
+    /// Updated.
+    pub updated: usize,
+    /// Deleted.
+    pub deleted: usize,
 }
 
 impl Summary {
@@ -76,6 +91,23 @@ impl Summary {
     fn judge_project(&mut self, before: (usize, usize)) {
         if self.errors.len() > before.0 && self.done() == before.1 {
             self.projects_failed += 1;
+        }
+    }
+
+    /// What part of a count were cycles and modules, for summaries: ` (1 cycle, 2
+    /// modules)`, or nothing when none were.
+    pub fn timeline_note(&self, count: fn(&Counts) -> usize) -> String {
+        let parts: Vec<String> = self
+            .timeline
+            .iter()
+            .map(|(noun, c)| (noun, count(c)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(noun, n)| format!("{n} {noun}{}", if n == 1 { "" } else { "s" }))
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
         }
     }
 
@@ -138,6 +170,9 @@ pub struct Options<'a> {
     /// Set by a signal handler: finish the current write, then stop. Every write is
     /// journaled as it happens, so stopping between two leaves a consistent state.
     pub stop: Option<&'a AtomicBool>,
+    /// A webhook about this kind of a project's timeline: list only it (with
+    /// `only_project`), not the work items.
+    pub timeline_only: Option<timeline::Kind>,
 }
 
 impl Options<'_> {
@@ -193,6 +228,9 @@ pub fn sync_item(
         full: false,
         opts: &opts,
         now: crate::clock::now_unix(),
+        list_items: true,
+        timeline_wake: None,
+        takes_events: true,
     };
     let mut summary = Summary {
         projects: 1,
@@ -289,8 +327,12 @@ pub fn sync_once(
 ) -> Result<Summary, SyncError> {
     let zone = event_zone(config);
     let mut summary = Summary::default();
-    let mut projects = selected_projects(config, plane, journal, opts)?;
+    let (mut projects, listed) = selected_projects(config, plane, journal, opts)?;
     let mapping = mapping_for(config, plane)?;
+    let timeline = mapping.cycles || mapping.modules;
+    if timeline && !listed {
+        lend_project_settings(plane, journal, &projects);
+    }
     summary.project_list = projects.clone();
     if let Some(only) = opts.only_project {
         projects.retain(|p| p.id == only);
@@ -308,14 +350,19 @@ pub fn sync_once(
         }
         summary.projects += 1;
         let before = (summary.errors.len(), summary.done());
-        let full = opts.full || full_listing_due(config, journal, &project.id);
+        let full = opts.timeline_only.is_none()
+            && (opts.full || full_listing_due(config, journal, &project.id));
         log::info!(
-            "[{}/{}] {} ({}): reading {} work items",
+            "[{}/{}] {} ({}): reading {}",
             n + 1,
             projects.len(),
             project.name,
             project.identifier,
-            if full { "all" } else { "changed" }
+            match (opts.timeline_only, full) {
+                (Some(k), _) => k.plural(),
+                (None, true) => "all work items",
+                (None, false) => "changed work items",
+            }
         );
         let Some(calendar) = calendar_for(
             plane,
@@ -345,11 +392,17 @@ pub fn sync_once(
             full,
             opts,
             now,
+            list_items: opts.timeline_only.is_none(),
+            timeline_wake: opts.timeline_only,
+            takes_events: takes_events(&calendar),
         };
         project::sync_project(dav, plane, journal, &step, &mut summary)?;
         summary.judge_project(before);
     }
     if !opts.dry_run {
+        if timeline && listed {
+            record_project_settings(plane, journal, &projects)?;
+        }
         journal.compact_if_needed()?;
         journal.commit()?;
     }
@@ -357,15 +410,16 @@ pub fn sync_once(
 }
 
 /// The projects PLANE_PROJECTS selects: from the journal's cache between full cycles,
-/// else listed from Plane (then projects gone from Plane leave the journal).
+/// else listed from Plane (then projects gone from Plane leave the journal); and whether
+/// they were listed now.
 fn selected_projects(
     config: &Config,
     plane: &mut PlaneClient,
     journal: &mut Journal,
     opts: &Options<'_>,
-) -> Result<Vec<Project>, SyncError> {
+) -> Result<(Vec<Project>, bool), SyncError> {
     Ok(match cached_projects(config, journal, opts) {
-        Some(cached) => cached,
+        Some(cached) => (cached, false),
         None => {
             // Members change as rarely as projects: re-read them with the list.
             plane.forget_members();
@@ -373,9 +427,69 @@ fn selected_projects(
             if !opts.dry_run {
                 forget_vanished_projects(journal, &all)?;
             }
-            select_projects(all, &config.plane_projects)
+            (select_projects(all, &config.plane_projects), true)
         }
     })
+}
+
+/// The projects' settings that cycles and modules need (zone, `cycle_view`,
+/// `module_view`), as the journal recorded them (see [`record_project_settings`]), handed
+/// to the client on runs that take the projects from the journal: it would otherwise
+/// read each project once more to list its cycles or modules.
+fn lend_project_settings(plane: &mut PlaneClient, journal: &Journal, projects: &[Project]) {
+    for p in projects {
+        let Some(r) = journal.state().projects.get(&p.id) else {
+            continue;
+        };
+        if let (Some(timezone), Some(cycle_view), Some(module_view)) =
+            (r.zone.clone(), r.cycle_view, r.module_view)
+        {
+            let settings = crate::plane::ProjectSettings {
+                timezone,
+                cycle_view,
+                module_view,
+            };
+            plane.remember_project_settings(&p.id, settings);
+        }
+    }
+}
+
+/// After a run that listed the projects (the client knows their settings then, without
+/// a request): records each project's settings where they changed, like its name.
+fn record_project_settings(
+    plane: &mut PlaneClient,
+    journal: &mut Journal,
+    projects: &[Project],
+) -> Result<(), JournalError> {
+    for p in projects {
+        let Some(record) = journal.state().projects.get(&p.id).cloned() else {
+            continue;
+        };
+        let Ok(s) = plane.project_settings(&p.id) else {
+            continue;
+        };
+        let known = (
+            record.zone.as_deref(),
+            record.cycle_view,
+            record.module_view,
+        );
+        if known
+            == (
+                Some(s.timezone.as_str()),
+                Some(s.cycle_view),
+                Some(s.module_view),
+            )
+        {
+            continue;
+        }
+        journal.put_project(crate::state::ProjectRecord {
+            zone: Some(s.timezone),
+            cycle_view: Some(s.cycle_view),
+            module_view: Some(s.module_view),
+            ..record
+        })?;
+    }
+    Ok(())
 }
 
 /// Records that `calendar` is the project's (unless the journal says so already or this
@@ -478,6 +592,10 @@ fn forget_vanished_projects(journal: &mut Journal, listed: &[Project]) -> Result
             last_full: None,
             identifier: None,
             name: None,
+            timeline: None,
+            zone: None,
+            cycle_view: None,
+            module_view: None,
         })?;
     }
     Ok(())
@@ -530,6 +648,15 @@ fn calendar_for(
             if let Err(e) = listed {
                 summary.error(format!("project {}: {e}", project.identifier));
             }
+            for kind in timeline::Kind::ALL
+                .into_iter()
+                .filter(|k| k.enabled(mapping))
+            {
+                match new_timeline(plane, project, mapping, kind) {
+                    Ok(lines) => summary.planned.extend(lines),
+                    Err(e) => summary.error(format!("project {}: {e}", project.identifier)),
+                }
+            }
             return None;
         }
         None => match make_calendar(dav, home, calendars, project, mapping) {
@@ -556,8 +683,50 @@ fn calendar_for(
     Some(calendar)
 }
 
+/// `--dry-run` lines for the events of one kind in a calendar still to be made.
+fn new_timeline(
+    plane: &mut PlaneClient,
+    project: &Project,
+    mapping: &Mapping,
+    kind: timeline::Kind,
+) -> Result<Vec<String>, PlaneError> {
+    let rendered: Vec<model::Rendered> = match kind {
+        timeline::Kind::Cycle => {
+            let mut zones = timeline::Zones::new();
+            plane
+                .cycles(&project.id)?
+                .iter()
+                .filter_map(|c| {
+                    let zone = zones.get(timeline::zone_name(c));
+                    timeline::render_cycle(c, project, mapping, zone).ok()
+                })
+                .collect()
+        }
+        timeline::Kind::Module => plane
+            .modules(&project.id)?
+            .iter()
+            .filter_map(|m| timeline::render_module(m, project, mapping).ok())
+            .collect(),
+    };
+    Ok(rendered
+        .iter()
+        .map(|r| format!("  + {} ({})", r.desired.label, date_of(&r.desired)))
+        .collect())
+}
+
+/// Whether a calendar takes VEVENTs (cycles and modules are always events): it says so,
+/// or says nothing.
+fn takes_events(calendar: &Calendar) -> bool {
+    calendar.components.is_empty() || calendar.components.iter().any(|c| c == "VEVENT")
+}
+
+/// The day of a work item's object, or the days of a cycle's or module's.
 fn date_of(d: &Desired) -> String {
-    d.shadow.target_date.clone().unwrap_or_default()
+    let target = d.shadow.target_date.clone().unwrap_or_default();
+    match (&d.shadow.start_date, timeline::Kind::of_uid(&d.uid)) {
+        (Some(start), Some(_)) if *start != target => format!("{start}..{target}"),
+        _ => target,
+    }
 }
 
 /// One line of `--dry-run` output.
@@ -619,6 +788,11 @@ fn make_calendar(
         })
         .collect();
     let name = model::calendar_name(project);
+    // Cycles and modules are always events: a task calendar that shows them takes both.
+    let mut components = vec![mapping.component_name()];
+    if mapping.kind == ItemKind::Todo && (mapping.cycles || mapping.modules) {
+        components.push("VEVENT");
+    }
     let mut n = 1;
     loop {
         let href = if n == 1 {
@@ -633,13 +807,13 @@ fn make_calendar(
         {
             continue;
         }
-        match dav.make_calendar(&href, &name, mapping.component_name()) {
+        match dav.make_calendar_for(&href, &name, &components) {
             Ok(()) => {
                 log::info!("created calendar \"{name}\" at {href}");
                 return Ok(Calendar {
                     href,
                     display_name: Some(name),
-                    components: vec![mapping.component_name().to_string()],
+                    components: components.iter().map(|c| c.to_string()).collect(),
                     ctag: None,
                     sync_token: None,
                 });

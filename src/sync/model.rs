@@ -39,6 +39,8 @@ pub const OWNED: &[&str] = &[
     "PERCENT-COMPLETE",
     "TRANSP",
     "X-PLANE-WORK-ITEM-ID",
+    "X-PLANE-CYCLE-ID",
+    "X-PLANE-MODULE-ID",
     "X-PLANE-PROJECT-ID",
     "SEQUENCE",
     "DTSTAMP",
@@ -67,6 +69,10 @@ pub struct Mapping {
     pub assignees: Vec<String>,
     /// Only items with one of these labels (names or ids); empty = all.
     pub labels: Vec<String>,
+    /// SYNC_CYCLES: cycles as events too.
+    pub cycles: bool,
+    /// SYNC_MODULES: modules as events too.
+    pub modules: bool,
 }
 
 impl Mapping {
@@ -81,6 +87,8 @@ impl Mapping {
             state_groups: c.sync_state_groups.clone(),
             assignees: c.sync_assignees.clone(),
             labels: c.sync_labels.clone(),
+            cycles: c.sync_cycles,
+            modules: c.sync_modules,
         }
     }
 
@@ -131,6 +139,19 @@ pub fn work_item_of(uid: &str) -> Option<&str> {
     uid.strip_prefix(UID_PREFIX)?.strip_suffix(UID_SUFFIX)
 }
 
+/// Whether `uid` is one of ours: a work item's, a cycle's or a module's.
+pub fn is_our_uid(uid: &str) -> bool {
+    work_item_of(uid).is_some() || super::timeline::Kind::of_uid(uid).is_some()
+}
+
+/// The Plane id behind one of our UIDs: a work item's, a cycle's or a module's.
+pub fn object_id_of(uid: &str) -> Option<&str> {
+    work_item_of(uid).or_else(|| {
+        let kind = super::timeline::Kind::of_uid(uid)?;
+        kind.id_of(uid)
+    })
+}
+
 /// The UID our naming scheme gives the object at `href`, if it follows it.
 pub fn uid_from_href(href: &str) -> Option<String> {
     uid_from_decoded(&crate::caldav::client::percent_decode(href))
@@ -141,7 +162,7 @@ pub fn uid_from_href(href: &str) -> Option<String> {
 pub fn uid_from_decoded(decoded: &str) -> Option<String> {
     let name = decoded.trim_end_matches('/').rsplit('/').next()?;
     let uid = name.strip_suffix(".ics")?;
-    (uid.starts_with(UID_PREFIX) && uid.ends_with(UID_SUFFIX)).then(|| uid.to_string())
+    is_our_uid(uid).then(|| uid.to_string())
 }
 
 /// Where a new object for `uid` goes in `calendar` (a collection path ending in `/`).
@@ -168,6 +189,12 @@ pub enum Excluded {
     Archived,
     /// Not selected by the SYNC_* filters.
     Filtered,
+    /// A cycle or module without the dates an event needs (a draft cycle).
+    Undated,
+    /// A completed module (and COMPLETED_ITEMS=delete).
+    ModuleCompleted,
+    /// A cancelled module.
+    ModuleCancelled,
 }
 
 impl Excluded {
@@ -179,6 +206,9 @@ impl Excluded {
             Excluded::Cancelled => "issue cancelled",
             Excluded::Archived => "issue archived",
             Excluded::Filtered => "filtered out",
+            Excluded::Undated => "cycle or module without dates",
+            Excluded::ModuleCompleted => "module completed",
+            Excluded::ModuleCancelled => "module cancelled",
         }
     }
 }
@@ -650,6 +680,8 @@ mod tests {
                 .to_vec(),
             assignees: vec![],
             labels: vec![],
+            cycles: false,
+            modules: false,
         }
     }
 
@@ -978,5 +1010,13 @@ mod tests {
             Some("plane-issue-x@calplanebot")
         );
         assert_eq!(uid_from_href("/cal/other.ics"), None);
+        for uid in ["plane-cycle-c1@calplanebot", "plane-module-m1@calplanebot"] {
+            let href = href_for("/cal/", uid);
+            assert_eq!(uid_from_href(&href).as_deref(), Some(uid));
+            assert_eq!(work_item_of(uid), None, "not a work item");
+        }
+        assert_eq!(object_id_of("plane-cycle-c1@calplanebot"), Some("c1"));
+        assert_eq!(object_id_of("plane-issue-i1@calplanebot"), Some("i1"));
+        assert_eq!(uid_from_href("/cal/plane-cycle-@calplanebot.ics"), None);
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::fields::{self, Conflict, ConflictPolicy, FieldPatch, Fields};
 use super::model::{self, Desired, Excluded};
+use super::timeline::Kind;
 use crate::caldav::client::{path_of, percent_decode};
 use crate::caldav::ObjectRef;
 use crate::config::{CalendarDelete, SyncDirection};
@@ -113,6 +114,10 @@ pub enum DeleteReason {
     Excluded(Excluded),
     /// The item is not in Plane's listing any more (deleted, archived, moved).
     Gone,
+    /// The cycle or module is not in Plane's listing any more (deleted, archived).
+    TimelineGone,
+    /// SYNC_CYCLES or SYNC_MODULES was turned off (or the calendar takes no events).
+    TimelineOff,
 }
 
 impl DeleteReason {
@@ -121,6 +126,8 @@ impl DeleteReason {
         match self {
             DeleteReason::Excluded(e) => e.as_str(),
             DeleteReason::Gone => "issue deleted or archived",
+            DeleteReason::TimelineGone => "cycle or module deleted or archived",
+            DeleteReason::TimelineOff => "SYNC_CYCLES/SYNC_MODULES off",
         }
     }
 }
@@ -168,6 +175,47 @@ impl Default for TwoWay {
     }
 }
 
+/// What a run knows of one kind of cycle/module objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listed {
+    /// Not listed this run (an incremental cycle with no reason to): absence from the
+    /// desired objects proves nothing, and our objects of this kind are kept.
+    #[default]
+    Skipped,
+    /// Listed in full: an object of ours whose cycle or module is not desired goes.
+    Complete,
+    /// Switched off (or the calendar takes no events): every object of ours of this
+    /// kind goes, as a filter would have it.
+    Off,
+}
+
+/// What a run knows of the cycles and of the modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeline {
+    /// The cycles.
+    pub cycles: Listed,
+    /// The modules.
+    pub modules: Listed,
+}
+
+impl Timeline {
+    /// The state of one kind.
+    pub fn of(&self, kind: Kind) -> Listed {
+        match kind {
+            Kind::Cycle => self.cycles,
+            Kind::Module => self.modules,
+        }
+    }
+
+    /// Sets the state of one kind.
+    pub fn set(&mut self, kind: Kind, listed: Listed) {
+        match kind {
+            Kind::Cycle => self.cycles = listed,
+            Kind::Module => self.modules = listed,
+        }
+    }
+}
+
 /// Everything `plan` looks at for one project's calendar.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -200,6 +248,9 @@ pub struct Input<'a> {
     pub max_delete_fraction: f64,
     /// How the directions combine.
     pub two_way: TwoWay,
+    /// What is known of the cycles and modules (their desired objects are in `desired`,
+    /// the undated or cancelled ones in `excluded`, by their ids).
+    pub timeline: Timeline,
 }
 
 /// The plan for one calendar.
@@ -267,7 +318,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         let work_item = match (d, j) {
             (Some(d), _) => d.work_item.clone(),
             (None, Some(j)) => j.work_item.clone(),
-            (None, None) => model::work_item_of(&uid).unwrap_or_default().to_string(),
+            (None, None) => model::object_id_of(&uid).unwrap_or_default().to_string(),
         };
         let facts = Facts {
             r: remote.get(&key(&href)).copied(),
@@ -304,6 +355,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
 
 /// The action for one UID, or `None` when it needs nothing.
 fn decide(input: &Input<'_>, f: Facts<'_>) -> Option<Action> {
+    if let Some(kind) = Kind::of_uid(&f.uid) {
+        return decide_timeline(input, kind, f);
+    }
     let Facts {
         uid,
         work_item,
@@ -345,6 +399,56 @@ fn decide(input: &Input<'_>, f: Facts<'_>) -> Option<Action> {
                 None => None,
             };
             reason.map(|reason| Action::Delete {
+                uid,
+                href,
+                etag: r.etag.clone(),
+                reason,
+            })
+        }
+        (None, Some(_), None) => Some(Action::Forget { uid }),
+        (None, None, None) => None,
+    }
+}
+
+/// The action for one cycle's or module's object. They are read-only mirrors of Plane: a
+/// calendar edit is overwritten by Plane's version (never sent to Plane), an object the
+/// user deleted comes back whatever CALENDAR_DELETE says, and nothing here ever creates
+/// a work item.
+fn decide_timeline(input: &Input<'_>, kind: Kind, f: Facts<'_>) -> Option<Action> {
+    let Facts {
+        uid,
+        work_item,
+        href,
+        d,
+        j,
+        r,
+    } = f;
+    match (d, j, r) {
+        (Some(_), j, None) => Some(Action::Create {
+            uid,
+            href,
+            recreate: j.is_some_and(|j| j.etag.is_some()),
+        }),
+        (Some(_), None, Some(r)) => Some(update(uid, href, r, UpdateReason::Adopt)),
+        (Some(d), Some(j), Some(r)) => {
+            if r.etag.is_none() || r.etag != j.etag {
+                // Our owned properties are compared when it is read: a changed one is put
+                // back (with a WARN), an alarm the user added is kept.
+                Some(update(uid, href, r, UpdateReason::CalendarChanged))
+            } else if d.shadow.content_hash != j.shadow.content_hash {
+                Some(update(uid, href, r, UpdateReason::PlaneChanged))
+            } else {
+                None
+            }
+        }
+        (None, _, Some(r)) => {
+            let reason = match (input.excluded.get(&work_item), input.timeline.of(kind)) {
+                (Some(e), _) => DeleteReason::Excluded(*e),
+                (None, Listed::Off) => DeleteReason::TimelineOff,
+                (None, Listed::Complete) => DeleteReason::TimelineGone,
+                (None, Listed::Skipped) => return None,
+            };
+            Some(Action::Delete {
                 uid,
                 href,
                 etag: r.etag.clone(),
@@ -444,15 +548,25 @@ fn deleted_in_calendar(
 /// Clearing dates in Plane because events vanished counts as deleting.
 /// `ours`: how many listed objects have hrefs of our naming scheme.
 fn valve(input: &Input<'_>, plan: &Plan, journaled: usize, ours: usize) -> Option<String> {
-    let deletes = plan
+    let deleting: Vec<&str> = plan
         .actions
         .iter()
-        .filter(|a| matches!(a, Action::Delete { .. } | Action::ClearDate { .. }))
+        .filter_map(|a| match a {
+            Action::Delete { uid, .. } | Action::ClearDate { uid, .. } => Some(uid.as_str()),
+            _ => None,
+        })
+        .collect();
+    let deletes = deleting.len();
+    // The empty-listing rule is about the work-item listing; cycles and modules come
+    // from listings of their own, and count in the fraction below.
+    let item_deletes = deleting
+        .iter()
+        .filter(|u| Kind::of_uid(u).is_none())
         .count();
     let mapped = journaled.max(ours + input.adoptable.len());
-    if deletes > 0 && input.plane_listed == 0 && journaled > 0 && input.plane_complete {
+    if item_deletes > 0 && input.plane_listed == 0 && journaled > 0 && input.plane_complete {
         Some(format!(
-            "Plane listed no work items but {journaled} are synced; refusing to delete {deletes} events"
+            "Plane listed no work items but {journaled} are synced; refusing to delete {item_deletes} events"
         ))
     } else if deletes >= VALVE_MIN_DELETES
         && deletes as f64 > input.max_delete_fraction * mapped as f64
@@ -469,6 +583,7 @@ fn valve(input: &Input<'_>, plan: &Plan, journaled: usize, ours: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConflictPolicy;
     use crate::state::Shadow;
 
     const CAL: &str = "/cal/work/";
@@ -523,6 +638,7 @@ mod tests {
         gone: Vec<&'static str>,
         complete: bool,
         two_way: TwoWay,
+        timeline: Timeline,
     }
 
     impl Case {
@@ -538,6 +654,7 @@ mod tests {
                 gone: vec![],
                 complete: true,
                 two_way: TwoWay::default(),
+                timeline: Timeline::default(),
             }
         }
         fn run(&self) -> Plan {
@@ -564,6 +681,7 @@ mod tests {
                 listing: &self.listing,
                 journal: &journal,
                 max_delete_fraction: 0.5,
+                timeline: self.timeline,
             })
         }
     }
@@ -586,7 +704,12 @@ mod tests {
                 Action::ClearDate { uid, .. } => format!("clear-date {uid}"),
                 Action::CreateItem(f) => format!("create-item {}", f.uid),
             })
-            .map(|s| s.replace("plane-issue-", "").replace("@calplanebot", ""))
+            .map(|s| {
+                s.replace("plane-issue-", "")
+                    .replace("plane-cycle-", "cycle:")
+                    .replace("plane-module-", "module:")
+                    .replace("@calplanebot", "")
+            })
             .collect()
     }
 
@@ -916,6 +1039,231 @@ mod tests {
             assert_eq!(kinds(&p), want, "{name}");
             assert_eq!(p.blocked, None, "{name}");
         }
+    }
+
+    /// A cycle's desired object, journal record and listed object (by cycle id).
+    fn cycle_desired(id: &str, hash: &str) -> Desired {
+        Desired {
+            uid: Kind::Cycle.uid(id),
+            ..desired(id, hash)
+        }
+    }
+    fn cycle_record(id: &str, etag: &str, hash: &str) -> ItemRecord {
+        let uid = Kind::Cycle.uid(id);
+        ItemRecord {
+            href: model::href_for(CAL, &uid),
+            uid,
+            ..record(id, etag, hash)
+        }
+    }
+    fn cycle_remote(id: &str, etag: &str) -> ObjectRef {
+        ObjectRef {
+            href: model::href_for(CAL, &Kind::Cycle.uid(id)),
+            etag: Some(etag.into()),
+        }
+    }
+
+    // Long on purpose, like `table`: one row per cycle/module case.
+    #[test]
+    fn timeline_table() {
+        let listed = Timeline {
+            cycles: Listed::Complete,
+            modules: Listed::Complete,
+        };
+        // (name, case, expected actions)
+        let mut cases: Vec<(&str, Case, Vec<&str>)> = Vec::new();
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.desired = vec![cycle_desired("s1", "h1")];
+        cases.push(("new cycle → create", c, vec!["create cycle:s1"]));
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.desired = vec![cycle_desired("s1", "h2")];
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "cycle changed in Plane → update",
+            c,
+            vec!["update(PlaneChanged) cycle:s1"],
+        ));
+
+        // A calendar edit: put back (compared and warned about in apply), never to Plane,
+        // whatever SYNC_DIRECTION and CONFLICT_POLICY say.
+        for policy in [ConflictPolicy::Plane, ConflictPolicy::Calendar] {
+            let mut c = Case::new();
+            c.timeline = listed;
+            c.two_way.policy = policy;
+            c.desired = vec![cycle_desired("s1", "h1")];
+            c.journal = vec![cycle_record("s1", "e1", "h1")];
+            c.listing = vec![cycle_remote("s1", "e2")];
+            c.observed = vec![(
+                Kind::Cycle.uid("s1"),
+                Observed {
+                    fields: Fields::of_shadow(&shadow("Renamed", "2026-12-24", "")),
+                    modified: Some(i64::MAX),
+                },
+            )];
+            cases.push((
+                "calendar edit of a cycle → reverted, nothing to Plane",
+                c,
+                vec!["update(CalendarChanged) cycle:s1"],
+            ));
+        }
+
+        // Deleted by the user: back, even with CALENDAR_DELETE=clear-date.
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        c.desired = vec![cycle_desired("s1", "h1")];
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        cases.push((
+            "cycle deleted in the calendar → recreated, never clear-date",
+            c,
+            vec!["create* cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.desired = vec![cycle_desired("s1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "journal lost → adopted by UID, no duplicate",
+            c,
+            vec!["update(Adopt) cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.excluded = vec![("s1", Excluded::Undated)];
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "dates removed (a draft again) → delete",
+            c,
+            vec!["delete(cycle or module without dates) cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "gone from a complete listing (deleted, archived) → delete",
+            c,
+            vec!["delete(cycle or module deleted or archived) cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e2")];
+        cases.push((
+            "not listed this run (incremental) → kept, even when edited",
+            c,
+            vec![],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = Timeline {
+            cycles: Listed::Off,
+            modules: Listed::Complete,
+        };
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "SYNC_CYCLES turned off → delete",
+            c,
+            vec!["delete(SYNC_CYCLES/SYNC_MODULES off) cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = Timeline {
+            cycles: Listed::Off,
+            modules: Listed::Off,
+        };
+        c.listing = vec![cycle_remote("s1", "e1")];
+        cases.push((
+            "turned off with a lost journal → ours still go",
+            c,
+            vec!["delete(SYNC_CYCLES/SYNC_MODULES off) cycle:s1"],
+        ));
+
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.desired = vec![desired("a", "h1")];
+        c.journal = vec![record("a", "e1", "h1"), cycle_record("s1", "e1", "h1")];
+        c.listing = vec![remote("a", "e1")];
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        cases.push((
+            "cycle object gone and cycle gone → forget",
+            c,
+            vec!["forget cycle:s1"],
+        ));
+
+        // With CREATE_FROM_CALENDAR, only `foreign` objects become work items; our cycle
+        // objects are never among them (project.rs), and the plan adds nothing else.
+        let mut c = Case::new();
+        c.timeline = listed;
+        c.desired = vec![cycle_desired("s1", "h1")];
+        c.journal = vec![cycle_record("s1", "e1", "h1")];
+        c.listing = vec![cycle_remote("s1", "e9")];
+        cases.push((
+            "no work item is ever made of a cycle",
+            c,
+            vec!["update(CalendarChanged) cycle:s1"],
+        ));
+
+        for (name, case, want) in cases {
+            let p = case.run();
+            assert_eq!(kinds(&p), want, "{name}");
+            assert_eq!(p.blocked, None, "{name}");
+            for a in &p.actions {
+                if let Action::Update { patch, .. } = a {
+                    assert!(patch.is_empty(), "{name}: a Plane write {patch:?}");
+                }
+                assert!(
+                    !matches!(a, Action::ClearDate { .. } | Action::CreateItem(_)),
+                    "{name}: {a:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_safety_valve_counts_cycles_and_modules() {
+        let mut c = Case::new();
+        c.timeline = Timeline {
+            cycles: Listed::Off,
+            modules: Listed::Off,
+        };
+        for i in 0..4 {
+            let id = format!("s{i}");
+            c.journal.push(cycle_record(&id, "e", "h"));
+            c.listing.push(cycle_remote(&id, "e"));
+        }
+        c.desired.push(desired("a", "h"));
+        c.journal.push(record("a", "e", "h"));
+        c.listing.push(remote("a", "e"));
+        let p = c.run();
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(
+            p.blocked.as_deref().unwrap().contains("4 of 5"),
+            "{:?}",
+            p.blocked
+        );
+        // An empty work-item listing says nothing about cycles: the last cycle of a
+        // project without work items can go.
+        let mut c = Case::new();
+        c.timeline.cycles = Listed::Complete;
+        c.journal = vec![cycle_record("s1", "e", "h")];
+        c.listing = vec![cycle_remote("s1", "e")];
+        let p = c.run();
+        assert_eq!(p.blocked, None);
+        assert_eq!(
+            kinds(&p),
+            vec!["delete(cycle or module deleted or archived) cycle:s1"]
+        );
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::apply::{self, Context, Material, EXTERNAL_SOURCE, MULTIGET_BATCH};
 use super::fields::{self, Fields};
 use super::model::{self, Excluded, Mapping};
-use super::plan::{self, Foreign, Input, Observed, TwoWay};
+use super::plan::{self, Foreign, Input, Listed, Observed, TwoWay};
 use super::store::{CalendarStore, Tracker};
+use super::timeline::{self, Kind, Zones};
 use super::{Options, Summary};
 use crate::caldav::client::{path_of, percent_decode};
 use crate::caldav::{ObjectData, ObjectRef};
@@ -54,6 +55,13 @@ pub struct Step<'a> {
     pub opts: &'a Options<'a>,
     /// Unix seconds.
     pub now: i64,
+    /// List the project's work items (false: a webhook about its cycles or modules only).
+    pub list_items: bool,
+    /// A webhook named this kind: list it even on an incremental cycle.
+    pub timeline_wake: Option<Kind>,
+    /// Whether the calendar takes VEVENTs (cycles and modules are always events; a
+    /// VTODO-only calendar of ITEM_KIND=vtodo gets none).
+    pub takes_events: bool,
 }
 
 /// Plane's side of one project, rendered.
@@ -86,6 +94,11 @@ pub struct PlaneView {
     pub complete: bool,
     /// `updated_at` of the newest listed item: the next incremental listing stops there.
     pub newest: Option<String>,
+    /// Whether an incremental listing found items changed since the watermark (their
+    /// cycles' and modules' progress may have moved).
+    pub items_changed: bool,
+    /// What this run knows of the project's cycles and modules.
+    pub timeline: plan::Timeline,
 }
 
 /// Syncs one project with its calendar. Failures are recorded in `summary`; only a journal
@@ -109,6 +122,12 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
             return Ok(());
         }
     };
+    let known = known_timeline(journal, step);
+    let needed = Needed {
+        touched: &side.timeline_touched,
+        known: &known,
+    };
+    read_timeline(plane, step, &needed, &mut view, summary);
     let planned = plan_for(step, &view, &side);
     if let Some(reason) = &planned.blocked {
         let m = format!("project {ident}: safety valve: {reason}; calendar left unchanged");
@@ -120,7 +139,7 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
         report_plan(&planned, &view, step, summary);
         return Ok(());
     }
-    let (newest, full) = (view.newest.take(), view.full);
+    let (newest, full, timeline) = (view.newest.take(), view.full, view.timeline);
     // What needs no work is not carried into the apply step.
     drop(side);
     view.material.retain_for(&planned);
@@ -132,7 +151,11 @@ pub fn sync_project<C: CalendarStore, T: Tracker>(
     if step.opts.stopped() {
         return Ok(());
     }
-    remember_listing(journal, step, full, newest.filter(|_| clean))
+    let known = next_known(&known, timeline, clean);
+    if !step.list_items {
+        return remember_timeline(journal, step, known);
+    }
+    remember_listing(journal, step, full, newest.filter(|_| clean), known)
 }
 
 /// The calendar side of a project cycle: our records, the listing, and what was read of
@@ -162,6 +185,7 @@ fn read_calendar<'j, C: CalendarStore, T: Tracker>(
         observed: reads.observed,
         foreign: reads.foreign.into_values().collect(),
         records,
+        timeline_touched: reads.timeline_touched,
     })
 }
 
@@ -293,6 +317,7 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         observed,
         foreign: Vec::new(),
         records: record.iter().collect(),
+        timeline_touched: BTreeSet::new(),
     };
     let planned = plan_for(step, &view, &side);
     let wrote = apply_plan(cal, plane, journal, step, view.material, planned, summary);
@@ -405,6 +430,9 @@ struct CalendarSide<'j> {
     foreign: Vec<Foreign>,
     /// Our journal records of this project.
     records: Vec<&'j ItemRecord>,
+    /// Kinds of cycle/module objects changed or deleted in the calendar (their listing
+    /// is read then, so the edit is reverted or the object recreated).
+    timeline_touched: BTreeSet<Kind>,
 }
 
 fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan::Plan {
@@ -423,6 +451,7 @@ fn plan_for(step: &Step<'_>, view: &PlaneView, side: &CalendarSide<'_>) -> plan:
         journal: &side.records,
         max_delete_fraction: step.max_delete_fraction,
         two_way: step.two_way,
+        timeline: view.timeline,
     })
 }
 
@@ -434,12 +463,19 @@ fn read_plane<T: Tracker>(
     summary: &mut Summary,
 ) -> Option<PlaneView> {
     let ident = &step.project.identifier;
+    if !step.list_items {
+        // Neither complete nor full: nothing is deleted for not being listed.
+        return Some(PlaneView::default());
+    }
     let watermark = journal
         .state()
         .projects
         .get(&step.project.id)
         .and_then(|r| r.watermark.clone())
         .filter(|_| !step.full);
+    let mark = watermark
+        .as_deref()
+        .and_then(crate::plane::Timestamp::parse);
     // Each item is rendered as its page arrives: the view keeps the item and its
     // fingerprint, never the page or the whole listing as read.
     let uids = uid_index(journal, &step.project.id);
@@ -452,6 +488,10 @@ fn read_plane<T: Tracker>(
         view.listed += 1;
         if newest.is_none() {
             newest = Some(item.updated_at.clone());
+        }
+        // The item at the watermark is listed again every time: only newer ones count.
+        if mark.is_some_and(|m| item.updated().is_some_and(|t| t > m)) {
+            view.items_changed = true;
         }
         add_item(&mut view, item, step, &uids);
     });
@@ -479,6 +519,7 @@ fn uid_index(journal: &Journal, project: &str) -> BTreeMap<String, String> {
         .items
         .values()
         .filter(|r| r.project == project)
+        .filter(|r| Kind::of_uid(&r.uid).is_none())
         .filter(|r| model::work_item_of(&r.uid) != Some(r.work_item.as_str()))
         .map(|r| (r.work_item.clone(), r.uid.clone()))
         .collect()
@@ -520,6 +561,8 @@ struct CalendarReads {
     adoptable: BTreeMap<String, ObjectRef>,
     /// By decoded href, so the order does not depend on the server's answer.
     foreign: BTreeMap<String, Foreign>,
+    /// See [`CalendarSide::timeline_touched`].
+    timeline_touched: BTreeSet<Kind>,
 }
 
 /// Reads what planning needs from the calendar: the objects whose ETag moved (and, on
@@ -552,12 +595,24 @@ fn read_changed<C: CalendarStore, T: Tracker>(
         .filter(|(_, o)| !known.contains(&path(&o.href)))
         .collect();
     drop(known);
+    let mut reads = CalendarReads::default();
+    // Cycle and module objects are not work items: a change to one is answered from
+    // their listing (and never read as an edit for Plane).
     let touched: Vec<&ItemRecord> = changed.iter().map(|(_, r)| *r).chain(vanished).collect();
+    let (touched, timeline): (Vec<&ItemRecord>, Vec<&ItemRecord>) = touched
+        .into_iter()
+        .partition(|r| Kind::of_uid(&r.uid).is_none());
+    reads.timeline_touched = timeline
+        .iter()
+        .filter_map(|r| Kind::of_uid(&r.uid))
+        .collect();
     fetch_unlisted(plane, step, &touched, view)?;
-    let changed: BTreeMap<String, &ItemRecord> = changed.into_iter().filter(|_| two_way).collect();
+    let changed: BTreeMap<String, &ItemRecord> = changed
+        .into_iter()
+        .filter(|(_, r)| two_way && Kind::of_uid(&r.uid).is_none())
+        .collect();
     let mut hrefs: Vec<String> = changed.values().map(|r| r.href.clone()).collect();
     hrefs.extend(unknown.values().map(|o| o.href.clone()));
-    let mut reads = CalendarReads::default();
     for batch in hrefs.chunks(MULTIGET_BATCH) {
         let objects = cal
             .multiget(step.calendar, batch)
@@ -690,8 +745,7 @@ fn classify_unknown(o: &ObjectData, view: &PlaneView, step: &Step<'_>) -> Unknow
     let Some(uid) = c.text("UID") else {
         return Unknown::Other;
     };
-    let ours = (uid.starts_with(model::UID_PREFIX) && uid.ends_with(model::UID_SUFFIX))
-        || view.material.desired.contains_key(&uid);
+    let ours = model::is_our_uid(&uid) || view.material.desired.contains_key(&uid);
     if ours {
         return Unknown::Ours(uid);
     }
@@ -709,7 +763,13 @@ fn classify_unknown(o: &ObjectData, view: &PlaneView, step: &Step<'_>) -> Unknow
 /// The fields of a user's event or task that may become a work item: one that is not
 /// recurring, carries none of our markers, and has a date.
 fn new_item_fields(c: &Component, step: &Step<'_>) -> Option<Fields> {
-    let marked = c.property("X-PLANE-WORK-ITEM-ID").is_some();
+    let marked = [
+        "X-PLANE-WORK-ITEM-ID",
+        "X-PLANE-CYCLE-ID",
+        "X-PLANE-MODULE-ID",
+    ]
+    .iter()
+    .any(|m| c.property(m).is_some());
     let recurring = c.property("RRULE").is_some() || c.property("RECURRENCE-ID").is_some();
     if marked || recurring {
         return None;
@@ -719,13 +779,153 @@ fn new_item_fields(c: &Component, step: &Step<'_>) -> Option<Fields> {
     (f.target.is_some() && !f.name.trim().is_empty()).then_some(f)
 }
 
-/// After a cycle: the watermark for the next incremental listing (when given), and how
-/// many incremental cycles ran since the last full one.
+/// What besides the listing rule decides that a kind is listed on an incremental cycle.
+struct Needed<'a> {
+    /// Kinds with objects changed or deleted in the calendar.
+    touched: &'a BTreeSet<Kind>,
+    /// Kinds the last clean cycle knew in full (a kind switched on since, or after a
+    /// cycle with errors, is listed at once).
+    known: &'a BTreeSet<Kind>,
+}
+
+/// The kinds the journal says the last clean cycle of this project knew in full.
+fn known_timeline(journal: &Journal, step: &Step<'_>) -> BTreeSet<Kind> {
+    let record = journal.state().projects.get(&step.project.id);
+    timeline::kinds_of(record.and_then(|r| r.timeline.as_deref()))
+}
+
+/// The kinds known in full after this cycle: listed now, or known before and not
+/// listed; none after a cycle with errors (the next one lists them again, so an object
+/// that failed to be written is not left out until the next full reconcile).
+fn next_known(before: &BTreeSet<Kind>, now: plan::Timeline, clean: bool) -> BTreeSet<Kind> {
+    if !clean {
+        return BTreeSet::new();
+    }
+    Kind::ALL
+        .into_iter()
+        .filter(|k| match now.of(*k) {
+            Listed::Complete => true,
+            Listed::Skipped => before.contains(k),
+            Listed::Off => false,
+        })
+        .collect()
+}
+
+/// After a cycle that listed only cycles or modules (a webhook): the kinds known.
+fn remember_timeline(
+    journal: &mut Journal,
+    step: &Step<'_>,
+    known: BTreeSet<Kind>,
+) -> Result<(), JournalError> {
+    let Some(old) = journal.state().projects.get(&step.project.id).cloned() else {
+        return Ok(());
+    };
+    let timeline = timeline::record_of(&known);
+    if old.timeline == timeline {
+        return Ok(());
+    }
+    journal.put_project(ProjectRecord { timeline, ..old })
+}
+
+/// Lists the cycles and modules this run needs (design §9) and renders them into the
+/// view: a kind that is switched off (or that the calendar cannot hold) is `Off`; one
+/// is listed on a full cycle, after a webhook about it, when the incremental work-item
+/// listing found changes (progress may have moved), when one of its objects was
+/// changed or deleted in the calendar, or when the last clean cycle did not know it
+/// (switched on since, or errors); otherwise it is `Skipped` (no request).
+fn read_timeline<T: Tracker>(
+    plane: &mut T,
+    step: &Step<'_>,
+    needed: &Needed<'_>,
+    view: &mut PlaneView,
+    summary: &mut Summary,
+) {
+    let enabled: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| k.enabled(step.mapping))
+        .collect();
+    if !enabled.is_empty() && !step.takes_events {
+        log::info!(
+            "calendar \"{}\" ({}) takes no events (VEVENT): its project's cycles and modules are not written there",
+            model::calendar_name(step.project),
+            step.calendar
+        );
+    }
+    let mut zones = Zones::new();
+    for kind in Kind::ALL {
+        let state = if !enabled.contains(&kind) || !step.takes_events {
+            Listed::Off
+        } else if step.full
+            || view.full
+            || step.timeline_wake == Some(kind)
+            || view.items_changed
+            || needed.touched.contains(&kind)
+            || !needed.known.contains(&kind)
+        {
+            list_kind(plane, step, kind, &mut zones, view, summary)
+        } else {
+            Listed::Skipped
+        };
+        view.timeline.set(kind, state);
+    }
+}
+
+/// Lists one kind and renders it into the view; `Skipped` when Plane failed (then
+/// nothing of that kind is deleted or changed this run).
+fn list_kind<T: Tracker>(
+    plane: &mut T,
+    step: &Step<'_>,
+    kind: Kind,
+    zones: &mut Zones,
+    view: &mut PlaneView,
+    summary: &mut Summary,
+) -> Listed {
+    let (p, m) = (step.project, step.mapping);
+    let listed: Result<Vec<(String, Result<model::Rendered, Excluded>)>, _> = match kind {
+        Kind::Cycle => plane.cycles(&p.id).map(|list| {
+            list.iter()
+                .map(|c| {
+                    let zone = zones.get(timeline::zone_name(c));
+                    (c.id.clone(), timeline::render_cycle(c, p, m, zone))
+                })
+                .collect()
+        }),
+        Kind::Module => plane.modules(&p.id).map(|list| {
+            list.iter()
+                .map(|md| (md.id.clone(), timeline::render_module(md, p, m)))
+                .collect()
+        }),
+    };
+    let rendered = match listed {
+        Ok(r) => r,
+        Err(e) => {
+            summary.error(format!("project {}: {}: {e}", p.identifier, kind.plural()));
+            return Listed::Skipped;
+        }
+    };
+    for (id, r) in rendered {
+        match r {
+            Ok(r) => {
+                let uid = r.desired.uid.clone();
+                view.material.timeline.insert(uid.clone(), r.component);
+                view.material.desired.insert(uid, r.desired);
+            }
+            Err(why) => {
+                view.excluded.insert(id, why);
+            }
+        }
+    }
+    Listed::Complete
+}
+
+/// After a cycle: the watermark for the next incremental listing (when given), how many
+/// incremental cycles ran since the last full one, and the cycles and modules known.
 fn remember_listing(
     journal: &mut Journal,
     step: &Step<'_>,
     full: bool,
     newest: Option<String>,
+    known: BTreeSet<Kind>,
 ) -> Result<(), JournalError> {
     let old = journal.state().projects.get(&step.project.id).cloned();
     let record = ProjectRecord {
@@ -739,10 +939,14 @@ fn remember_listing(
         last_full: if full {
             Some(step.now)
         } else {
-            old.and_then(|o| o.last_full)
+            old.as_ref().and_then(|o| o.last_full)
         },
         identifier: Some(step.project.identifier.clone()),
         name: Some(step.project.name.clone()),
+        timeline: timeline::record_of(&known),
+        zone: old.as_ref().and_then(|o| o.zone.clone()),
+        cycle_view: old.as_ref().and_then(|o| o.cycle_view),
+        module_view: old.as_ref().and_then(|o| o.module_view),
     };
     journal.put_project(record)
 }
@@ -771,6 +975,9 @@ mod tests {
         create_from_calendar: bool,
         full: bool,
         project: Project,
+        timeline_wake: Option<Kind>,
+        list_items: bool,
+        takes_events: bool,
     }
 
     impl Drop for World {
@@ -810,6 +1017,8 @@ mod tests {
                         .to_vec(),
                     assignees: vec![],
                     labels: vec![],
+                    cycles: false,
+                    modules: false,
                 },
                 two_way: TwoWay::default(),
                 create_from_calendar: false,
@@ -819,6 +1028,9 @@ mod tests {
                     identifier: "P".into(),
                     name: "Project".into(),
                 },
+                timeline_wake: None,
+                list_items: true,
+                takes_events: true,
             }
         }
 
@@ -860,6 +1072,9 @@ mod tests {
                 full: self.full,
                 opts: &opts,
                 now: 1_795_500_000,
+                list_items: self.list_items,
+                timeline_wake: self.timeline_wake,
+                takes_events: self.takes_events,
             };
             let mut summary = Summary::default();
             let journal = self.journal.as_mut().unwrap();
@@ -894,13 +1109,31 @@ mod tests {
         }
 
         fn href(&self, id: &str) -> String {
-            model::href_for(CAL, &model::uid_for(id))
+            model::href_for(CAL, &uid(id))
         }
 
         fn object(&self, id: &str) -> Component {
             let (_, text) = &self.cal.objects[&percent_decode(&self.href(id))];
             let cal = ical::parse(text).unwrap();
-            model::find_item(&cal, &model::uid_for(id)).unwrap().clone()
+            model::find_item(&cal, &uid(id)).unwrap().clone()
+        }
+
+        /// Cycles and modules on, with a cycle, two modules and a draft cycle in Plane.
+        fn with_timeline(kind: ItemKind) -> World {
+            let mut w = World::new(kind);
+            w.mapping.cycles = true;
+            w.mapping.modules = true;
+            w.plane
+                .add_cycle("s1", "Sprint 1", "2026-11-30", "2026-12-11");
+            w.plane.cycles.push(crate::plane::Cycle {
+                id: "draft".into(),
+                name: "Next".into(),
+                ..crate::plane::Cycle::default()
+            });
+            w.plane
+                .add_module("m1", "Launch", Some("2026-12-01"), "2026-12-20");
+            w.plane.add_module("m2", "Docs", None, "2026-12-05");
+            w
         }
 
         /// A power cut: the journal keeps what it had synced, and nothing after.
@@ -934,6 +1167,278 @@ mod tests {
         c.property(name)
             .map(|p| p.value.clone())
             .unwrap_or_default()
+    }
+
+    /// A work item id, or a UID as it is (cycles' and modules').
+    fn uid(id: &str) -> String {
+        if id.starts_with("plane-") {
+            id.to_string()
+        } else {
+            model::uid_for(id)
+        }
+    }
+
+    fn cycle_uid(id: &str) -> String {
+        Kind::Cycle.uid(id)
+    }
+
+    fn module_uid(id: &str) -> String {
+        Kind::Module.uid(id)
+    }
+
+    #[test]
+    fn cycles_and_modules_appear_change_and_go() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{s:?}");
+        assert_eq!(
+            s.created, 5,
+            "2 work items, 1 cycle (not the draft), 2 modules"
+        );
+        assert_eq!(s.timeline_note(|c| c.created), " (1 cycle, 2 modules)");
+        assert_eq!(s.timeline_note(|c| c.deleted), "");
+        w.settle();
+        let c = w.object(&cycle_uid("s1"));
+        assert_eq!(c.text("SUMMARY").unwrap(), "Cycle: Sprint 1");
+        assert_eq!(
+            (prop(&c, "DTSTART"), prop(&c, "DTEND")),
+            ("20261130".into(), "20261212".into())
+        );
+        assert_eq!(prop(&c, "SEQUENCE"), "0");
+        let m = w.object(&module_uid("m2"));
+        assert_eq!(
+            (prop(&m, "DTSTART"), prop(&m, "DTEND")),
+            ("20261205".into(), "20261206".into())
+        );
+        assert!(!w.cal.objects.keys().any(|k| k.contains("draft")));
+        // Renamed and moved in Plane: updated in place.
+        w.plane.edit_cycle("s1", |c| {
+            c.name = "Sprint One".into();
+            c.end_date = Some("2026-12-12T23:59:00Z".into());
+        });
+        let s = w.cycle();
+        assert_eq!((s.updated, s.created, s.deleted), (1, 0, 0), "{s:?}");
+        let c = w.object(&cycle_uid("s1"));
+        assert_eq!(c.text("SUMMARY").unwrap(), "Cycle: Sprint One");
+        assert_eq!(
+            (prop(&c, "DTEND"), prop(&c, "SEQUENCE")),
+            ("20261213".into(), "1".into())
+        );
+        // Progress moved: the description follows.
+        w.plane.edit_cycle("s1", |c| c.completed_issues = 2);
+        w.cycle();
+        let text = w.object(&cycle_uid("s1")).text("DESCRIPTION").unwrap();
+        assert!(text.starts_with("2/2 work items completed"), "{text}");
+        // Archived, cancelled, dates taken away: gone (in two cycles: three of five at
+        // once would trip the safety valve).
+        w.plane.edit_cycle("s1", |c| {
+            c.archived_at = Some("2026-12-20T00:00:00Z".into())
+        });
+        w.plane
+            .edit_module("m1", |m| m.status = crate::plane::ModuleStatus::Cancelled);
+        let s = w.cycle();
+        assert_eq!(s.deleted, 2, "{s:?}");
+        assert_eq!(s.delete_reasons["cycle or module deleted or archived"], 1);
+        assert_eq!(s.delete_reasons["module cancelled"], 1);
+        w.plane.edit_module("m2", |m| m.target_date = None);
+        let s = w.cycle();
+        assert_eq!(
+            s.delete_reasons["cycle or module without dates"], 1,
+            "{s:?}"
+        );
+        assert_eq!(w.cal.objects.len(), 2, "the work items' events stay");
+        w.settle();
+        assert!(
+            w.plane.patches.is_empty() && w.plane.posts.is_empty(),
+            "read-only"
+        );
+    }
+
+    #[test]
+    fn calendar_edits_to_cycles_are_reverted_once_and_never_reach_plane() {
+        for (policy, create) in [
+            (ConflictPolicy::Plane, false),
+            (ConflictPolicy::Calendar, true),
+        ] {
+            let mut w = World::with_timeline(ItemKind::Event);
+            w.two_way.policy = policy;
+            w.create_from_calendar = create;
+            w.settle();
+            let writes = w.cal.writes();
+            w.user_edits(&cycle_uid("s1"), |c| {
+                c.set(Property::text("SUMMARY", "My sprint"));
+                c.set(Property::new("DTSTART", "20261201").with_param("VALUE", "DATE"));
+            });
+            let s = w.cycle();
+            assert_eq!(
+                (s.updated, s.plane_updated, s.plane_created),
+                (1, 0, 0),
+                "{s:?}"
+            );
+            let c = w.object(&cycle_uid("s1"));
+            assert_eq!(c.text("SUMMARY").unwrap(), "Cycle: Sprint 1", "reverted");
+            assert_eq!(prop(&c, "DTSTART"), "20261130");
+            assert_eq!(w.cal.writes(), writes + 1, "one PUT: the revert");
+            w.settle();
+            assert_eq!(w.cal.writes(), writes + 1, "reverted once");
+            // An alarm of the user's is no edit of ours: kept, nothing written.
+            w.user_edits(&module_uid("m1"), |c| {
+                let mut alarm = Component::new("VALARM");
+                alarm.push(Property::new("ACTION", "DISPLAY"));
+                alarm.push(Property::new("TRIGGER", "-P1D"));
+                c.components.push(alarm);
+            });
+            let s = w.cycle();
+            assert_eq!((s.updated, s.unchanged > 0), (0, true), "{s:?}");
+            assert_eq!(w.object(&module_uid("m1")).components.len(), 1);
+            w.settle();
+            assert!(
+                w.plane.patches.is_empty(),
+                "{policy:?}: {:?}",
+                w.plane.patches
+            );
+            assert!(w.plane.posts.is_empty(), "{policy:?}: a work item was made");
+            assert_eq!(w.plane.items.len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_deleted_cycle_event_comes_back_whatever_calendar_delete_says() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.two_way.calendar_delete = CalendarDelete::ClearDate;
+        w.settle();
+        let href = w.href(&cycle_uid("s1"));
+        w.cal.remove(&href);
+        let s = w.cycle();
+        assert_eq!((s.created, s.plane_updated), (1, 0), "{s:?}");
+        assert!(w.cal.objects.contains_key(&percent_decode(&href)));
+        assert!(w.plane.patches.is_empty());
+        w.settle();
+    }
+
+    #[test]
+    fn turning_a_setting_off_removes_its_events() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.settle();
+        w.mapping.cycles = false;
+        let s = w.cycle();
+        assert_eq!(s.deleted, 1, "{s:?}");
+        assert_eq!(s.delete_reasons["SYNC_CYCLES/SYNC_MODULES off"], 1);
+        assert!(w.cal.objects.keys().all(|k| !k.contains("plane-cycle-")));
+        assert_eq!(w.cal.objects.len(), 4, "modules and work items stay");
+        w.settle();
+        w.mapping.cycles = true;
+        let s = w.cycle();
+        assert_eq!(s.created, 1, "{s:?}");
+        w.settle();
+    }
+
+    #[test]
+    fn switched_on_between_full_cycles_they_appear_at_once() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.mapping.cycles = false;
+        w.mapping.modules = false;
+        w.settle();
+        assert!(w.plane.timeline_listings.is_empty(), "off: never listed");
+        w.full = false;
+        w.mapping.modules = true;
+        let s = w.cycle();
+        assert_eq!(s.created, 2, "{s:?}");
+        assert_eq!(w.plane.timeline_listings, ["modules"]);
+        let record = &w.journal().state().projects["p"];
+        assert_eq!(record.timeline.as_deref(), Some("modules"));
+        w.settle();
+        assert_eq!(w.plane.timeline_listings, ["modules"], "then idle again");
+        w.mapping.modules = false;
+        let s = w.cycle();
+        assert_eq!(s.deleted, 2, "{s:?}");
+        assert_eq!(w.journal().state().projects["p"].timeline, None);
+        w.settle();
+    }
+
+    #[test]
+    fn a_lost_journal_adopts_cycle_events() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.settle();
+        let (objects, writes) = (w.cal.objects.len(), w.cal.writes());
+        w.journal = None;
+        std::fs::remove_dir_all(&w.dir).unwrap();
+        w.journal = Some(Journal::open(&w.dir).unwrap());
+        let s = w.cycle();
+        assert!(s.errors.is_empty(), "{s:?}");
+        assert_eq!(s.created, 0, "{s:?}");
+        assert_eq!((w.cal.objects.len(), w.cal.writes()), (objects, writes));
+        let record = &w.journal().state().items[&cycle_uid("s1")];
+        assert_eq!(record.work_item, "s1");
+        w.settle();
+    }
+
+    #[test]
+    fn incremental_cycles_list_cycles_and_modules_only_when_needed() {
+        let mut w = World::with_timeline(ItemKind::Event);
+        w.settle();
+        w.full = false;
+        w.cycle();
+        let (requests, listings) = (w.plane.requests, w.plane.timeline_listings.len());
+        w.cycle();
+        assert_eq!(
+            w.plane.requests,
+            requests + 1,
+            "idle: the work-item listing only"
+        );
+        assert_eq!(w.plane.timeline_listings.len(), listings);
+        // A work item changed (it may have moved into a cycle): both are listed.
+        w.plane.edit("a", |i| i.name = "Touched".into());
+        w.plane.edit_cycle("s1", |c| c.completed_issues = 2);
+        w.cycle();
+        assert_eq!(
+            &w.plane.timeline_listings[listings..],
+            ["cycles", "modules"]
+        );
+        assert!(prop(&w.object(&cycle_uid("s1")), "DESCRIPTION").starts_with("2/2"));
+        // A webhook about modules: the modules alone, no work-item listing.
+        w.plane.edit_module("m1", |m| m.name = "Launch day".into());
+        let (requests, listings) = (w.plane.requests, w.plane.timeline_listings.len());
+        w.list_items = false;
+        w.timeline_wake = Some(Kind::Module);
+        let s = w.cycle();
+        assert_eq!(s.updated, 1, "{s:?}");
+        assert_eq!(w.plane.requests, requests + 1);
+        assert_eq!(&w.plane.timeline_listings[listings..], ["modules"]);
+        assert_eq!(
+            w.object(&module_uid("m1")).text("SUMMARY").unwrap(),
+            "Module: Launch day"
+        );
+        (w.list_items, w.timeline_wake) = (true, None);
+        // Edited in the calendar between full cycles: its kind is listed, the edit reverted.
+        let listings = w.plane.timeline_listings.len();
+        w.user_edits(&cycle_uid("s1"), |c| {
+            c.set(Property::text("SUMMARY", "Mine"))
+        });
+        let s = w.cycle();
+        assert_eq!(s.updated, 1, "{s:?}");
+        assert_eq!(&w.plane.timeline_listings[listings..], ["cycles"]);
+        // A failing listing changes nothing of that kind (and deletes nothing).
+        w.plane.edit("a", |i| i.name = "Again".into());
+        w.plane.fail_next_timeline = Some(502);
+        let s = w.cycle();
+        assert_eq!((s.errors.len(), s.deleted), (1, 0), "{s:?}");
+        w.settle();
+        assert_eq!(w.cal.objects.len(), 5);
+    }
+
+    #[test]
+    fn tasks_mode_puts_cycles_in_calendars_that_take_events() {
+        let mut w = World::with_timeline(ItemKind::Todo);
+        w.settle();
+        assert_eq!(w.object(&cycle_uid("s1")).name, "VEVENT");
+        assert_eq!(w.object("a").name, "VTODO");
+        // A calendar for tasks only: none (and the ones there would go).
+        let mut w = World::with_timeline(ItemKind::Todo);
+        w.takes_events = false;
+        let s = w.cycle();
+        assert_eq!(s.created, 2, "the tasks only: {s:?}");
+        w.settle();
     }
 
     #[test]
@@ -1004,6 +1509,9 @@ mod tests {
             full: false,
             opts: &opts,
             now: 1_795_500_000,
+            list_items: true,
+            timeline_wake: None,
+            takes_events: true,
         };
         let (requests, listings) = (w.plane.requests, w.cal.count("PROPFIND"));
         let mut summary = Summary::default();

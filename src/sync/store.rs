@@ -8,7 +8,7 @@ use crate::caldav::{
     CalDavClient, DavError, ObjectData, ObjectRef, Precondition, SyncDelta, WriteOutcome,
 };
 use crate::plane::{Created, ItemPatch, ListingEnd, NewWorkItem};
-use crate::plane::{PlaneClient, PlaneError, State, WorkItem};
+use crate::plane::{Cycle, Module, PlaneClient, PlaneError, State, WorkItem};
 
 /// The Plane operations a project's cycle uses.
 pub trait Tracker {
@@ -37,6 +37,10 @@ pub trait Tracker {
         project: &str,
         item: &NewWorkItem,
     ) -> Result<Created, PlaneError>;
+    /// The project's cycles (archived ones are not listed), every page.
+    fn cycles(&mut self, project: &str) -> Result<Vec<Cycle>, PlaneError>;
+    /// The project's modules (archived ones are not listed), every page.
+    fn modules(&mut self, project: &str) -> Result<Vec<Module>, PlaneError>;
 }
 
 impl Tracker for PlaneClient {
@@ -68,6 +72,12 @@ impl Tracker for PlaneClient {
         item: &NewWorkItem,
     ) -> Result<Created, PlaneError> {
         PlaneClient::create_work_item(self, project, item)
+    }
+    fn cycles(&mut self, project: &str) -> Result<Vec<Cycle>, PlaneError> {
+        PlaneClient::cycles(self, project)
+    }
+    fn modules(&mut self, project: &str) -> Result<Vec<Module>, PlaneError> {
+        PlaneClient::modules(self, project)
     }
 }
 
@@ -134,7 +144,9 @@ pub mod memory {
     use crate::caldav::{
         DavError, ObjectData, ObjectRef, Precondition, SyncDelta, SyncRefusal, WriteOutcome,
     };
-    use crate::plane::{Created, ItemPatch, ListingEnd, NewWorkItem, PlaneError, State, WorkItem};
+    use crate::plane::{
+        Created, Cycle, ItemPatch, ListingEnd, Module, NewWorkItem, PlaneError, State, WorkItem,
+    };
 
     /// How a server answers a PUT of a UID that another href already holds.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +434,14 @@ pub mod memory {
         pub fail_next_patch: Option<u16>,
         /// Seconds past 2026-11-23T10:00:00Z of the last change.
         pub clock: i64,
+        /// The project's cycles (archived ones are left out of the listing, as Plane does).
+        pub cycles: Vec<Cycle>,
+        /// The project's modules (likewise).
+        pub modules: Vec<Module>,
+        /// Listings of cycles and of modules, in order (`cycles` / `modules`).
+        pub timeline_listings: Vec<&'static str>,
+        /// Answer the next cycle or module listing with this HTTP status.
+        pub fail_next_timeline: Option<u16>,
     }
 
     const EPOCH: i64 = 1_795_428_000;
@@ -474,6 +494,60 @@ pub mod memory {
             let item = self.items.iter_mut().find(|i| i.id == id).expect("item");
             f(item);
             item.updated_at = updated_at;
+        }
+
+        /// Adds a cycle from `first` through `last` (`YYYY-MM-DD`), stored as real Plane
+        /// stores it for a project in UTC: 00:00:01 of the first day, 23:59 of the last.
+        pub fn add_cycle(&mut self, id: &str, name: &str, first: &str, last: &str) {
+            let updated_at = self.tick();
+            self.cycles.push(Cycle {
+                id: id.into(),
+                project: "p".into(),
+                name: name.into(),
+                start_date: Some(format!("{first}T00:00:01Z")),
+                end_date: Some(format!("{last}T23:59:00Z")),
+                timezone: "UTC".into(),
+                project_timezone: "UTC".into(),
+                total_issues: 2,
+                completed_issues: 1,
+                updated_at,
+                archived_at: None,
+            });
+        }
+
+        /// Adds a module (dates `YYYY-MM-DD`), planned.
+        pub fn add_module(&mut self, id: &str, name: &str, start: Option<&str>, target: &str) {
+            let updated_at = self.tick();
+            self.modules.push(Module {
+                id: id.into(),
+                project: "p".into(),
+                name: name.into(),
+                start_date: start.map(String::from),
+                target_date: Some(target.into()),
+                total_issues: 3,
+                updated_at,
+                ..Module::default()
+            });
+        }
+
+        /// Changes a cycle as a Plane user would.
+        pub fn edit_cycle(&mut self, id: &str, f: impl FnOnce(&mut Cycle)) {
+            let updated_at = self.tick();
+            let c = self.cycles.iter_mut().find(|c| c.id == id).expect("cycle");
+            f(c);
+            c.updated_at = updated_at;
+        }
+
+        /// Changes a module as a Plane user would.
+        pub fn edit_module(&mut self, id: &str, f: impl FnOnce(&mut Module)) {
+            let updated_at = self.tick();
+            let m = self
+                .modules
+                .iter_mut()
+                .find(|m| m.id == id)
+                .expect("module");
+            f(m);
+            m.updated_at = updated_at;
         }
 
         /// One item by id.
@@ -560,6 +634,34 @@ pub mod memory {
                 ..State::default()
             };
             Ok(answer)
+        }
+
+        fn cycles(&mut self, _project: &str) -> Result<Vec<Cycle>, PlaneError> {
+            self.requests += 1;
+            self.timeline_listings.push("cycles");
+            if let Some(status) = self.fail_next_timeline.take() {
+                return Err(MemoryPlane::status(status));
+            }
+            Ok(self
+                .cycles
+                .iter()
+                .filter(|c| c.archived_at.is_none())
+                .cloned()
+                .collect())
+        }
+
+        fn modules(&mut self, _project: &str) -> Result<Vec<Module>, PlaneError> {
+            self.requests += 1;
+            self.timeline_listings.push("modules");
+            if let Some(status) = self.fail_next_timeline.take() {
+                return Err(MemoryPlane::status(status));
+            }
+            Ok(self
+                .modules
+                .iter()
+                .filter(|m| m.archived_at.is_none())
+                .cloned()
+                .collect())
         }
 
         fn create_work_item(
