@@ -352,18 +352,7 @@ pub fn sync_once(
         let before = (summary.errors.len(), summary.done());
         let full = opts.timeline_only.is_none()
             && (opts.full || full_listing_due(config, journal, &project.id));
-        log::info!(
-            "[{}/{}] {} ({}): reading {}",
-            n + 1,
-            projects.len(),
-            project.name,
-            project.identifier,
-            match (opts.timeline_only, full) {
-                (Some(k), _) => k.plural(),
-                (None, true) => "all work items",
-                (None, false) => "changed work items",
-            }
-        );
+        announce_project(n, projects.len(), project, opts, full);
         let Some(calendar) = calendar_for(
             plane,
             dav,
@@ -407,6 +396,21 @@ pub fn sync_once(
         journal.commit()?;
     }
     Ok(summary)
+}
+
+/// The progress line that starts project `n` (0-based) of `total`: what is read for it.
+fn announce_project(n: usize, total: usize, project: &Project, opts: &Options<'_>, full: bool) {
+    let what = match (opts.timeline_only, full) {
+        (Some(kind), _) => kind.plural(),
+        (None, true) => "all work items",
+        (None, false) => "changed work items",
+    };
+    log::info!(
+        "[{}/{total}] {} ({}): reading {what}",
+        n + 1,
+        project.name,
+        project.identifier
+    );
 }
 
 /// The projects PLANE_PROJECTS selects: from the journal's cache between full cycles,
