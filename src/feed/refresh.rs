@@ -125,26 +125,14 @@ impl Feeds {
         project: &Project,
         kind: Kind,
     ) -> Result<Summary, SyncError> {
-        let mapping = sync::mapping_for(config, plane)?;
-        let step = Step {
-            project,
-            mapping: &mapping,
+        self.patch(
             config,
-        };
-        let mut summary = Summary {
-            projects: 1,
-            ..Summary::default()
-        };
-        if step.needs_rebuild(&self.store) {
-            step.refresh(&self.store, plane, true, &mut summary);
-            return Ok(summary);
-        }
-        let mut changed = BTreeMap::new();
-        if step.timeline_changes(&self.store, plane, kind, &mut changed, &mut summary) {
-            let watermark = self.store.meta(&step.slug()).and_then(|m| m.watermark);
-            step.apply(&self.store, &changed, watermark, &mut summary);
-        }
-        Ok(summary)
+            plane,
+            project,
+            |step, store, plane, changed, summary| {
+                Ok(step.timeline_changes(store, plane, kind, changed, summary))
+            },
+        )
     }
 
     /// Whether the project id is one of the selected projects.
@@ -161,6 +149,35 @@ impl Feeds {
         project: &Project,
         id: &str,
     ) -> Result<Summary, SyncError> {
+        self.patch(config, plane, project, |step, _, plane, changed, _| {
+            match plane.work_item(&project.id, id)? {
+                Some(i) => changed.insert(
+                    render::uid_of(&i),
+                    render::block(&i, project, step.mapping).ok(),
+                ),
+                None => changed.insert(render::uid_of_id(id), None),
+            };
+            Ok(true)
+        })
+    }
+
+    /// A webhook's change to one project's feed: rebuilt from a full listing when the feed
+    /// needs it, else `read` collects the changed blocks (false: nothing to write) and they
+    /// are written in. The feed's watermark stays: other items may have changed since its
+    /// last listing.
+    fn patch(
+        &mut self,
+        config: &Config,
+        plane: &mut PlaneClient,
+        project: &Project,
+        read: impl FnOnce(
+            &Step<'_>,
+            &FeedStore,
+            &mut PlaneClient,
+            &mut BTreeMap<String, Option<Block>>,
+            &mut Summary,
+        ) -> Result<bool, SyncError>,
+    ) -> Result<Summary, SyncError> {
         let mapping = sync::mapping_for(config, plane)?;
         let step = Step {
             project,
@@ -175,18 +192,11 @@ impl Feeds {
             step.refresh(&self.store, plane, true, &mut summary);
             return Ok(summary);
         }
-        let item = plane.work_item(&project.id, id)?;
         let mut changed = BTreeMap::new();
-        match item {
-            Some(i) => changed.insert(
-                render::uid_of(&i),
-                render::block(&i, project, &mapping).ok(),
-            ),
-            None => changed.insert(render::uid_of_id(id), None),
-        };
-        // The watermark stays: other items may have changed since the last listing.
-        let watermark = self.store.meta(&step.slug()).and_then(|m| m.watermark);
-        step.apply(&self.store, &changed, watermark, &mut summary);
+        if read(&step, &self.store, plane, &mut changed, &mut summary)? {
+            let watermark = self.store.meta(&step.slug()).and_then(|m| m.watermark);
+            step.apply(&self.store, &changed, watermark, &mut summary);
+        }
         Ok(summary)
     }
 }

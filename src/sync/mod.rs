@@ -389,13 +389,25 @@ pub fn sync_once(
         summary.judge_project(before);
     }
     if !opts.dry_run {
-        if timeline && listed {
-            record_project_settings(plane, journal, &projects)?;
-        }
-        journal.compact_if_needed()?;
-        journal.commit()?;
+        finish_run(plane, journal, &projects, timeline && listed)?;
     }
     Ok(summary)
+}
+
+/// The journal's end of a run that writes: the projects' zone and cycle/module switches
+/// when they were listed now (`settings`), compaction, and the final commit.
+fn finish_run(
+    plane: &mut PlaneClient,
+    journal: &mut Journal,
+    projects: &[Project],
+    settings: bool,
+) -> Result<(), SyncError> {
+    if settings {
+        record_project_settings(plane, journal, projects)?;
+    }
+    journal.compact_if_needed()?;
+    journal.commit()?;
+    Ok(())
 }
 
 /// The progress line that starts project `n` (0-based) of `total`: what is read for it.

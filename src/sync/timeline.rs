@@ -588,6 +588,7 @@ mod tests {
         assert_eq!(dates(&r).unwrap(), ("20261129".into(), "20261212".into()));
     }
 
+    // Long on purpose, like plan.rs's `table`: one row per module case.
     #[test]
     fn module_dates_status_and_completion() {
         use ModuleStatus as S;
