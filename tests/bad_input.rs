@@ -213,7 +213,8 @@ fn caldav_garbage_and_failures_lose_nothing() {
     };
     let before = total_objects(&s);
 
-    // Invalid XML in one calendar's listing; a 503 during discovery (retried).
+    // Invalid XML in one calendar's listing; a 503 and then a 500 during discovery (both
+    // retried: Radicale answers 500 when a sibling calendar is deleted while it lists).
     proxy.add(
         "PROPFIND",
         &cal_path(0),
@@ -221,6 +222,7 @@ fn caldav_garbage_and_failures_lose_nothing() {
         1,
     );
     proxy.add("PROPFIND", "/", DavFault::Status(503), 1);
+    proxy.add("PROPFIND", "/", DavFault::Status(500), 1);
     let (a0, a1) = (items(0)[0].clone(), items(1)[0].clone());
     s.fake.with_world(|w| {
         w.rename(&a0, "changed while the server is broken");
@@ -229,6 +231,10 @@ fn caldav_garbage_and_failures_lose_nothing() {
     let r = s.sync();
     assert_ne!(r.code, 0);
     assert!(r.stdout.contains("invalid XML"), "{}", r.stdout);
+    for status in ["503", "500"] {
+        let retried = format!("HTTP {status}; retrying");
+        assert!(r.stderr.contains(&retried), "{retried}: {}", r.stderr);
+    }
     assert_eq!(
         r.count("Updated"),
         1,

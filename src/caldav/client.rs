@@ -567,6 +567,17 @@ fn is_repeatable(method: &str, headers: &[(&str, &str)]) -> bool {
         })
 }
 
+/// Whether an answer is worth asking again: a gateway's 502–504 for any repeatable request,
+/// and a 500 for a read. Radicale answers a `Depth: 1` PROPFIND with 500 when another
+/// client deletes a sibling collection while it lists the home (its storage reads a
+/// directory that is gone by then; reproduced with MKCALENDAR/DELETE in a loop beside
+/// PROPFIND: 3 of 300 listings failed). A read changes nothing, so asking again is safe; a
+/// write's 500 is reported, since the server may have stored it.
+fn is_transient_status(method: &str, status: u16) -> bool {
+    let read = matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT");
+    matches!(status, 502..=504) || (status == 500 && read)
+}
+
 /// How much of an answer is read: a multistatus or an object in full up to its limit
 /// (refused beyond), anything else only its start (error pages are shown in one line).
 fn body_limit(method: &str, status: u16) -> (u64, Overflow) {
@@ -1235,8 +1246,9 @@ impl CalDavClient {
     }
 
     /// Sends one request, answering authentication challenges and retrying transient
-    /// failures (network errors other than TLS failures, 502/503/504) twice — but only reads and writes with a
-    /// precondition (`If-Match`, `If-None-Match`), which a retry cannot make happen twice.
+    /// failures (network errors other than TLS failures, see [`is_transient_status`]) twice —
+    /// but only reads and writes with a precondition (`If-Match`, `If-None-Match`), which a
+    /// retry cannot make happen twice.
     /// Any other write (MKCALENDAR) is sent once; its caller finds out what happened.
     fn send(
         &mut self,
@@ -1259,7 +1271,7 @@ impl CalDavClient {
                 }
                 other => other?,
             };
-            if matches!(r.status, 502..=504) && transient_attempts < retries {
+            if is_transient_status(method, r.status) && transient_attempts < retries {
                 transient_attempts += 1;
                 log::warn!("CalDAV {method} {path}: HTTP {}; retrying", r.status);
                 sleep(Duration::from_millis(500 * transient_attempts));
@@ -1446,6 +1458,22 @@ fn dav_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reads_retry_a_500() {
+        for read in ["GET", "PROPFIND", "REPORT"] {
+            assert!(is_transient_status(read, 500), "{read}");
+            assert!(is_transient_status(read, 503), "{read}");
+            assert!(!is_transient_status(read, 404), "{read}");
+        }
+        assert!(
+            !is_transient_status("PUT", 500),
+            "a PUT's 500 may have been stored"
+        );
+        assert!(!is_transient_status("DELETE", 500));
+        assert!(is_transient_status("PUT", 502));
+        assert!(!is_transient_status("GET", 501));
+    }
 
     #[test]
     fn multistatus_keeps_only_ok_props() {
