@@ -233,7 +233,8 @@ impl Deserialize for ContentHash {
 pub struct ItemRecord {
     /// iCalendar UID, `plane-issue-{work item id}@calplanebot` for items we created.
     pub uid: String,
-    /// Plane work item id.
+    /// Plane work item id; empty while a work item is being made from this object (see
+    /// [`ItemRecord::item_pending`]).
     pub work_item: String,
     /// Plane project id, one copy shared by the records of a project.
     pub project: ProjectId,
@@ -253,6 +254,17 @@ pub struct ItemRecord {
     pub sent_to_plane: Option<Box<Shadow>>,
     /// Set just before a calendar PUT: the values it writes, likewise.
     pub sent_to_calendar: Option<Box<Shadow>>,
+}
+
+impl ItemRecord {
+    /// Whether this is the write-ahead record of a work item being made from this calendar
+    /// object (CREATE_FROM_CALENDAR): written before the POST, so a crash before its answer
+    /// is recorded still knows the object was being turned into an item. The next cycle
+    /// finds the item by its external id (the object's UID) and completes the record, or
+    /// finds no item and POSTs again.
+    pub fn item_pending(&self) -> bool {
+        self.work_item.is_empty()
+    }
 }
 
 /// A Plane project id in an [`ItemRecord`]. Every record of a project shares one copy

@@ -471,6 +471,13 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             external_id: f.uid.clone(),
             external_source: EXTERNAL_SOURCE.to_string(),
         };
+        // Write-ahead (see `ItemRecord::item_pending`): should we die once Plane has the
+        // item, the next cycle knows the object is being tied to a work item — deleted
+        // meanwhile, it is answered as a deletion of that item's event, not recreated.
+        self.journal
+            .put_item(foreign_record(f, self.ctx.project, String::new()))
+            .and_then(|()| self.journal.commit_item(&f.uid))
+            .map_err(|e| e.to_string())?;
         let id = match self
             .plane
             .create_work_item(&self.ctx.project.id, &new)
@@ -486,28 +493,8 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             f.fields.name,
             self.ctx.project.identifier
         );
-        let shadow = Shadow {
-            name: f.fields.name.clone(),
-            start_date: f.fields.start.map(|d| d.to_iso()),
-            target_date: f.fields.target.map(|d| d.to_iso()),
-            state_group: f.fields.completion.target_group().to_string(),
-            content_hash: ContentHash::UNKNOWN,
-        };
-        // An empty content hash: the next cycle renders the item into the object (our
-        // prefix, link and properties), keeping the user's UID, href and additions.
         self.journal
-            .put_item(ItemRecord {
-                uid: f.uid.clone(),
-                work_item: id,
-                project: self.ctx.project.id.as_str().into(),
-                href: f.href.clone(),
-                etag: f.etag.clone(),
-                plane_updated_at: String::new(),
-                sequence: 0,
-                shadow,
-                sent_to_plane: None,
-                sent_to_calendar: None,
-            })
+            .put_item(foreign_record(f, self.ctx.project, id))
             .map_err(|e| e.to_string())
     }
 
@@ -718,6 +705,30 @@ fn record(
         plane_updated_at: desired.updated_at.clone(),
         sequence,
         shadow: desired.shadow.clone(),
+        sent_to_plane: None,
+        sent_to_calendar: None,
+    }
+}
+
+/// The record of a calendar object that became (or is becoming, `work_item` empty) a work
+/// item. Its content hash is unknown: the next cycle renders the item into the object (our
+/// prefix, link and properties), keeping the user's UID, href and additions.
+fn foreign_record(f: &Foreign, project: &Project, work_item: String) -> ItemRecord {
+    ItemRecord {
+        uid: f.uid.clone(),
+        work_item,
+        project: project.id.as_str().into(),
+        href: f.href.clone(),
+        etag: f.etag.clone(),
+        plane_updated_at: String::new(),
+        sequence: 0,
+        shadow: Shadow {
+            name: f.fields.name.clone(),
+            start_date: f.fields.start.map(|d| d.to_iso()),
+            target_date: f.fields.target.map(|d| d.to_iso()),
+            state_group: f.fields.completion.target_group().to_string(),
+            content_hash: ContentHash::UNKNOWN,
+        },
         sent_to_plane: None,
         sent_to_calendar: None,
     }

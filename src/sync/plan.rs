@@ -389,6 +389,9 @@ fn decide(input: &Input<'_>, f: Facts<'_>) -> Option<Action> {
                 None
             }
         }
+        // A work item being made from the user's object that Plane does not show: the
+        // object is offered as a new item again (`foreign`), never deleted.
+        (None, Some(j), Some(_)) if j.item_pending() => None,
         (None, _, Some(r)) => {
             let reason = match input.excluded.get(&work_item) {
                 Some(e) => Some(DeleteReason::Excluded(*e)),
@@ -1030,9 +1033,65 @@ mod tests {
             vec!["create-item phone-123"],
         ));
         let mut c = Case::new();
-        c.foreign = vec![foreign];
+        c.foreign = vec![foreign.clone()];
         c.two_way.direction = SyncDirection::PlaneToCalendar;
         cases.push(("plane-to-calendar creates no work items", c, vec![]));
+
+        // The write-ahead record of a work item being made from `foreign` (a crash before
+        // the POST's answer was recorded).
+        let pending = ItemRecord {
+            uid: foreign.uid.clone(),
+            work_item: String::new(),
+            href: foreign.href.clone(),
+            etag: foreign.etag.clone(),
+            ..record("x", "f", "")
+        };
+        let at = ObjectRef {
+            href: foreign.href.clone(),
+            etag: foreign.etag.clone(),
+        };
+        let mut c = Case::new();
+        c.journal = vec![pending.clone()];
+        c.listing = vec![at.clone()];
+        c.foreign = vec![foreign.clone()];
+        cases.push((
+            "pending record, no item in Plane → the POST again, the event kept",
+            c,
+            vec!["create-item phone-123"],
+        ));
+        let mut c = Case::new();
+        c.journal = vec![pending.clone()];
+        cases.push((
+            "pending record, no item, event deleted → forget",
+            c,
+            vec!["forget phone-123"],
+        ));
+        let made = Desired {
+            uid: foreign.uid.clone(),
+            shadow: shadow("Dentist", "2026-12-07", "h1"),
+            ..desired("new1", "h1")
+        };
+        let mut c = Case::new();
+        c.desired = vec![made.clone()];
+        c.journal = vec![pending.clone()];
+        c.listing = vec![at];
+        cases.push((
+            "pending record, item made → our fields into the event",
+            c,
+            vec!["update(PlaneChanged) phone-123"],
+        ));
+        let mut c = Case::new();
+        c.desired = vec![made];
+        c.journal = vec![ItemRecord {
+            shadow: shadow("Dentist", "2026-12-07", ""),
+            ..pending
+        }];
+        c.two_way.calendar_delete = CalendarDelete::ClearDate;
+        cases.push((
+            "pending record, item made, event deleted → clear-date",
+            c,
+            vec!["clear-date phone-123"],
+        ));
 
         for (name, case, want) in cases {
             let p = case.run();

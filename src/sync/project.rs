@@ -270,12 +270,6 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
     item: Option<WorkItem>,
     summary: &mut Summary,
 ) {
-    let record = journal
-        .state()
-        .items
-        .values()
-        .find(|r| r.work_item == item_id)
-        .cloned();
     let mut view = PlaneView {
         listed: 1,
         // A 404 is as good as absence from a complete listing of this one item.
@@ -286,6 +280,15 @@ pub fn sync_item<C: CalendarStore, T: Tracker>(
         let uids = uid_index(journal, &step.project.id);
         add_item(&mut view, item, step, &uids);
     }
+    // By the item's id, or by its UID for an item made from an object whose record is
+    // still the write-ahead one (a crash right after the POST).
+    let desired = &view.material.desired;
+    let record = journal
+        .state()
+        .items
+        .values()
+        .find(|r| r.work_item == item_id || (r.item_pending() && desired.contains_key(&r.uid)))
+        .cloned();
     // The object may have changed since the last cycle: read it (one GET), so a calendar
     // edit is merged, and a deletion answered, rather than overwritten.
     let mut listing = Vec::new();
@@ -519,7 +522,7 @@ fn uid_index(journal: &Journal, project: &str) -> BTreeMap<String, String> {
         .items
         .values()
         .filter(|r| r.project == project)
-        .filter(|r| Kind::of_uid(&r.uid).is_none())
+        .filter(|r| Kind::of_uid(&r.uid).is_none() && !r.item_pending())
         .filter(|r| model::work_item_of(&r.uid) != Some(r.work_item.as_str()))
         .map(|r| (r.work_item.clone(), r.uid.clone()))
         .collect()
@@ -582,7 +585,15 @@ fn read_changed<C: CalendarStore, T: Tracker>(
     fetched: &mut BTreeMap<String, ObjectData>,
 ) -> Result<CalendarReads, String> {
     let two_way = step.two_way.direction == SyncDirection::Both;
-    let (changed, vanished) = split_records(records, listing);
+    // An object whose work item is being made but Plane does not show: read again as a
+    // new one, so the POST is retried (Plane's 409 on its external id answers one that
+    // landed unseen). Not an object of ours yet: its changes are no edits.
+    let records: Vec<&ItemRecord> = records
+        .iter()
+        .filter(|r| !r.item_pending() || view.material.desired.contains_key(&r.uid))
+        .copied()
+        .collect();
+    let (changed, vanished) = split_records(&records, listing);
     let look_at_unknown = step.first_contact || (step.create_from_calendar && two_way);
     // As `same_href` compares: decoded paths.
     let path = |href: &str| percent_decode(&path_of(href));
@@ -693,7 +704,8 @@ fn fetch_unlisted<T: Tracker>(
 ) -> Result<(), String> {
     let uids = BTreeMap::from_iter(changed.iter().map(|r| (r.work_item.clone(), r.uid.clone())));
     for r in changed {
-        let listed = view.material.items.contains_key(&r.work_item);
+        // A pending record's item is listed (or it would not be here): see `read_changed`.
+        let listed = r.item_pending() || view.material.items.contains_key(&r.work_item);
         if listed || view.complete {
             continue;
         }
@@ -1079,6 +1091,43 @@ mod tests {
             let mut summary = Summary::default();
             let journal = self.journal.as_mut().unwrap();
             sync_project(&mut self.cal, &mut self.plane, journal, &step, &mut summary).unwrap();
+            summary
+        }
+
+        /// What a webhook naming work item `id` does (the caller has read the item).
+        fn webhook(&mut self, id: &str) -> Summary {
+            let item = self.plane.items.iter().find(|i| i.id == id).cloned();
+            let zone = Zone::utc();
+            let opts = Options::default();
+            let seen = self.journal().state().calendars["p"].clone();
+            let step = Step {
+                project: &self.project,
+                calendar: CAL,
+                seen: &seen,
+                first_contact: false,
+                mapping: &self.mapping,
+                two_way: self.two_way,
+                create_from_calendar: false,
+                max_delete_fraction: 0.5,
+                zone: &zone,
+                full: false,
+                opts: &opts,
+                now: 1_795_500_000,
+                list_items: true,
+                timeline_wake: None,
+                takes_events: true,
+            };
+            let mut summary = Summary::default();
+            let journal = self.journal.as_mut().unwrap();
+            sync_item(
+                &mut self.cal,
+                &mut self.plane,
+                journal,
+                &step,
+                id,
+                item,
+                &mut summary,
+            );
             summary
         }
 
@@ -1492,39 +1541,8 @@ mod tests {
         let mut w = World::new(ItemKind::Event);
         w.settle();
         w.plane.edit("a", |i| i.name = "Renamed in Plane".into());
-        let item = Some(w.plane.item("a").clone());
-        let zone = Zone::utc();
-        let opts = Options::default();
-        let seen = w.journal().state().calendars["p"].clone();
-        let step = Step {
-            project: &w.project,
-            calendar: CAL,
-            seen: &seen,
-            first_contact: false,
-            mapping: &w.mapping,
-            two_way: w.two_way,
-            create_from_calendar: false,
-            max_delete_fraction: 0.5,
-            zone: &zone,
-            full: false,
-            opts: &opts,
-            now: 1_795_500_000,
-            list_items: true,
-            timeline_wake: None,
-            takes_events: true,
-        };
         let (requests, listings) = (w.plane.requests, w.cal.count("PROPFIND"));
-        let mut summary = Summary::default();
-        let journal = w.journal.as_mut().unwrap();
-        sync_item(
-            &mut w.cal,
-            &mut w.plane,
-            journal,
-            &step,
-            "a",
-            item,
-            &mut summary,
-        );
+        let summary = w.webhook("a");
         assert_eq!(summary.updated, 1, "{summary:?}");
         assert_eq!(w.plane.requests, requests, "the caller fetched the item");
         assert_eq!(w.cal.count("PROPFIND"), listings, "no calendar listing");
@@ -1956,6 +1974,76 @@ mod tests {
         assert!(text.contains("SUMMARY:[P-3] Dentist"), "{text}");
         assert!(text.contains("LOCATION:Main St"), "{text}");
         assert_eq!(w.cal.objects.len(), 3, "owned in place, not copied");
+    }
+
+    #[test]
+    fn a_work_item_made_from_an_event_survives_a_crash_around_its_post() {
+        // Found by the SIGKILL trials against Xandikos: killed after Plane made the work
+        // item for a phone's event, before its journal record. The user then deleted the
+        // event: it came back as a new event, and the date stayed in Plane.
+        use crate::sync::store::memory::PostFailure::{AnswerLost, NotDelivered};
+        const HREF: &str = "/cal/p/phone-1.ics";
+        for (failure, then_deleted) in [
+            (AnswerLost, true),
+            (AnswerLost, false),
+            (NotDelivered, true),
+            (NotDelivered, false),
+        ] {
+            let case = format!("{failure:?}, event deleted: {then_deleted}");
+            let mut w = World::new(ItemKind::Event);
+            w.create_from_calendar = true;
+            w.two_way.calendar_delete = CalendarDelete::ClearDate;
+            w.settle();
+            let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//phone//EN\r\n\
+                        BEGIN:VEVENT\r\nUID:phone-1\r\nDTSTAMP:20261123T100000Z\r\n\
+                        SUMMARY:Dentist\r\nDTSTART;VALUE=DATE:20261207\r\n\
+                        END:VEVENT\r\nEND:VCALENDAR\r\n";
+            w.cal.insert(HREF, text);
+            w.plane.fail_next_post = Some(failure);
+            let s = w.cycle();
+            assert_eq!(s.errors.len(), 1, "{case}: {s:?}");
+            w.power_cut();
+            if then_deleted {
+                w.cal.remove(HREF);
+            }
+            if failure == AnswerLost {
+                // Plane's webhook for the new item may come first: it finds the record by
+                // the item's UID and answers like a cycle would.
+                let id = w.plane.items.last().unwrap().id.clone();
+                let s = w.webhook(&id);
+                assert!(s.errors.is_empty(), "{case}: webhook {s:?}");
+                assert_eq!(s.created, 0, "{case}: webhook {s:?}");
+            }
+            let s = w.cycle();
+            assert!(s.errors.is_empty(), "{case}: {s:?}");
+            w.settle();
+            let made: Vec<&WorkItem> = w
+                .plane
+                .items
+                .iter()
+                .filter(|i| i.external_id.as_deref() == Some("phone-1"))
+                .collect();
+            let objects = w.cal.objects.len();
+            match (failure, then_deleted) {
+                (AnswerLost, true) => {
+                    assert_eq!(made.len(), 1, "{case}");
+                    assert_eq!(made[0].target_date, None, "{case}: date cleared");
+                    assert_eq!(objects, 2, "{case}: not recreated");
+                }
+                (NotDelivered, true) => {
+                    assert!(made.is_empty(), "{case}: nothing to make");
+                    assert_eq!(objects, 2, "{case}");
+                }
+                (_, false) => {
+                    assert_eq!(made.len(), 1, "{case}: one work item");
+                    let (_, text) = &w.cal.objects[HREF];
+                    assert!(text.contains("SUMMARY:[P-3] Dentist"), "{case}: {text}");
+                    assert_eq!(objects, 3, "{case}: owned in place, not copied");
+                }
+            }
+            let journal = &w.journal().state().items;
+            assert!(journal.values().all(|r| !r.item_pending()), "{case}");
+        }
     }
 
     #[test]

@@ -442,6 +442,17 @@ pub mod memory {
         pub timeline_listings: Vec<&'static str>,
         /// Answer the next cycle or module listing with this HTTP status.
         pub fail_next_timeline: Option<u16>,
+        /// Make the next POST fail this way.
+        pub fail_next_post: Option<PostFailure>,
+    }
+
+    /// How a POST fails, as the caller sees it: an error either way.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum PostFailure {
+        /// It never reached Plane: no work item.
+        NotDelivered,
+        /// Plane made the work item; the answer was lost (or we died reading it).
+        AnswerLost,
     }
 
     const EPOCH: i64 = 1_795_428_000;
@@ -670,6 +681,10 @@ pub mod memory {
             new: &NewWorkItem,
         ) -> Result<Created, PlaneError> {
             self.requests += 1;
+            let failure = self.fail_next_post.take();
+            if failure == Some(PostFailure::NotDelivered) {
+                return Err(MemoryPlane::status(503));
+            }
             self.posts.push(new.clone());
             let existing = self
                 .items
@@ -691,6 +706,9 @@ pub mod memory {
             item.external_source = Some(new.external_source.clone());
             if let Some(s) = state {
                 item.state = s;
+            }
+            if failure == Some(PostFailure::AnswerLost) {
+                return Err(MemoryPlane::status(504));
             }
             Ok(Created::New(item.clone()))
         }
