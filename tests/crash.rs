@@ -23,9 +23,10 @@
 //! The last tests reproduce, without randomness, what the trials found: a second edit
 //! lost after a kill between Plane's PATCH and the calendar PUT, a deletion of an event
 //! created in the previous cycle that goes unseen (Xandikos), an edit of a new event whose
-//! creation was not journaled that adoption overwrites, and a Plane undo lost after a kill
-//! between our PUT and its journal line. They fail until `src/sync` journals its writes
-//! before making them.
+//! creation was not journaled that adoption overwrites, a Plane undo lost after a kill
+//! between our PUT and its journal line, and a deleted event that came back after a kill
+//! between the POST of its work item and the journal line. They fail until `src/sync`
+//! journals its writes before making them.
 
 mod common;
 
@@ -1563,6 +1564,76 @@ fn deleting_an_event_we_just_recreated((server, home): (Server, String)) {
     );
 }
 
+/// A user adds an event that CREATE_FROM_CALENDAR turns into a work item; the run dies
+/// after Plane made the item and before the journal learnt its id; the user deletes the
+/// event (CALENDAR_DELETE=clear-date). The next cycle must clear the item's date — not
+/// put the event back as a new one of ours, which the random trials found (a duplicate
+/// event and a lost deletion).
+fn deleting_an_event_whose_work_item_post_was_not_journaled((server, home): (Server, String)) {
+    let (mut s, _cleanup, calendar, _) = small_setup(&server, &home);
+    s.env.push(("CALENDAR_DELETE".into(), "clear-date".into()));
+    s.env.push(("CREATE_FROM_CALENDAR".into(), "true".into()));
+    let uid = "crash-post-1";
+    verify(
+        &server,
+        &[
+            "new",
+            "--url",
+            &calendar,
+            "--uid",
+            uid,
+            "--summary",
+            "Dentist",
+            "--date",
+            "2026-07-07",
+        ],
+    );
+    s.fake
+        .with_world(|w| w.push_fault_on("POST", "/work-items/", Fault::Delay(PATCH_HELD)));
+    let mut child = start_once(&s.vars(), Stdio::null(), Stdio::null());
+    let started = Instant::now();
+    while !s.fake.with_world(|w| w.faults.is_empty()) {
+        assert!(started.elapsed() < PATCH_WAIT, "the run sent no POST");
+        std::thread::sleep(POLL);
+    }
+    assert_eq!(kill(&mut child), Ending::Killed);
+    std::thread::sleep(PATCH_HELD + SETTLE);
+    let made = |s: &Setup| {
+        let world = s.fake.world();
+        let items = world.projects.iter().flat_map(|p| p.items.iter());
+        let made: Vec<_> = items
+            .filter(|i| i.external_id.as_deref() == Some(uid))
+            .map(|i| i.target_date.clone())
+            .collect();
+        made
+    };
+    assert_eq!(
+        made(&s),
+        [Some("2026-07-07".to_string())],
+        "the POST landed"
+    );
+
+    verify(&server, &["delete", "--url", &object_url(&calendar, uid)]);
+    let r = s.sync();
+    r.assert_ok();
+    let events: Vec<String> = dump(&server, &calendar)
+        .into_iter()
+        .flat_map(|c| c.objects)
+        .map(|o| o.uid)
+        .filter(|u| u == uid)
+        .collect();
+    assert_eq!(
+        (made(&s), events.len()),
+        (vec![None], 0),
+        "the deletion of the event must clear the date, once:\n{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let r = s.sync();
+    r.assert_ok();
+    assert_eq!(r.count("Created") + r.count("Updated"), 0, "{}", r.stdout);
+}
+
 /// [`small_setup`] with calplanebot talking to the server through a fault-injecting proxy
 /// (the verifier talks to the server directly).
 struct Proxied {
@@ -1701,6 +1772,20 @@ fn plane_undo_after_a_kill_between_put_and_journal(server: (Server, String)) {
         r.stdout,
         r.stderr
     );
+}
+
+#[test]
+fn deleting_an_event_whose_work_item_post_was_not_journaled_radicale() {
+    deleting_an_event_whose_work_item_post_was_not_journaled(server_and_home(
+        "Radicale", "RADICALE",
+    ));
+}
+
+#[test]
+fn deleting_an_event_whose_work_item_post_was_not_journaled_xandikos() {
+    deleting_an_event_whose_work_item_post_was_not_journaled(server_and_home(
+        "Xandikos", "XANDIKOS",
+    ));
 }
 
 #[test]

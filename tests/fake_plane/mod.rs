@@ -284,6 +284,8 @@ pub enum Fault {
 /// A queued fault and the requests it may hit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultRule {
+    /// Only requests with this method match (`None` = any method).
+    pub method: Option<String>,
     /// Only requests whose path contains this string match ("" = any request).
     pub path_contains: String,
     /// What happens to the matching request.
@@ -615,6 +617,17 @@ impl World {
     /// Queues a fault for the next request whose path contains `path_contains`.
     pub fn push_fault_for(&mut self, path_contains: &str, fault: Fault) {
         self.faults.push_back(FaultRule {
+            method: None,
+            path_contains: path_contains.to_string(),
+            fault,
+        });
+    }
+
+    /// Queues a fault for the next `method` request whose path contains `path_contains`
+    /// (a POST and the listing share their path).
+    pub fn push_fault_on(&mut self, method: &str, path_contains: &str, fault: Fault) {
+        self.faults.push_back(FaultRule {
+            method: Some(method.to_string()),
             path_contains: path_contains.to_string(),
             fault,
         });
@@ -1470,9 +1483,10 @@ impl Shared {
         let fault = {
             let mut inner = lock(&self.inner);
             let faults = &mut inner.world.faults;
-            let pos = faults
-                .iter()
-                .position(|f| req.path.contains(f.path_contains.as_str()));
+            let pos = faults.iter().position(|f| {
+                f.method.as_ref().is_none_or(|m| *m == req.method)
+                    && req.path.contains(f.path_contains.as_str())
+            });
             pos.and_then(|i| faults.remove(i)).map(|f| f.fault)
         };
         let reply = match fault {
