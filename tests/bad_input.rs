@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::fake_plane::Fault;
 use common::proxy::{Fault as DavFault, Proxy};
-use common::{server, Run, Server, Setup};
+use common::{server, DeleteCalendars, Run, Server, Setup};
 
 fn total_objects(s: &Setup) -> usize {
     s.dump().iter().map(|c| c.objects.len()).sum()
@@ -188,10 +188,11 @@ fn caldav_garbage_and_failures_lose_nothing() {
     let mut s = Setup::new(
         Server {
             url: proxy.url(),
-            ..radicale
+            ..radicale.clone()
         },
         &[12, 12, 12],
     );
+    s.behind_proxy = Some(radicale);
     s.env.push(("HTTP_TIMEOUT_SECONDS".into(), "1".into()));
     s.sync().assert_ok();
     let cal_path = |i: usize| format!("plane-{}{i}/", s.tag.to_lowercase());
@@ -608,19 +609,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Deletes this test's calendars (named "Plane: TAG …") from the real server at the end.
-struct DeleteCalendars(Server, String);
-
-impl Drop for DeleteCalendars {
-    fn drop(&mut self) {
-        let prefix = format!("Plane: {} ", self.1);
-        for c in common::dump(&self.0, &self.0.url) {
-            if c.name.starts_with(&prefix) {
-                let _ = common::verifier(&self.0, &["delete", "--url", &c.url]).output();
-            }
-        }
-    }
-}
-
 /// Cyrus IMAP 3.6's answer to an anonymous Depth-0 PROPFIND of `/` (bytes as captured
 /// from a real Cyrus): 207, `<unauthenticated/>` as principal, and no resourcetype.
 const CYRUS_ROOT: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<d:multistatus xmlns:d=\"DAV:\" xmlns:c=\"urn:ietf:params:xml:ns:caldav\">\n<d:response><d:href>/</d:href><d:propstat><d:prop><d:current-user-principal><d:unauthenticated/></d:current-user-principal></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat><d:propstat><d:prop><c:calendar-home-set/><d:resourcetype/></d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat></d:response></d:multistatus>";

@@ -23,6 +23,9 @@ Commands (each prints ONE JSON document on stdout; exit 0 = ok, 1 = failure, 2 =
       fails unless 201.
   delete --url OBJECT_OR_CAL_URL [--if-match ETAG]
       Prints {"url", "status"}; fails unless 2xx.
+  cleanup --url CAL_URL [--also CAL_URL]...
+      DELETEs each (a finished test's calendars). Prints {"deleted": [{"url", "status"}]};
+      fails unless each answer is 2xx or 404.
   edit --url OBJECT_URL [--summary TEXT] [--move-to YYYY-MM-DD] [--timed HH:MM [--tzid ZONE | --utc]]
        [--complete | --uncomplete] [--rewrite-only] [--keep-stamps] [--if-match ETAG]
       Edits one object like a user's calendar app: GET (with its ETag), change the main
@@ -94,6 +97,7 @@ import datetime as dt
 import json
 import re
 import sys
+import time
 import uuid
 import zoneinfo
 from urllib.parse import unquote, urljoin, urlparse
@@ -107,6 +111,11 @@ CS_NS = "http://calendarserver.org/ns/"
 APPLE_NS = "http://apple.com/ns/ical/"
 
 DATE_TYPES = (dt.date, dt.datetime)
+
+
+# Radicale answers a Depth-1 PROPFIND with 500 when another client (a test running beside
+# this one) deletes a sibling calendar while it lists: such a listing is asked again.
+RACE_WAITS = (0.5, 1.0, 2.0)
 
 
 class Failure(Exception):
@@ -139,12 +148,13 @@ def propfind(client, url, props, depth):
         f'<d:propfind xmlns:d="{DAV}" xmlns:c="{CALDAV_NS}" xmlns:cs="{CS_NS}" xmlns:ic="{APPLE_NS}">'
         f"<d:prop>{''.join(props)}</d:prop></d:propfind>"
     )
-    r = client.request(
-        url,
-        "PROPFIND",
-        body,
-        {"Depth": str(depth), "Content-Type": 'application/xml; charset="utf-8"'},
-    )
+    headers = {"Depth": str(depth), "Content-Type": 'application/xml; charset="utf-8"'}
+    r = client.request(url, "PROPFIND", body, headers)
+    for wait in RACE_WAITS:
+        if r.status != 500:
+            break
+        time.sleep(wait)
+        r = client.request(url, "PROPFIND", body, headers)
     if r.status == 404:
         raise Gone(f"PROPFIND {url} -> HTTP 404")
     if r.status != 207 or r.tree is None:
@@ -184,8 +194,14 @@ def find_calendars(client, url):
     (_, _, props), *_ = propfind(client, url, ["<d:resourcetype/>"], 0)
     if is_calendar(props.get(f"{{{DAV}}}resourcetype")):
         return [url]
-    principal = client.principal()
-    return [str(c.url) for c in principal.calendars()]
+    for wait in RACE_WAITS:
+        try:
+            return [str(c.url) for c in client.principal().calendars()]
+        except caldav.lib.error.DAVError as e:
+            if "500" not in str(e):
+                raise
+            time.sleep(wait)
+    return [str(c.url) for c in client.principal().calendars()]
 
 
 def fmt_date(value, params):
@@ -412,6 +428,18 @@ def cmd_delete(args):
     if not 200 <= r.status < 300:
         raise Failure(f"DELETE {args.url} -> HTTP {r.status}", res)
     return res
+
+
+def cmd_cleanup(args):
+    """DELETE --url and every --also (a test's calendars); ones already gone are fine."""
+    client = client_for(args)
+    out = []
+    for url in [args.url, *args.also]:
+        r = client.request(url, "DELETE", "", {})
+        if not (200 <= r.status < 300 or r.status == 404):
+            raise Failure(f"DELETE {url} -> HTTP {r.status}", {"deleted": out})
+        out.append({"url": url, "status": r.status})
+    return {"deleted": out}
 
 
 class UsageError(Exception):
@@ -746,6 +774,8 @@ def build_parser():
     p.add_argument("--components", default="VEVENT,VTODO")
     p = add("delete", cmd_delete, "DELETE an object or a calendar")
     p.add_argument("--if-match")
+    p = add("cleanup", cmd_cleanup, "DELETE a test's calendars (404 is fine)")
+    p.add_argument("--also", action="append", default=[], help="one more URL to delete")
     p = add("edit", cmd_edit, "edit one object like a calendar app (GET, change, PUT If-Match)")
     add_edit_args(p)
     p = add("new", cmd_new, "create a minimal all-day VEVENT or VTODO as a foreign app would")

@@ -7,7 +7,7 @@
 pub mod fake_plane;
 pub mod proxy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -141,6 +141,9 @@ pub struct Setup {
     pub tag: String,
     /// Extra variables for the binary.
     pub env: Vec<(String, String)>,
+    /// The server behind `server` when that is a test's proxy: this test's calendars are
+    /// deleted through it at the end (see [`Setup::delete_calendars`]).
+    pub behind_proxy: Option<Server>,
 }
 
 impl Setup {
@@ -161,6 +164,7 @@ impl Setup {
             state,
             tag,
             env: Vec::new(),
+            behind_proxy: None,
         }
     }
 
@@ -258,8 +262,57 @@ pub fn add_unique_item(w: &mut World, identifier: &str, name: &str) -> String {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        self.delete_calendars();
         let _ = std::fs::remove_dir_all(&self.state);
     }
+}
+
+/// The servers whose calendars a finished test deletes (`{prefix}_URL`): plain HTTP, so
+/// the verifier needs no CA. Through a test's proxy (which may be gone or hostile by now)
+/// nothing is deleted: such a test names the server behind it ([`Setup::behind_proxy`]).
+const CLEANED_SERVERS: [&str; 5] = ["RADICALE", "XANDIKOS", "SABRE", "APACHE_DIGEST", "CYRUS"];
+
+impl Setup {
+    /// Deletes the calendars this test's runs made (the journal's calendar records), so
+    /// the shared servers' homes do not grow with every test: the other tests' whole-home
+    /// reads stay short, and meet fewer deletions of sibling calendars. Best effort.
+    fn delete_calendars(&self) {
+        let server = self.behind_proxy.as_ref().unwrap_or(&self.server);
+        let direct = CLEANED_SERVERS
+            .iter()
+            .any(|p| var(&format!("{p}_URL")).as_deref() == Some(server.url.as_str()));
+        let Ok(journal) = std::fs::read_to_string(self.state.join("state.jsonl")) else {
+            return;
+        };
+        let Some(origin) = origin_of(&server.url).filter(|_| direct) else {
+            return;
+        };
+        let urls: Vec<String> = journal
+            .lines()
+            .filter_map(|l| json::from_str::<Value>(l).ok())
+            .filter(|v| text(v, "t") == "cal")
+            .map(|v| text(&v, "href"))
+            .filter(|href| href.starts_with('/'))
+            .map(|href| format!("{origin}{href}"))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let Some((first, rest)) = urls.split_first() else {
+            return;
+        };
+        let mut args = vec!["cleanup", "--url", first.as_str()];
+        for u in rest {
+            args.extend(["--also", u.as_str()]);
+        }
+        let _ = verifier(server, &args).output();
+    }
+}
+
+/// `http://host:port` of a URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    Some(&url[.."http://".len() + end])
 }
 
 /// Runs the real binary with exactly these variables (the caller's environment is not
