@@ -9,6 +9,7 @@ pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod project;
+mod read;
 pub mod store;
 pub mod timeline;
 
