@@ -626,20 +626,7 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
             let r = record(desired, self.ctx.project, href, current.etag, sequence);
             return self.journal.put_item(r).map_err(|e| e.to_string());
         }
-        match (reason, Kind::of_uid(uid)) {
-            // Read-only mirrors: the user's change to what we own is put back, once (the
-            // next cycle finds our version), and said so.
-            (UpdateReason::CalendarChanged, Some(kind)) => log::warn!(
-                "{}: edited in the calendar; calendar edits to {} are not synced back — reverted",
-                desired.label,
-                kind.plural()
-            ),
-            (UpdateReason::CalendarChanged, None) => log::info!(
-                "{}: the event differs from Plane's values; writing them",
-                desired.label
-            ),
-            _ => {}
-        }
+        say_why(reason, uid, &desired.label);
         let Some(body) = model::merge(&cal, &rendered, sequence + 1, self.ctx.now) else {
             return Err(format!("{href} does not hold UID {uid}; left unchanged"));
         };
@@ -670,6 +657,22 @@ impl<C: CalendarStore, T: Tracker> Run<'_, '_, C, T> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Tells the user why an object they changed is written over.
+fn say_why(reason: UpdateReason, uid: &str, label: &str) {
+    match (reason, Kind::of_uid(uid)) {
+        // Read-only mirrors: the user's change to what we own is put back, once (the next
+        // cycle finds our version), and said so.
+        (UpdateReason::CalendarChanged, Some(kind)) => log::warn!(
+            "{label}: edited in the calendar; calendar edits to {} are not synced back — reverted",
+            kind.plural()
+        ),
+        (UpdateReason::CalendarChanged, None) => {
+            log::info!("{label}: the event differs from Plane's values; writing them")
+        }
+        _ => {}
     }
 }
 
