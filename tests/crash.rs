@@ -1495,6 +1495,19 @@ fn verify(server: &Server, args: &[&str]) {
     assert!(run_verifier(server, &args), "{args:?}: not found");
 }
 
+/// Starts a run and kills it while the fake Plane holds its answer to the `method` request
+/// a queued `Fault::Delay(PATCH_HELD)` delays; returns once Plane has carried it out.
+fn kill_while_plane_holds(s: &Setup, method: &str) {
+    let mut child = start_once(&s.vars(), Stdio::null(), Stdio::null());
+    let started = Instant::now();
+    while !s.fake.with_world(|w| w.faults.is_empty()) {
+        assert!(started.elapsed() < PATCH_WAIT, "the run sent no {method}");
+        std::thread::sleep(POLL);
+    }
+    assert_eq!(kill(&mut child), Ending::Killed);
+    std::thread::sleep(PATCH_HELD + SETTLE);
+}
+
 /// A user moves an event; the run that carries the move to Plane dies after Plane took
 /// the PATCH and before the event and the journal were written; the user moves the event
 /// again. The next cycle must keep the second move — it is the only edit Plane has not
@@ -1510,14 +1523,7 @@ fn edit_again_after_a_kill_between_patch_and_put((server, home): (Server, String
         w.touch(&item);
         w.push_fault_for(&item, Fault::Delay(PATCH_HELD));
     });
-    let mut child = start_once(&s.vars(), Stdio::null(), Stdio::null());
-    let started = Instant::now();
-    while !s.fake.with_world(|w| w.faults.is_empty()) {
-        assert!(started.elapsed() < PATCH_WAIT, "the run sent no PATCH");
-        std::thread::sleep(POLL);
-    }
-    assert_eq!(kill(&mut child), Ending::Killed);
-    std::thread::sleep(PATCH_HELD + SETTLE);
+    kill_while_plane_holds(&s, "PATCH");
     let target = |s: &Setup| s.fake.world().item(&item).unwrap().target_date.clone();
     assert_eq!(
         target(&s).as_deref(),
@@ -1590,14 +1596,7 @@ fn deleting_an_event_whose_work_item_post_was_not_journaled((server, home): (Ser
     );
     s.fake
         .with_world(|w| w.push_fault_on("POST", "/work-items/", Fault::Delay(PATCH_HELD)));
-    let mut child = start_once(&s.vars(), Stdio::null(), Stdio::null());
-    let started = Instant::now();
-    while !s.fake.with_world(|w| w.faults.is_empty()) {
-        assert!(started.elapsed() < PATCH_WAIT, "the run sent no POST");
-        std::thread::sleep(POLL);
-    }
-    assert_eq!(kill(&mut child), Ending::Killed);
-    std::thread::sleep(PATCH_HELD + SETTLE);
+    kill_while_plane_holds(&s, "POST");
     let made = |s: &Setup| {
         let world = s.fake.world();
         let items = world.projects.iter().flat_map(|p| p.items.iter());
