@@ -561,7 +561,7 @@ fn sync_refusal(status: u16, body: &str, token_sent: bool) -> Option<SyncRefusal
 /// Whether a request may be sent again after a lost answer: reads, and writes that a
 /// precondition makes fail the second time instead of happening twice.
 fn is_repeatable(method: &str, headers: &[(&str, &str)]) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
+    is_read(method)
         || headers.iter().any(|(k, _)| {
             k.eq_ignore_ascii_case("if-match") || k.eq_ignore_ascii_case("if-none-match")
         })
@@ -574,8 +574,12 @@ fn is_repeatable(method: &str, headers: &[(&str, &str)]) -> bool {
 /// PROPFIND: 3 of 300 listings failed). A read changes nothing, so asking again is safe; a
 /// write's 500 is reported, since the server may have stored it.
 fn is_transient_status(method: &str, status: u16) -> bool {
-    let read = matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT");
-    matches!(status, 502..=504) || (status == 500 && read)
+    matches!(status, 502..=504) || (status == 500 && is_read(method))
+}
+
+/// Whether a method only reads: sending it again changes nothing.
+fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT")
 }
 
 /// How much of an answer is read: a multistatus or an object in full up to its limit

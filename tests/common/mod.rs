@@ -287,21 +287,20 @@ impl Setup {
         let Some(origin) = origin_of(&server.url).filter(|_| direct) else {
             return;
         };
-        let urls: Vec<String> = journal
+        let urls: BTreeSet<String> = journal
             .lines()
             .filter_map(|l| json::from_str::<Value>(l).ok())
             .filter(|v| text(v, "t") == "cal")
             .map(|v| text(&v, "href"))
             .filter(|href| href.starts_with('/'))
             .map(|href| format!("{origin}{href}"))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
-        let Some((first, rest)) = urls.split_first() else {
+        let mut urls = urls.iter();
+        let Some(first) = urls.next() else {
             return;
         };
         let mut args = vec!["cleanup", "--url", first.as_str()];
-        for u in rest {
+        for u in urls {
             args.extend(["--also", u.as_str()]);
         }
         let _ = verifier(server, &args).output();
